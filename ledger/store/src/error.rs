@@ -1,0 +1,83 @@
+//! Errors of the ledger.
+
+use medchain_types::{BlockError, DecodeError, Hash};
+use std::path::PathBuf;
+
+/// Why a ledger operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// RocksDB reported an error (disk full, permissions, corruption it detected itself).
+    #[error("storage error: {0}")]
+    Storage(#[from] rocksdb::Error),
+    /// The directory is not a medchain ledger (absent, not RocksDB, or RocksDB of another kind).
+    #[error("{path} is not a medchain ledger: {reason}")]
+    NotALedger {
+        /// The directory.
+        path: PathBuf,
+        /// What was missing or wrong.
+        reason: String,
+    },
+    /// The ledger belongs to another chain.
+    #[error("ledger is for chain {found:?}, expected {expected:?}")]
+    WrongChain {
+        /// The chain asked for.
+        expected: String,
+        /// The chain on disk.
+        found: String,
+    },
+    /// A block was offered out of order.
+    #[error("expected block at height {expected}, got height {found}")]
+    WrongHeight {
+        /// The next height.
+        expected: u64,
+        /// The offered block's height.
+        found: u64,
+    },
+    /// A block does not extend the tip.
+    #[error("block {height} has parent {found}, but the tip is {expected}")]
+    WrongParent {
+        /// The offered block's height.
+        height: u64,
+        /// The tip's hash.
+        expected: Hash,
+        /// The offered block's parent.
+        found: Hash,
+    },
+    /// A header claims a state root that the ledger did not compute.
+    #[error("block {height} claims state root {claimed} at height {state_height}, the ledger has {actual}")]
+    StateRootMismatch {
+        /// The block's height.
+        height: u64,
+        /// The height the claim is about.
+        state_height: u64,
+        /// The header's claim.
+        claimed: Hash,
+        /// What the ledger computed.
+        actual: Hash,
+    },
+    /// The receipts do not match the block's transactions.
+    #[error("block {height}: {reason}")]
+    BadExecution {
+        /// The block's height.
+        height: u64,
+        /// What did not match.
+        reason: String,
+    },
+    /// Stored data failed a check: a record cannot be decoded, a link or root does not match.
+    #[error("ledger corrupted at height {height}: {what}")]
+    Corrupt {
+        /// Where.
+        height: u64,
+        /// What.
+        what: String,
+    },
+    /// A block failed its structural checks.
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    /// Metadata could not be decoded.
+    #[error("cannot decode ledger metadata: {0}")]
+    Decode(#[from] DecodeError),
+    /// The ledger was opened read-only.
+    #[error("ledger is open read-only")]
+    ReadOnly,
+}

@@ -1,0 +1,17 @@
+//! The medchain ledger: one RocksDB database per node holding final blocks, their certificates,
+//! indexes, receipts, the world state and the engine's persisted records ([`Ledger`]); and the
+//! [`Executor`] that runs chaincode over each committed block.
+//!
+//! Only final blocks reach the ledger (forks live inside the consensus engine), so execution is
+//! never rolled back. A block, its state writes, its indexes and the new tip go to disk in one
+//! synced `WriteBatch`: after a crash the ledger holds a prefix of the committed chain, whole.
+
+mod error;
+mod executor;
+mod state;
+mod store;
+
+pub use error::LedgerError;
+pub use executor::{BlockWrites, Executor, QueryError};
+pub use state::{next_state_root, WriteSet};
+pub use store::{Ledger, NamespaceView, Tip, TxRecord, VerifyReport};

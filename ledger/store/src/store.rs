@@ -1,0 +1,756 @@
+//! The RocksDB block store: column families, atomic commit, recovery and reads.
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `blocks` | height (u64 BE) | encoded [`Block`] |
+//! | `certs` | height | encoded [`Certificate`] |
+//! | `block_hashes` | block hash | height |
+//! | `tx_index` | tx hash | height, index (u64 BE, u32 BE) |
+//! | `receipts` | height, index | encoded [`Receipt`] |
+//! | `state` | namespace `0x00` key | value |
+//! | `diffs` | height | encoded [`WriteSet`] of that block |
+//! | `roots` | height | state root after that block |
+//! | `engine` | engine-chosen key | engine record |
+//! | `meta` | `format`, `chain_id`, `tip` | ... |
+
+use crate::error::LedgerError;
+use crate::state::{next_state_root, state_key, WriteSet};
+use medchain_chaincode::{ChaincodeError, Entries, StateView, SCAN_LIMIT_MAX};
+use medchain_types::{
+    codec, Block, Certificate, Hash, Header, MerkleProof, Receipt, Transaction, TxStatus,
+};
+use rocksdb::{ColumnFamily, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+const CF_BLOCKS: &str = "blocks";
+const CF_CERTS: &str = "certs";
+const CF_BLOCK_HASHES: &str = "block_hashes";
+const CF_TX_INDEX: &str = "tx_index";
+const CF_RECEIPTS: &str = "receipts";
+const CF_STATE: &str = "state";
+const CF_DIFFS: &str = "diffs";
+const CF_ROOTS: &str = "roots";
+const CF_ENGINE: &str = "engine";
+const CF_META: &str = "meta";
+const COLUMN_FAMILIES: [&str; 10] = [
+    CF_BLOCKS,
+    CF_CERTS,
+    CF_BLOCK_HASHES,
+    CF_TX_INDEX,
+    CF_RECEIPTS,
+    CF_STATE,
+    CF_DIFFS,
+    CF_ROOTS,
+    CF_ENGINE,
+    CF_META,
+];
+
+const META_FORMAT: &[u8] = b"format";
+const META_CHAIN_ID: &[u8] = b"chain_id";
+const META_TIP: &[u8] = b"tip";
+/// Written once at creation; a directory without it is not a medchain ledger.
+const FORMAT: &[u8] = b"medchain-ledger/1";
+
+/// The last committed block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tip {
+    /// Its height.
+    pub height: u64,
+    /// Its hash.
+    pub hash: Hash,
+    /// The state root after executing it.
+    pub state_root: Hash,
+}
+
+/// A committed transaction with everything needed to check it without trusting the node: the
+/// block header, the Merkle proof of inclusion and the block's finality certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxRecord {
+    /// The transaction.
+    pub tx: Transaction,
+    /// Its receipt.
+    pub receipt: Receipt,
+    /// Header of its block.
+    pub header: Header,
+    /// Proof that its hash is in `header.tx_root`.
+    pub proof: MerkleProof,
+    /// The block's finality certificate.
+    pub certificate: Certificate,
+}
+
+/// What [`Ledger::verify_chain`] checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Blocks checked (tip height + 1, or 0 for an empty ledger).
+    pub blocks: u64,
+    /// Transactions checked.
+    pub txs: u64,
+    /// The tip, if any block exists.
+    pub tip: Option<Tip>,
+}
+
+/// One node's ledger. Reads may run concurrently; commits are serialised.
+pub struct Ledger {
+    db: DB,
+    path: PathBuf,
+    chain_id: String,
+    read_only: bool,
+    /// The tip; the lock also serialises commits.
+    tip: Mutex<Option<Tip>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.path)
+            .field("chain_id", &self.chain_id)
+            .field("tip", &self.tip())
+            .finish()
+    }
+}
+
+fn be_u64(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+fn receipt_key(height: u64, index: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&height.to_be_bytes());
+    k[8..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn parse_position(bytes: &[u8]) -> Option<(u64, u32)> {
+    let b: [u8; 12] = bytes.try_into().ok()?;
+    Some((
+        u64::from_be_bytes(b[..8].try_into().ok()?),
+        u32::from_be_bytes(b[8..].try_into().ok()?),
+    ))
+}
+
+fn db_options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    // Keep RocksDB's own logs small: a node can run for months.
+    opts.set_keep_log_file_num(4);
+    opts.set_max_log_file_size(8 << 20);
+    opts
+}
+
+impl Ledger {
+    /// Opens the ledger at `path` for chain `chain_id`, creating it if the directory is absent or
+    /// empty. Refuses a directory holding something else, or a ledger of another chain.
+    pub fn open(path: impl AsRef<Path>, chain_id: &str) -> Result<Ledger, LedgerError> {
+        let path = path.as_ref().to_path_buf();
+        let fresh = !path.exists()
+            || std::fs::read_dir(&path)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false);
+        if !fresh {
+            // Refuse anything that is not already a medchain ledger before RocksDB writes to it.
+            Self::check_is_ledger(&path)?;
+        }
+        let db = DB::open_cf(&db_options(), &path, COLUMN_FAMILIES)?;
+        let meta = db.cf_handle(CF_META).expect("column family created above");
+        if fresh {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(meta, META_FORMAT, FORMAT);
+            batch.put_cf(meta, META_CHAIN_ID, chain_id.as_bytes());
+            let mut wo = WriteOptions::default();
+            wo.set_sync(true);
+            db.write_opt(batch, &wo)?;
+        }
+        let found = db
+            .get_cf(meta, META_CHAIN_ID)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default();
+        if found != chain_id {
+            return Err(LedgerError::WrongChain {
+                expected: chain_id.to_owned(),
+                found,
+            });
+        }
+        Self::finish_open(db, path, found, false)
+    }
+
+    /// Opens an existing ledger without writing to it (for `verify-chain` and inspection). Works
+    /// while a node has the ledger open.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Ledger, LedgerError> {
+        let path = path.as_ref().to_path_buf();
+        Self::check_is_ledger(&path)?;
+        let db = DB::open_cf_for_read_only(&Options::default(), &path, COLUMN_FAMILIES, false)?;
+        let meta = db.cf_handle(CF_META).expect("checked by check_is_ledger");
+        let chain_id = db
+            .get_cf(meta, META_CHAIN_ID)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default();
+        Self::finish_open(db, path, chain_id, true)
+    }
+
+    fn check_is_ledger(path: &Path) -> Result<(), LedgerError> {
+        let not = |reason: String| LedgerError::NotALedger {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if !path.is_dir() {
+            return Err(not(if path.exists() {
+                "it is not a directory".into()
+            } else {
+                "no such directory".into()
+            }));
+        }
+        if !path.join("CURRENT").is_file() {
+            return Err(not("it holds no RocksDB database (no CURRENT file)".into()));
+        }
+        let cfs = DB::list_cf(&Options::default(), path)
+            .map_err(|e| not(format!("RocksDB cannot read it: {e}")))?;
+        for cf in COLUMN_FAMILIES {
+            if !cfs.iter().any(|c| c == cf) {
+                return Err(not(format!("column family {cf:?} is missing")));
+            }
+        }
+        let db = DB::open_cf_for_read_only(&Options::default(), path, COLUMN_FAMILIES, false)
+            .map_err(|e| not(format!("RocksDB cannot open it: {e}")))?;
+        let meta = db.cf_handle(CF_META).expect("listed above");
+        match db.get_cf(meta, META_FORMAT) {
+            Ok(Some(v)) if v == FORMAT => Ok(()),
+            Ok(Some(v)) => Err(not(format!(
+                "unknown format {:?}",
+                String::from_utf8_lossy(&v)
+            ))),
+            Ok(None) => Err(not("no format marker".into())),
+            Err(e) => Err(not(format!("cannot read metadata: {e}"))),
+        }
+    }
+
+    fn finish_open(
+        db: DB,
+        path: PathBuf,
+        chain_id: String,
+        read_only: bool,
+    ) -> Result<Ledger, LedgerError> {
+        let ledger = Ledger {
+            db,
+            path,
+            chain_id,
+            read_only,
+            tip: Mutex::new(None),
+        };
+        let tip = ledger.read_tip()?;
+        if let Some(tip) = tip {
+            // The tip and its block are written in one batch; both or neither exist.
+            let header = ledger
+                .header(tip.height)?
+                .ok_or_else(|| LedgerError::Corrupt {
+                    height: tip.height,
+                    what: "the tip's block is missing".into(),
+                })?;
+            if header.hash() != tip.hash {
+                return Err(LedgerError::Corrupt {
+                    height: tip.height,
+                    what: "the tip's hash does not match its block".into(),
+                });
+            }
+        }
+        *ledger.tip.lock().expect("tip lock poisoned") = tip;
+        Ok(ledger)
+    }
+
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("every column family is opened")
+    }
+
+    fn read_tip(&self) -> Result<Option<Tip>, LedgerError> {
+        match self.db.get_cf(self.cf(CF_META), META_TIP)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(|e| {
+                LedgerError::Corrupt {
+                    height: 0,
+                    what: format!("tip record: {e}"),
+                }
+            })?)),
+        }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The chain this ledger belongs to.
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+
+    /// The last committed block, if any.
+    pub fn tip(&self) -> Option<Tip> {
+        *self.tip.lock().expect("tip lock poisoned")
+    }
+
+    /// The height the next block must have.
+    pub fn next_height(&self) -> u64 {
+        self.tip().map_or(0, |t| t.height + 1)
+    }
+
+    /// The state root after block `height` (the current root for the tip).
+    pub fn state_root_at(&self, height: u64) -> Result<Option<Hash>, LedgerError> {
+        match self.db.get_cf(self.cf(CF_ROOTS), be_u64(height))? {
+            None => Ok(None),
+            Some(b) => Hash::from_slice(&b)
+                .map(Some)
+                .ok_or_else(|| LedgerError::Corrupt {
+                    height,
+                    what: "state root record has the wrong length".into(),
+                }),
+        }
+    }
+
+    /// Commits a final block with its certificate and the executor's output, in one synced
+    /// write. Checks that the block extends the tip, that the receipts match its transactions,
+    /// and that the header's state claim matches the ledger's own roots.
+    pub fn commit(
+        &self,
+        block: &Block,
+        certificate: &Certificate,
+        exec: &crate::BlockWrites,
+    ) -> Result<Tip, LedgerError> {
+        if self.read_only {
+            return Err(LedgerError::ReadOnly);
+        }
+        let mut tip_guard = self.tip.lock().expect("tip lock poisoned");
+        let tip = *tip_guard;
+        let h = &block.header;
+        let expected_height = tip.map_or(0, |t| t.height + 1);
+        if h.height != expected_height {
+            return Err(LedgerError::WrongHeight {
+                expected: expected_height,
+                found: h.height,
+            });
+        }
+        let expected_parent = tip.map_or(Hash::ZERO, |t| t.hash);
+        if h.parent != expected_parent {
+            return Err(LedgerError::WrongParent {
+                height: h.height,
+                expected: expected_parent,
+                found: h.parent,
+            });
+        }
+        self.check_state_claim(h)?;
+        certificate.check_bounds()?;
+        if exec.receipts.len() != block.txs.len() {
+            return Err(LedgerError::BadExecution {
+                height: h.height,
+                reason: format!(
+                    "{} receipts for {} transactions",
+                    exec.receipts.len(),
+                    block.txs.len()
+                ),
+            });
+        }
+
+        let prev_root = tip.map_or(Hash::ZERO, |t| t.state_root);
+        let state_root = next_state_root(&prev_root, h.height, &exec.writes);
+        let block_hash = block.hash();
+        let height_key = be_u64(h.height);
+
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_BLOCKS), height_key, block.encode());
+        batch.put_cf(self.cf(CF_CERTS), height_key, codec::encode(certificate));
+        batch.put_cf(self.cf(CF_BLOCK_HASHES), block_hash.as_bytes(), height_key);
+        let (cf_tx, cf_rc) = (self.cf(CF_TX_INDEX), self.cf(CF_RECEIPTS));
+        for (i, receipt) in exec.receipts.iter().enumerate() {
+            let index = u32::try_from(i).expect("BLOCK_TXS_MAX fits in u32");
+            if receipt.index != index || receipt.height != h.height {
+                return Err(LedgerError::BadExecution {
+                    height: h.height,
+                    reason: format!(
+                        "receipt {i} is for position {}/{}",
+                        receipt.height, receipt.index
+                    ),
+                });
+            }
+            debug_assert_eq!(
+                receipt.tx_hash,
+                block.txs[i].hash(),
+                "receipt {i} names another transaction"
+            );
+            let key = receipt_key(h.height, index);
+            // A duplicate keeps the index entry of its first execution.
+            if receipt.status != TxStatus::Duplicate {
+                batch.put_cf(cf_tx, receipt.tx_hash.as_bytes(), key);
+            }
+            batch.put_cf(cf_rc, key, codec::encode(receipt));
+        }
+        let cf_state = self.cf(CF_STATE);
+        for (key, value) in &exec.writes {
+            match value {
+                Some(v) => batch.put_cf(cf_state, key, v),
+                None => batch.delete_cf(cf_state, key),
+            }
+        }
+        batch.put_cf(self.cf(CF_DIFFS), height_key, codec::encode(&exec.writes));
+        batch.put_cf(self.cf(CF_ROOTS), height_key, state_root.as_bytes());
+        let new_tip = Tip {
+            height: h.height,
+            hash: block_hash,
+            state_root,
+        };
+        batch.put_cf(self.cf(CF_META), META_TIP, codec::encode(&new_tip));
+
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        *tip_guard = Some(new_tip);
+        Ok(new_tip)
+    }
+
+    fn check_state_claim(&self, h: &Header) -> Result<(), LedgerError> {
+        let actual = if h.height == 0 {
+            (h.state_height == 0).then_some(Hash::ZERO)
+        } else if h.state_height >= h.height {
+            None
+        } else {
+            self.state_root_at(h.state_height)?
+        };
+        match actual {
+            Some(actual) if actual == h.state_root => Ok(()),
+            actual => Err(LedgerError::StateRootMismatch {
+                height: h.height,
+                state_height: h.state_height,
+                claimed: h.state_root,
+                actual: actual.unwrap_or(Hash::ZERO),
+            }),
+        }
+    }
+
+    fn decode_at<T: serde::de::DeserializeOwned>(
+        height: u64,
+        what: &str,
+        bytes: &[u8],
+    ) -> Result<T, LedgerError> {
+        codec::decode(bytes).map_err(|e| LedgerError::Corrupt {
+            height,
+            what: format!("{what}: {e}"),
+        })
+    }
+
+    /// The block at `height`.
+    pub fn block(&self, height: u64) -> Result<Option<Block>, LedgerError> {
+        match self.db.get_cf(self.cf(CF_BLOCKS), be_u64(height))? {
+            None => Ok(None),
+            Some(b) => Ok(Some(Self::decode_at(height, "block", &b)?)),
+        }
+    }
+
+    /// The header of the block at `height`.
+    pub fn header(&self, height: u64) -> Result<Option<Header>, LedgerError> {
+        Ok(self.block(height)?.map(|b| b.header))
+    }
+
+    /// The height of the block with this hash.
+    pub fn height_of(&self, hash: &Hash) -> Result<Option<u64>, LedgerError> {
+        match self.db.get_cf(self.cf(CF_BLOCK_HASHES), hash.as_bytes())? {
+            None => Ok(None),
+            Some(b) => Ok(Some(u64::from_be_bytes(b.as_slice().try_into().map_err(
+                |_| LedgerError::Corrupt {
+                    height: 0,
+                    what: format!("hash index entry for {hash}"),
+                },
+            )?))),
+        }
+    }
+
+    /// The block with this hash.
+    pub fn block_by_hash(&self, hash: &Hash) -> Result<Option<Block>, LedgerError> {
+        match self.height_of(hash)? {
+            None => Ok(None),
+            Some(h) => self.block(h),
+        }
+    }
+
+    /// The last committed block.
+    pub fn latest_block(&self) -> Result<Option<Block>, LedgerError> {
+        match self.tip() {
+            None => Ok(None),
+            Some(t) => self.block(t.height),
+        }
+    }
+
+    /// The finality certificate of the block at `height`.
+    pub fn certificate(&self, height: u64) -> Result<Option<Certificate>, LedgerError> {
+        match self.db.get_cf(self.cf(CF_CERTS), be_u64(height))? {
+            None => Ok(None),
+            Some(b) => Ok(Some(Self::decode_at(height, "certificate", &b)?)),
+        }
+    }
+
+    /// The receipt of the transaction at `(height, index)`.
+    pub fn receipt_at(&self, height: u64, index: u32) -> Result<Option<Receipt>, LedgerError> {
+        match self
+            .db
+            .get_cf(self.cf(CF_RECEIPTS), receipt_key(height, index))?
+        {
+            None => Ok(None),
+            Some(b) => Ok(Some(Self::decode_at(height, "receipt", &b)?)),
+        }
+    }
+
+    /// Where a transaction was first executed.
+    pub fn tx_position(&self, tx_hash: &Hash) -> Result<Option<(u64, u32)>, LedgerError> {
+        match self.db.get_cf(self.cf(CF_TX_INDEX), tx_hash.as_bytes())? {
+            None => Ok(None),
+            Some(b) => parse_position(&b)
+                .map(Some)
+                .ok_or_else(|| LedgerError::Corrupt {
+                    height: 0,
+                    what: format!("tx index entry for {tx_hash}"),
+                }),
+        }
+    }
+
+    /// A committed transaction with its receipt, header, inclusion proof and certificate.
+    pub fn transaction(&self, tx_hash: &Hash) -> Result<Option<TxRecord>, LedgerError> {
+        let Some((height, index)) = self.tx_position(tx_hash)? else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str| LedgerError::Corrupt {
+            height,
+            what: what.to_owned(),
+        };
+        let block = self
+            .block(height)?
+            .ok_or_else(|| corrupt("indexed block is missing"))?;
+        let hashes = block.tx_hashes();
+        let proof = MerkleProof::build(&hashes, index as usize)
+            .ok_or_else(|| corrupt("indexed position is past the block's end"))?;
+        if hashes[index as usize] != *tx_hash {
+            return Err(corrupt("tx index points at another transaction"));
+        }
+        let receipt = self
+            .receipt_at(height, index)?
+            .ok_or_else(|| corrupt("receipt is missing"))?;
+        let certificate = self.certificate(height)?.unwrap_or_default();
+        let Block { header, mut txs } = block;
+        Ok(Some(TxRecord {
+            tx: txs.swap_remove(index as usize),
+            receipt,
+            header,
+            proof,
+            certificate,
+        }))
+    }
+
+    /// The value of a full state key.
+    pub fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self.db.get_cf(self.cf(CF_STATE), key)?)
+    }
+
+    /// Up to `limit` state entries whose full key starts with `prefix`, after `start_after`.
+    pub fn state_scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, LedgerError> {
+        let from = start_after.unwrap_or(prefix);
+        let iter = self.db.iterator_cf(
+            self.cf(CF_STATE),
+            IteratorMode::From(from, rocksdb::Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if Some(&*k) == start_after {
+                continue;
+            }
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    /// A read-only view of one chaincode's namespace at the tip.
+    pub fn view<'a>(&'a self, namespace: &str) -> NamespaceView<'a> {
+        NamespaceView {
+            ledger: self,
+            prefix: state_key(namespace, b""),
+        }
+    }
+
+    /// Stores an engine record (view number, last vote, ...) durably. The consensus runtime
+    /// calls this for `Persist` actions and sends nothing until it returns.
+    pub fn put_engine_record(&self, key: &[u8], value: &[u8]) -> Result<(), LedgerError> {
+        if self.read_only {
+            return Err(LedgerError::ReadOnly);
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.put_cf_opt(self.cf(CF_ENGINE), key, value, &wo)?;
+        Ok(())
+    }
+
+    /// Every engine record, in key order.
+    pub fn engine_records(&self) -> Result<Entries, LedgerError> {
+        self.db
+            .iterator_cf(self.cf(CF_ENGINE), IteratorMode::Start)
+            .map(|item| {
+                item.map(|(k, v)| (k.into_vec(), v.into_vec()))
+                    .map_err(LedgerError::from)
+            })
+            .collect()
+    }
+
+    /// Walks every block from genesis and checks the hash links, heights, transaction roots,
+    /// indexes, receipts and state roots, and that the tip is the last block. `progress` is
+    /// called with `(checked, total)` every 1,000 blocks and at the end.
+    pub fn verify_chain(
+        &self,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<VerifyReport, LedgerError> {
+        let tip = self.tip();
+        let total = tip.map_or(0, |t| t.height + 1);
+        let mut prev_hash = Hash::ZERO;
+        let mut prev_root = Hash::ZERO;
+        let mut txs = 0u64;
+        for height in 0..total {
+            let corrupt = |what: String| LedgerError::Corrupt { height, what };
+            let bytes = self
+                .db
+                .get_cf(self.cf(CF_BLOCKS), be_u64(height))?
+                .ok_or_else(|| corrupt("block is missing".into()))?;
+            let block = Block::decode(&bytes).map_err(|e| corrupt(format!("block: {e}")))?;
+            let tx_hashes = block.tx_hashes();
+            let h = &block.header;
+            if h.height != height {
+                return Err(corrupt(format!("block records height {}", h.height)));
+            }
+            if h.parent != prev_hash {
+                return Err(corrupt(format!(
+                    "parent is {}, previous block is {prev_hash}",
+                    h.parent
+                )));
+            }
+            let hash = h.hash();
+            if self.height_of(&hash)? != Some(height) {
+                return Err(corrupt("block hash index does not point here".into()));
+            }
+            self.certificate(height)?
+                .ok_or_else(|| corrupt("certificate is missing".into()))?;
+            let writes: WriteSet = match self.db.get_cf(self.cf(CF_DIFFS), be_u64(height))? {
+                Some(b) => Self::decode_at(height, "write set", &b)?,
+                None => return Err(corrupt("write set is missing".into())),
+            };
+            let root = next_state_root(&prev_root, height, &writes);
+            if self.state_root_at(height)? != Some(root) {
+                return Err(corrupt(
+                    "stored state root differs from the one recomputed from the writes".into(),
+                ));
+            }
+            self.check_state_claim(h)
+                .map_err(|e| corrupt(e.to_string()))?;
+            for (i, tx_hash) in tx_hashes.iter().enumerate() {
+                let index = i as u32;
+                let receipt = self
+                    .receipt_at(height, index)?
+                    .ok_or_else(|| corrupt(format!("receipt {i} is missing")))?;
+                if receipt.tx_hash != *tx_hash || receipt.height != height || receipt.index != index
+                {
+                    return Err(corrupt(format!(
+                        "receipt {i} describes another transaction"
+                    )));
+                }
+                match self.tx_position(tx_hash)? {
+                    Some(pos) if pos == (height, index) => {}
+                    Some(pos) if receipt.status == TxStatus::Duplicate && pos < (height, index) => {
+                    }
+                    other => {
+                        return Err(corrupt(format!(
+                            "tx index for transaction {i} is {other:?}"
+                        )))
+                    }
+                }
+            }
+            if self.receipt_at(height, tx_hashes.len() as u32)?.is_some() {
+                return Err(corrupt("more receipts than transactions".into()));
+            }
+            txs += tx_hashes.len() as u64;
+            prev_hash = hash;
+            prev_root = root;
+            if (height + 1) % 1000 == 0 {
+                progress(height + 1, total);
+            }
+        }
+        if let Some(t) = tip {
+            if t.hash != prev_hash || t.state_root != prev_root {
+                return Err(LedgerError::Corrupt {
+                    height: t.height,
+                    what: "tip record does not match the last block".into(),
+                });
+            }
+        }
+        if self.db.get_cf(self.cf(CF_BLOCKS), be_u64(total))?.is_some() {
+            return Err(LedgerError::Corrupt {
+                height: total,
+                what: "a block exists above the tip".into(),
+            });
+        }
+        progress(total, total);
+        Ok(VerifyReport {
+            blocks: total,
+            txs,
+            tip,
+        })
+    }
+}
+
+/// One chaincode's namespace, read-only, at the ledger's tip.
+#[derive(Debug)]
+pub struct NamespaceView<'a> {
+    ledger: &'a Ledger,
+    prefix: Vec<u8>,
+}
+
+pub(crate) fn storage_error(e: LedgerError) -> ChaincodeError {
+    ChaincodeError::Storage(e.to_string())
+}
+
+impl StateView for NamespaceView<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChaincodeError> {
+        let mut full = self.prefix.clone();
+        full.extend_from_slice(key);
+        self.ledger.state_get(&full).map_err(storage_error)
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, ChaincodeError> {
+        let full_prefix = [self.prefix.as_slice(), prefix].concat();
+        let full_start = start_after.map(|s| [self.prefix.as_slice(), s].concat());
+        let rows = self
+            .ledger
+            .state_scan(
+                &full_prefix,
+                full_start.as_deref(),
+                limit.min(SCAN_LIMIT_MAX),
+            )
+            .map_err(storage_error)?;
+        let n = self.prefix.len();
+        Ok(rows
+            .into_iter()
+            .map(|(k, v)| (k[n..].to_vec(), v))
+            .collect())
+    }
+}

@@ -1,0 +1,305 @@
+//! The RocksDB ledger through its public API: commit, reads, proofs, recovery, refusals and
+//! corruption detection.
+
+mod common;
+
+use common::*;
+use medchain_chaincode::builtin::{Kv, KvQuery};
+use medchain_ledger::{Executor, Ledger, LedgerError};
+use medchain_types::{Certificate, Hash, TxStatus};
+
+#[test]
+fn commit_read_back_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Executor::with_builtins(CHAIN);
+    let tx_hash;
+    {
+        let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+        assert_eq!(ledger.tip(), None);
+        apply(&ledger, &exec, vec![]);
+        let txs = vec![put("a", "1", 1), put("b", "2", 2), put("c", "3", 3)];
+        tx_hash = txs[1].hash();
+        let receipts = apply(&ledger, &exec, txs);
+        assert!(receipts.iter().all(|r| r.status == TxStatus::Success));
+        assert_eq!(ledger.tip().unwrap().height, 1);
+    }
+    let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+    let tip = ledger.tip().expect("tip recovered on open");
+    assert_eq!(tip.height, 1);
+    let latest = ledger.latest_block().unwrap().unwrap();
+    assert_eq!(latest.hash(), tip.hash);
+    assert_eq!(ledger.block_by_hash(&tip.hash).unwrap().unwrap(), latest);
+    assert_eq!(
+        ledger.certificate(1).unwrap().unwrap(),
+        Certificate(vec![1, 2, 3])
+    );
+
+    let rec = ledger.transaction(&tx_hash).unwrap().unwrap();
+    assert_eq!(rec.tx.hash(), tx_hash);
+    assert_eq!((rec.receipt.height, rec.receipt.index), (1, 1));
+    assert!(rec.header.proves_inclusion(&tx_hash, &rec.proof));
+    assert_eq!(rec.header.hash(), tip.hash);
+    assert!(ledger.transaction(&Hash::ZERO).unwrap().is_none());
+
+    let got = exec
+        .query(
+            &ledger,
+            "kv",
+            &Kv::request(&KvQuery::Get { key: b"b".to_vec() }),
+        )
+        .unwrap();
+    assert_eq!(Kv::decode_get(&got).unwrap(), Some(b"2".to_vec()));
+    let report = ledger.verify_chain(|_, _| {}).unwrap();
+    assert_eq!((report.blocks, report.txs), (2, 3));
+}
+
+#[test]
+fn out_of_order_and_forked_blocks_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Executor::with_builtins(CHAIN);
+    let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+    apply(&ledger, &exec, vec![]);
+    let good = next_block(&ledger, vec![put("k", "v", 1)]);
+
+    let mut skip = good.clone();
+    skip.header.height = 5;
+    let out = exec.execute(&ledger, &skip).unwrap();
+    assert!(matches!(
+        ledger.commit(&skip, &Certificate::default(), &out),
+        Err(LedgerError::WrongHeight {
+            expected: 1,
+            found: 5
+        })
+    ));
+
+    let mut fork = good.clone();
+    fork.header.parent = Hash([9; 32]);
+    let out = exec.execute(&ledger, &fork).unwrap();
+    assert!(matches!(
+        ledger.commit(&fork, &Certificate::default(), &out),
+        Err(LedgerError::WrongParent { .. })
+    ));
+
+    let mut lying = good.clone();
+    lying.header.state_root = Hash([1; 32]);
+    let out = exec.execute(&ledger, &lying).unwrap();
+    assert!(matches!(
+        ledger.commit(&lying, &Certificate::default(), &out),
+        Err(LedgerError::StateRootMismatch { .. })
+    ));
+
+    let mut out = exec.execute(&ledger, &good).unwrap();
+    out.receipts.clear();
+    assert!(matches!(
+        ledger.commit(&good, &Certificate::default(), &out),
+        Err(LedgerError::BadExecution { .. })
+    ));
+
+    // Nothing above was written; the good block still commits.
+    assert_eq!(ledger.tip().unwrap().height, 0);
+    exec.apply(&ledger, &good, &Certificate::default()).unwrap();
+    ledger.verify_chain(|_, _| {}).unwrap();
+}
+
+#[test]
+fn a_directory_that_is_not_a_ledger_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let err = Ledger::open_read_only(&missing).unwrap_err();
+    assert!(err.to_string().contains("no such directory"), "{err}");
+
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    assert!(Ledger::open_read_only(&file)
+        .unwrap_err()
+        .to_string()
+        .contains("not a directory"));
+
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "hello").unwrap();
+    let err = Ledger::open(&other, CHAIN).unwrap_err();
+    assert!(matches!(err, LedgerError::NotALedger { .. }), "{err}");
+    assert!(err.to_string().contains("no CURRENT file"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&other).unwrap().count(),
+        1,
+        "nothing written into a foreign directory"
+    );
+
+    // A RocksDB database of some other program.
+    let foreign = dir.path().join("foreign");
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        let db = rocksdb::DB::open(&opts, &foreign).unwrap();
+        db.put(b"k", b"v").unwrap();
+    }
+    let err = Ledger::open(&foreign, CHAIN).unwrap_err();
+    assert!(
+        err.to_string().contains("is not a medchain ledger"),
+        "{err}"
+    );
+
+    let ledger_dir = dir.path().join("ledger");
+    drop(Ledger::open(&ledger_dir, CHAIN).unwrap());
+    let err = Ledger::open(&ledger_dir, "another-chain").unwrap_err();
+    assert!(matches!(err, LedgerError::WrongChain { .. }), "{err}");
+}
+
+#[test]
+fn read_only_open_refuses_writes_and_works_beside_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Executor::with_builtins(CHAIN);
+    let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+    apply(&ledger, &exec, vec![put("a", "1", 1)]);
+    let ro = Ledger::open_read_only(dir.path()).unwrap();
+    assert_eq!(ro.tip(), ledger.tip());
+    assert_eq!(ro.verify_chain(|_, _| {}).unwrap().blocks, 1);
+    let block = next_block(&ro, vec![]);
+    assert!(matches!(
+        exec.apply(&ro, &block, &Certificate::default()),
+        Err(LedgerError::ReadOnly)
+    ));
+    assert!(matches!(
+        ro.put_engine_record(b"k", b"v"),
+        Err(LedgerError::ReadOnly)
+    ));
+}
+
+#[test]
+fn engine_records_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+        ledger.put_engine_record(b"view", b"3").unwrap();
+        ledger.put_engine_record(b"vote/7", b"x").unwrap();
+        ledger.put_engine_record(b"view", b"4").unwrap();
+    }
+    let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+    assert_eq!(
+        ledger.engine_records().unwrap(),
+        vec![
+            (b"view".to_vec(), b"4".to_vec()),
+            (b"vote/7".to_vec(), b"x".to_vec())
+        ]
+    );
+}
+
+/// Opens the ledger's RocksDB directly, as a disk fault or an attacker with file access would.
+fn tamper(path: &std::path::Path, cf: &str, key: &[u8], value: Option<&[u8]>) {
+    let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, &cfs).unwrap();
+    let handle = db.cf_handle(cf).unwrap();
+    match value {
+        Some(v) => db.put_cf(handle, key, v).unwrap(),
+        None => db.delete_cf(handle, key).unwrap(),
+    }
+}
+
+fn build_chain(path: &std::path::Path, blocks: u64) {
+    let exec = Executor::with_builtins(CHAIN);
+    let ledger = Ledger::open(path, CHAIN).unwrap();
+    for h in 0..blocks {
+        apply(
+            &ledger,
+            &exec,
+            vec![put("k", &format!("v{h}"), h), put(&format!("x{h}"), "y", h)],
+        );
+    }
+}
+
+fn verify_fails_at(path: &std::path::Path, height: u64, needle: &str) {
+    let ledger = Ledger::open_read_only(path).unwrap();
+    let err = ledger.verify_chain(|_, _| {}).unwrap_err();
+    match &err {
+        LedgerError::Corrupt { height: h, what } => {
+            assert_eq!(*h, height, "{err}");
+            assert!(what.contains(needle), "{err}");
+        }
+        other => panic!("expected corruption at {height}, got {other}"),
+    }
+}
+
+#[test]
+fn verify_chain_finds_corruption() {
+    struct Case {
+        cf: &'static str,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        height: u64,
+        needle: &'static str,
+    }
+    let at = |h: u64| h.to_be_bytes().to_vec();
+    let empty_writes = medchain_types::codec::encode(&medchain_ledger::WriteSet::new());
+    let cases = [
+        // A truncated block record.
+        Case {
+            cf: "blocks",
+            key: at(3),
+            value: Some(vec![1, 0, 0]),
+            height: 3,
+            needle: "block",
+        },
+        // Garbage with a bad version byte.
+        Case {
+            cf: "blocks",
+            key: at(2),
+            value: Some(vec![77; 40]),
+            height: 2,
+            needle: "unsupported encoding version",
+        },
+        // A missing block.
+        Case {
+            cf: "blocks",
+            key: at(4),
+            value: None,
+            height: 4,
+            needle: "block is missing",
+        },
+        // A changed state write.
+        Case {
+            cf: "diffs",
+            key: at(1),
+            value: Some(empty_writes),
+            height: 1,
+            needle: "state root",
+        },
+        // A receipt removed.
+        Case {
+            cf: "receipts",
+            key: [at(2), 1u32.to_be_bytes().to_vec()].concat(),
+            value: None,
+            height: 2,
+            needle: "receipt 1 is missing",
+        },
+    ];
+    for c in cases {
+        let dir = tempfile::tempdir().unwrap();
+        build_chain(dir.path(), 6);
+        tamper(dir.path(), c.cf, &c.key, c.value.as_deref());
+        verify_fails_at(dir.path(), c.height, c.needle);
+    }
+
+    // A block replaced by a well-formed block with different content: the next block's parent
+    // link no longer matches.
+    let dir = tempfile::tempdir().unwrap();
+    build_chain(dir.path(), 6);
+    let forged = {
+        let ledger = Ledger::open_read_only(dir.path()).unwrap();
+        let mut b = ledger.block(2).unwrap().unwrap();
+        b.header.time_ms += 1;
+        b.encode()
+    };
+    tamper(dir.path(), "blocks", &2u64.to_be_bytes(), Some(&forged));
+    verify_fails_at(dir.path(), 2, "hash index");
+}
+
+#[test]
+fn a_corrupted_tip_record_is_reported_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    build_chain(dir.path(), 3);
+    tamper(dir.path(), "meta", b"tip", Some(b"\x01garbage"));
+    let err = Ledger::open(dir.path(), CHAIN).unwrap_err();
+    assert!(matches!(err, LedgerError::Corrupt { .. }), "{err}");
+}

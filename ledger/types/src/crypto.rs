@@ -1,0 +1,242 @@
+//! ed25519 keys and signatures (`ed25519-dalek`), always over domain-separated bytes.
+//!
+//! Signed bytes are `"medchain-sig/1" || len(chain_id) || chain_id || len(kind) || kind || msg`,
+//! so a signature made for one chain, or for one kind of message (a transaction, a PBFT vote, a
+//! share link), is never valid for another. Single signatures are checked with `verify_strict`
+//! (rejects small-order keys and non-canonical encodings).
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+
+crate::bytes::fixed_bytes!(
+    /// An ed25519 public key (compressed Edwards point).
+    PublicKey,
+    32
+);
+
+crate::bytes::fixed_bytes!(
+    /// An ed25519 signature (R || s).
+    Signature,
+    64
+);
+
+const SIG_PREFIX: &[u8] = b"medchain-sig/1";
+
+/// What a signature is for. Each kind of signed message has its own constant, so signatures
+/// cannot be replayed across message kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Domain(pub &'static str);
+
+impl Domain {
+    /// A client transaction.
+    pub const TRANSACTION: Domain = Domain("tx");
+    /// A test-only domain.
+    pub const TEST: Domain = Domain("test");
+}
+
+/// Why a signature was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// The public key bytes are not a valid curve point.
+    #[error("public key is not a valid ed25519 point")]
+    BadPublicKey,
+    /// The signature does not verify for this key, domain, chain and message.
+    #[error("signature does not verify")]
+    Invalid,
+}
+
+/// Builds the exact bytes that are signed.
+pub fn signing_bytes(domain: Domain, chain_id: &str, msg: &[u8]) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(SIG_PREFIX.len() + 2 + chain_id.len() + domain.0.len() + msg.len());
+    out.extend_from_slice(SIG_PREFIX);
+    // Both variable fields are short and bounded (chain id <= 64 bytes, domains are constants);
+    // a length byte each makes the concatenation unambiguous.
+    out.push(u8::try_from(chain_id.len()).expect("chain id length is bounded by CHAIN_ID_LEN_MAX"));
+    out.extend_from_slice(chain_id.as_bytes());
+    out.push(u8::try_from(domain.0.len()).expect("domain names are short constants"));
+    out.extend_from_slice(domain.0.as_bytes());
+    out.extend_from_slice(msg);
+    out
+}
+
+/// An ed25519 secret key. Zeroised when dropped (by `ed25519-dalek`).
+#[derive(Clone)]
+pub struct SecretKey(SigningKey);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretKey(public {})", self.public())
+    }
+}
+
+impl SecretKey {
+    /// A new key from a cryptographically secure random source.
+    pub fn generate<R: rand::CryptoRng + rand::RngCore>(rng: &mut R) -> Self {
+        Self(SigningKey::generate(rng))
+    }
+
+    /// The key with this 32-byte seed.
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self(SigningKey::from_bytes(&seed))
+    }
+
+    /// The 32-byte seed (keep it secret).
+    pub fn seed(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// The matching public key.
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.0.verifying_key().to_bytes())
+    }
+
+    /// Signs `msg` for `domain` on chain `chain_id`.
+    pub fn sign(&self, domain: Domain, chain_id: &str, msg: &[u8]) -> Signature {
+        Signature(
+            self.0
+                .sign(&signing_bytes(domain, chain_id, msg))
+                .to_bytes(),
+        )
+    }
+}
+
+impl PublicKey {
+    /// Checks `sig` over `msg` for `domain` on chain `chain_id`, with `verify_strict`.
+    pub fn verify(
+        &self,
+        domain: Domain,
+        chain_id: &str,
+        msg: &[u8],
+        sig: &Signature,
+    ) -> Result<(), SignatureError> {
+        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| SignatureError::BadPublicKey)?;
+        let sig = ed25519_dalek::Signature::from_bytes(&sig.0);
+        key.verify_strict(&signing_bytes(domain, chain_id, msg), &sig)
+            .map_err(|_| SignatureError::Invalid)
+    }
+}
+
+/// Verifies many signatures at once; about twice as fast per signature as one by one for
+/// batches of a few hundred. `items` are `(key, signing_bytes, signature)` where the bytes come
+/// from [`signing_bytes`].
+///
+/// Returns `Ok` only if every signature is valid. The batch equation is the cofactored one, which
+/// accepts a few adversarial signatures that `verify_strict` refuses; to keep one rule for every
+/// node, keys and `R` points of small order are refused up front, and a batch that fails is
+/// re-checked item by item with `verify_strict` to name the first bad index.
+pub fn batch_verify(
+    items: &[(PublicKey, Vec<u8>, Signature)],
+) -> Result<(), (usize, SignatureError)> {
+    let mut keys = Vec::with_capacity(items.len());
+    let mut sigs = Vec::with_capacity(items.len());
+    for (i, (pk, _, sig)) in items.iter().enumerate() {
+        let key = VerifyingKey::from_bytes(&pk.0).map_err(|_| (i, SignatureError::BadPublicKey))?;
+        if key.is_weak() || r_is_small_order(sig) {
+            return Err((i, SignatureError::Invalid));
+        }
+        keys.push(key);
+        sigs.push(ed25519_dalek::Signature::from_bytes(&sig.0));
+    }
+    let msgs: Vec<&[u8]> = items.iter().map(|(_, m, _)| m.as_slice()).collect();
+    if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
+        return Ok(());
+    }
+    for (i, ((key, msg), sig)) in keys.iter().zip(&msgs).zip(&sigs).enumerate() {
+        key.verify_strict(msg, sig)
+            .map_err(|_| (i, SignatureError::Invalid))?;
+    }
+    // The batch failed but every item passes strictly: only possible for crafted mixed-order
+    // points; refuse the whole batch rather than accept something the batch equation rejects.
+    Err((0, SignatureError::Invalid))
+}
+
+fn r_is_small_order(sig: &Signature) -> bool {
+    let mut r = [0u8; 32];
+    r.copy_from_slice(&sig.0[..32]);
+    match curve25519_dalek::edwards::CompressedEdwardsY(r).decompress() {
+        Some(point) => point.is_small_order(),
+        None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn key(n: u8) -> SecretKey {
+        SecretKey::from_seed([n; 32])
+    }
+
+    #[test]
+    fn sign_and_verify_with_domain_separation() {
+        let k = key(1);
+        let sig = k.sign(Domain::TRANSACTION, "chain-a", b"hello");
+        let pk = k.public();
+        assert_eq!(
+            pk.verify(Domain::TRANSACTION, "chain-a", b"hello", &sig),
+            Ok(())
+        );
+        // Another chain, another kind, another message, another key: all refused.
+        assert_eq!(
+            pk.verify(Domain::TRANSACTION, "chain-b", b"hello", &sig),
+            Err(SignatureError::Invalid)
+        );
+        assert_eq!(
+            pk.verify(Domain::TEST, "chain-a", b"hello", &sig),
+            Err(SignatureError::Invalid)
+        );
+        assert_eq!(
+            pk.verify(Domain::TRANSACTION, "chain-a", b"hellO", &sig),
+            Err(SignatureError::Invalid)
+        );
+        assert_eq!(
+            key(2)
+                .public()
+                .verify(Domain::TRANSACTION, "chain-a", b"hello", &sig),
+            Err(SignatureError::Invalid)
+        );
+    }
+
+    #[test]
+    fn ambiguous_concatenations_are_distinct() {
+        // "ab" + kind "c" must not equal "a" + kind "bc".
+        assert_ne!(
+            signing_bytes(Domain("c"), "ab", b""),
+            signing_bytes(Domain("bc"), "a", b"")
+        );
+    }
+
+    #[test]
+    fn small_order_key_is_refused() {
+        // The identity point: a small-order key for which naive verification accepts forgeries.
+        let mut id = [0u8; 32];
+        id[0] = 1;
+        let pk = PublicKey(id);
+        let sig = Signature([0; 64]);
+        assert!(pk.verify(Domain::TEST, "c", b"m", &sig).is_err());
+        assert!(batch_verify(&[(pk, signing_bytes(Domain::TEST, "c", b"m"), sig)]).is_err());
+    }
+
+    #[test]
+    fn batch_finds_the_bad_item() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let mut items: Vec<_> = (0..64)
+            .map(|i| {
+                let k = SecretKey::generate(&mut rng);
+                let msg = signing_bytes(Domain::TEST, "c", &[i as u8]);
+                let sig = k.sign(Domain::TEST, "c", &[i as u8]);
+                (k.public(), msg, sig)
+            })
+            .collect();
+        assert_eq!(batch_verify(&items), Ok(()));
+        items[17].1.push(0);
+        assert_eq!(batch_verify(&items), Err((17, SignatureError::Invalid)));
+    }
+
+    #[test]
+    fn seed_round_trip() {
+        let k = key(9);
+        assert_eq!(SecretKey::from_seed(k.seed()).public(), k.public());
+    }
+}
