@@ -6,7 +6,7 @@
 //! | `certs` | height | encoded [`Certificate`] |
 //! | `block_hashes` | block hash | height |
 //! | `tx_index` | tx hash | height, index (u64 BE, u32 BE) |
-//! | `receipts` | height, index | encoded [`Receipt`] |
+//! | `receipts` | height | encoded `Vec<Receipt>` of the block |
 //! | `state` | namespace `0x00` key | value |
 //! | `diffs` | height | encoded [`WriteSet`] of that block |
 //! | `roots` | height | state root after that block |
@@ -19,7 +19,10 @@ use medchain_chaincode::{ChaincodeError, Entries, StateView, SCAN_LIMIT_MAX};
 use medchain_types::{
     codec, Block, Certificate, Hash, Header, MerkleProof, Receipt, Transaction, TxStatus,
 };
-use rocksdb::{ColumnFamily, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, IteratorMode, MemtableFactory,
+    Options, SliceTransform, WriteBatch, WriteOptions, DB,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -115,7 +118,7 @@ fn be_u64(n: u64) -> [u8; 8] {
     n.to_be_bytes()
 }
 
-fn receipt_key(height: u64, index: u32) -> [u8; 12] {
+fn position_key(height: u64, index: u32) -> [u8; 12] {
     let mut k = [0u8; 12];
     k[..8].copy_from_slice(&height.to_be_bytes());
     k[8..].copy_from_slice(&index.to_be_bytes());
@@ -130,10 +133,51 @@ fn parse_position(bytes: &[u8]) -> Option<(u64, u32)> {
     ))
 }
 
+/// Column families with their tuning.
+///
+/// `tx_index` takes 1,000 random 32-byte keys per block and is only ever read by exact key (every
+/// executed transaction is looked up for the duplicate check, mostly a miss). A hash-bucketed
+/// memtable (by the first 8 bytes of the hash) makes inserts O(1) instead of a deep skip-list
+/// search, and a Bloom filter answers misses without reading data blocks.
+///
+/// `blocks` holds values of up to 16 MiB: they go to blob files, so compaction moves pointers
+/// instead of rewriting whole blocks.
+fn column_families() -> Vec<ColumnFamilyDescriptor> {
+    COLUMN_FAMILIES
+        .iter()
+        .map(|&name| {
+            let mut opts = Options::default();
+            match name {
+                CF_TX_INDEX => {
+                    opts.set_prefix_extractor(SliceTransform::create_fixed_prefix(8));
+                    opts.set_memtable_factory(MemtableFactory::HashSkipList {
+                        bucket_count: 1 << 20,
+                        height: 4,
+                        branching_factor: 4,
+                    });
+                    opts.set_write_buffer_size(32 << 20);
+                    let mut table = BlockBasedOptions::default();
+                    table.set_bloom_filter(10.0, false);
+                    opts.set_block_based_table_factory(&table);
+                }
+                CF_BLOCKS => {
+                    opts.set_enable_blob_files(true);
+                    opts.set_min_blob_size(4096);
+                }
+                _ => {}
+            }
+            ColumnFamilyDescriptor::new(name, opts)
+        })
+        .collect()
+}
+
 fn db_options() -> Options {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
+    // Commits are serialised by the tip lock, so there is one writer; the hash memtable of
+    // `tx_index` does not support concurrent inserts.
+    opts.set_allow_concurrent_memtable_write(false);
     // Keep RocksDB's own logs small: a node can run for months.
     opts.set_keep_log_file_num(4);
     opts.set_max_log_file_size(8 << 20);
@@ -153,7 +197,7 @@ impl Ledger {
             // Refuse anything that is not already a medchain ledger before RocksDB writes to it.
             Self::check_is_ledger(&path)?;
         }
-        let db = DB::open_cf(&db_options(), &path, COLUMN_FAMILIES)?;
+        let db = DB::open_cf_descriptors(&db_options(), &path, column_families())?;
         let meta = db.cf_handle(CF_META).expect("column family created above");
         if fresh {
             let mut batch = WriteBatch::default();
@@ -181,7 +225,12 @@ impl Ledger {
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Ledger, LedgerError> {
         let path = path.as_ref().to_path_buf();
         Self::check_is_ledger(&path)?;
-        let db = DB::open_cf_for_read_only(&Options::default(), &path, COLUMN_FAMILIES, false)?;
+        let db = DB::open_cf_descriptors_read_only(
+            &Options::default(),
+            &path,
+            column_families(),
+            false,
+        )?;
         let meta = db.cf_handle(CF_META).expect("checked by check_is_ledger");
         let chain_id = db
             .get_cf(meta, META_CHAIN_ID)?
@@ -212,7 +261,7 @@ impl Ledger {
                 return Err(not(format!("column family {cf:?} is missing")));
             }
         }
-        let db = DB::open_cf_for_read_only(&Options::default(), path, COLUMN_FAMILIES, false)
+        let db = DB::open_cf_descriptors_read_only(&db_options(), path, column_families(), false)
             .map_err(|e| not(format!("RocksDB cannot open it: {e}")))?;
         let meta = db.cf_handle(CF_META).expect("listed above");
         match db.get_cf(meta, META_FORMAT) {
@@ -379,13 +428,18 @@ impl Ledger {
                 block.txs[i].hash(),
                 "receipt {i} names another transaction"
             );
-            let key = receipt_key(h.height, index);
             // A duplicate keeps the index entry of its first execution.
             if receipt.status != TxStatus::Duplicate {
-                batch.put_cf(cf_tx, receipt.tx_hash.as_bytes(), key);
+                batch.put_cf(
+                    cf_tx,
+                    receipt.tx_hash.as_bytes(),
+                    position_key(h.height, index),
+                );
             }
-            batch.put_cf(cf_rc, key, codec::encode(receipt));
         }
+        // One value per block: half the memtable inserts of a key per receipt, and a receipt is
+        // read together with its block (for the inclusion proof) anyway.
+        batch.put_cf(cf_rc, height_key, codec::encode(&exec.receipts));
         let cf_state = self.cf(CF_STATE);
         for (key, value) in &exec.writes {
             match value {
@@ -489,15 +543,20 @@ impl Ledger {
         }
     }
 
+    /// The receipts of the block at `height`, in transaction order.
+    pub fn receipts(&self, height: u64) -> Result<Option<Vec<Receipt>>, LedgerError> {
+        match self.db.get_cf(self.cf(CF_RECEIPTS), be_u64(height))? {
+            None => Ok(None),
+            Some(b) => Ok(Some(Self::decode_at(height, "receipts", &b)?)),
+        }
+    }
+
     /// The receipt of the transaction at `(height, index)`.
     pub fn receipt_at(&self, height: u64, index: u32) -> Result<Option<Receipt>, LedgerError> {
-        match self
-            .db
-            .get_cf(self.cf(CF_RECEIPTS), receipt_key(height, index))?
-        {
-            None => Ok(None),
-            Some(b) => Ok(Some(Self::decode_at(height, "receipt", &b)?)),
-        }
+        Ok(self.receipts(height)?.and_then(|mut r| {
+            let i = index as usize;
+            (i < r.len()).then(|| r.swap_remove(i))
+        }))
     }
 
     /// Where a transaction was first executed.
@@ -658,11 +717,18 @@ impl Ledger {
             }
             self.check_state_claim(h)
                 .map_err(|e| corrupt(e.to_string()))?;
-            for (i, tx_hash) in tx_hashes.iter().enumerate() {
+            let receipts = self
+                .receipts(height)?
+                .ok_or_else(|| corrupt("receipts are missing".into()))?;
+            if receipts.len() != tx_hashes.len() {
+                return Err(corrupt(format!(
+                    "{} receipts for {} transactions",
+                    receipts.len(),
+                    tx_hashes.len()
+                )));
+            }
+            for (i, (tx_hash, receipt)) in tx_hashes.iter().zip(&receipts).enumerate() {
                 let index = i as u32;
-                let receipt = self
-                    .receipt_at(height, index)?
-                    .ok_or_else(|| corrupt(format!("receipt {i} is missing")))?;
                 if receipt.tx_hash != *tx_hash || receipt.height != height || receipt.index != index
                 {
                     return Err(corrupt(format!(
@@ -679,9 +745,6 @@ impl Ledger {
                         )))
                     }
                 }
-            }
-            if self.receipt_at(height, tx_hashes.len() as u32)?.is_some() {
-                return Err(corrupt("more receipts than transactions".into()));
             }
             txs += tx_hashes.len() as u64;
             prev_hash = hash;

@@ -232,6 +232,12 @@ fn verify_chain_finds_corruption() {
     }
     let at = |h: u64| h.to_be_bytes().to_vec();
     let empty_writes = medchain_types::codec::encode(&medchain_ledger::WriteSet::new());
+    let receipts_of_block_1 = {
+        let dir = tempfile::tempdir().unwrap();
+        build_chain(dir.path(), 2);
+        let ledger = Ledger::open_read_only(dir.path()).unwrap();
+        medchain_types::codec::encode(&ledger.receipts(1).unwrap().unwrap())
+    };
     let cases = [
         // A truncated block record.
         Case {
@@ -265,13 +271,21 @@ fn verify_chain_finds_corruption() {
             height: 1,
             needle: "state root",
         },
-        // A receipt removed.
+        // A block's receipts removed.
         Case {
             cf: "receipts",
-            key: [at(2), 1u32.to_be_bytes().to_vec()].concat(),
+            key: at(2),
             value: None,
             height: 2,
-            needle: "receipt 1 is missing",
+            needle: "receipts are missing",
+        },
+        // A block's receipts replaced by those of another block.
+        Case {
+            cf: "receipts",
+            key: at(3),
+            value: Some(receipts_of_block_1),
+            height: 3,
+            needle: "receipt 0 describes another transaction",
         },
     ];
     for c in cases {

@@ -1,0 +1,141 @@
+//! The `medchain` binary as a user runs it: exit codes, output and error messages.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn medchain(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_medchain"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn every_command_has_help() {
+    let top = medchain(&["--help"]);
+    assert!(top.status.success());
+    for cmd in ["keygen", "pubkey", "verify-chain", "demo"] {
+        assert!(stdout(&top).contains(cmd), "top-level help lists {cmd}");
+        let o = medchain(&[cmd, "--help"]);
+        assert!(o.status.success(), "{cmd} --help");
+        assert!(
+            stdout(&o).contains("Usage: medchain"),
+            "{cmd} --help prints usage"
+        );
+    }
+    let o = medchain(&["no-such-command"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("unrecognized subcommand"));
+}
+
+#[test]
+fn keygen_writes_a_key_and_refuses_to_overwrite_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("keys/node.json");
+    let o = medchain(&["keygen", "--out", path(&key)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let public = stdout(&o).trim().to_owned();
+    assert_eq!(public.len(), 64, "prints the hex public key");
+    let o = medchain(&["pubkey", "--key", path(&key)]);
+    assert_eq!(stdout(&o).trim(), public);
+
+    let again = medchain(&["keygen", "--out", path(&key)]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    let forced = medchain(&["keygen", "--out", path(&key), "--force"]);
+    assert!(forced.status.success());
+    assert_ne!(stdout(&forced).trim(), public);
+}
+
+#[test]
+fn a_missing_or_broken_key_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.json");
+    let o = medchain(&["pubkey", "--key", path(&missing)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("medchain keygen"),
+        "says how to make one"
+    );
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "not json").unwrap();
+    let o = medchain(&["pubkey", "--key", path(&broken)]);
+    assert!(
+        stderr(&o).contains("is not a medchain key file"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn demo_writes_a_chain_that_verify_chain_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ledger");
+    let o = medchain(&[
+        "demo",
+        "--data",
+        path(&data),
+        "--blocks",
+        "12",
+        "--txs",
+        "25",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("verify-chain: OK, 12 blocks, 300 transactions"),
+        "{out}"
+    );
+    assert!(out.contains("Merkle proof verifies"), "{out}");
+
+    // Run again: the chain is extended, not rewritten.
+    let o = medchain(&["demo", "--data", path(&data), "--blocks", "3", "--txs", "5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("starting at height 12"));
+
+    let o = medchain(&["verify-chain", "--data", path(&data)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("OK, 15 blocks, 315 transactions"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn verify_chain_refuses_what_is_not_a_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = medchain(&["verify-chain", "--data", path(&dir.path().join("absent"))]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("is not a medchain ledger: no such directory"),
+        "{}",
+        stderr(&o)
+    );
+
+    std::fs::write(dir.path().join("CURRENT"), "MANIFEST-000001\n").unwrap();
+    let o = medchain(&["verify-chain", "--data", path(dir.path())]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("is not a medchain ledger"),
+        "{}",
+        stderr(&o)
+    );
+}

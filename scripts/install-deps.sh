@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what building and testing medchain needs on a Debian/Ubuntu machine, and only what is
+# missing: Debian's RocksDB library (linked instead of compiling RocksDB from source, see README
+# "Build choices") and libclang for bindgen. Safe to run again; prints what it does.
+set -euo pipefail
+
+packages=(librocksdb-dev libclang-dev pkg-config)
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo is not on PATH. Install the Rust toolchain (rustup, stable >= 1.85) first." >&2
+  exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-deps: missing ${missing[*]} and no apt-get here; install them with your package manager." >&2
+    exit 1
+  fi
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "install-deps: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+libdir=/usr/lib/x86_64-linux-gnu
+if [ ! -e "$libdir/librocksdb.so" ]; then
+  multiarch=$(gcc -dumpmachine 2>/dev/null || echo unknown)
+  echo "install-deps: $libdir/librocksdb.so not found (this machine is $multiarch)." >&2
+  echo "install-deps: set ROCKSDB_LIB_DIR=/usr/lib/$multiarch, or unset it to build RocksDB from source." >&2
+  exit 1
+fi
+echo "install-deps: ok (RocksDB $(dpkg-query -W -f='${Version}' librocksdb-dev), $(cargo --version))"
