@@ -1,0 +1,873 @@
+//! The transport: one QUIC endpoint per node, one connection per peer, one unidirectional stream
+//! per direction carrying length-prefixed frames.
+//!
+//! Every node dials every peer it is not connected to (with capped exponential backoff) and
+//! accepts connections from members. Each side opens its stream with a hello carrying its
+//! *incarnation* (a number that grows across restarts). Of each pair of nodes, the one with the
+//! smaller key *decides* which connection the pair keeps and tells the other with an accept byte;
+//! the other side registers a connection only once accepted, so the two never disagree and no
+//! frame is written to a connection that is about to be refused. The decider keeps a new
+//! connection over the current one when:
+//! - it comes from a newer incarnation of the peer (the peer restarted; the old one is stale);
+//! - or both were dialled by the same side (the dialler redials only after seeing the old die).
+//!
+//! When both sides dial at once, the first connection accepted stays and the other is closed.
+//!
+//! Bounds: frames (`frame_max`), per-peer send queues (frames and bytes), received data waiting
+//! for the application (`inbound_bytes_max`), and QUIC's stream and connection receive windows
+//! (set explicitly; quinn's connection window is unlimited by default).
+
+use crate::frame::{self, Decoder, FrameError, HELLO_LEN};
+use crate::metrics::{Metrics, MetricsSnapshot, PeerCounters};
+use crate::queue::SendQueue;
+use crate::tls::{self, Identity};
+use bytes::{Bytes, BytesMut};
+use medchain_types::{PublicKey, SecretKey};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{
+    AsyncUdpSocket, Connection, Endpoint, EndpointConfig, Runtime, TransportConfig, VarInt,
+};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+
+/// Default hard maximum of one frame.
+pub const FRAME_MAX_DEFAULT: usize = 16 << 20;
+
+const CODE_SHUTDOWN: u32 = 0;
+const CODE_PROTOCOL: u32 = 1;
+const CODE_DUPLICATE: u32 = 2;
+const CODE_REPLACED: u32 = 3;
+/// Bytes the writer takes from the queue per stream write.
+const WRITE_BATCH_BYTES: usize = 256 << 10;
+/// Frames smaller than this are copied into one buffer per write; larger ones go zero-copy.
+const COALESCE_BELOW: usize = 16 << 10;
+/// Largest chunk read from a stream at once.
+const READ_CHUNK_MAX: usize = 256 << 10;
+
+/// Transport settings. [`NetworkConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// Address to bind (when the transport binds its own socket).
+    pub listen: SocketAddr,
+    /// Every consortium member's key and address. The node's own entry, if present, is ignored.
+    pub peers: BTreeMap<PublicKey, SocketAddr>,
+    /// Identifies this run of the process: must grow across restarts (the node uses the start
+    /// time in microseconds). Lets peers tell a restarted node's connection from a stale one.
+    pub incarnation: u64,
+    /// Hard maximum of one frame, in bytes (default 16 MiB).
+    pub frame_max: usize,
+    /// Most frames waiting for one peer (default 8,192).
+    pub send_queue_frames_max: usize,
+    /// Most bytes waiting for one peer (default 64 MiB).
+    pub send_queue_bytes_max: usize,
+    /// Most received bytes waiting for the application (default 64 MiB, at least `frame_max`).
+    pub inbound_bytes_max: usize,
+    /// QUIC per-stream receive window (default 8 MiB).
+    pub stream_receive_window: u32,
+    /// QUIC per-connection receive window (default 16 MiB).
+    pub connection_receive_window: u32,
+    /// First reconnect delay (default 100 ms); doubles per failure.
+    pub reconnect_backoff_min: Duration,
+    /// Largest reconnect delay (default 5 s).
+    pub reconnect_backoff_max: Duration,
+    /// Give up a dial or a hello exchange after this long (default 5 s).
+    pub handshake_timeout: Duration,
+    /// Close a connection silent for this long (default 10 s).
+    pub idle_timeout: Duration,
+    /// Send keep-alives this often (default 2 s).
+    pub keep_alive: Duration,
+    /// Seed for QUIC's internal randomness (connection ids); `Some` in deterministic tests.
+    pub rng_seed: Option<[u8; 32]>,
+}
+
+impl NetworkConfig {
+    /// Defaults for a node listening on `listen` in a consortium of `peers`.
+    pub fn new(
+        listen: SocketAddr,
+        peers: BTreeMap<PublicKey, SocketAddr>,
+        incarnation: u64,
+    ) -> NetworkConfig {
+        NetworkConfig {
+            listen,
+            peers,
+            incarnation,
+            frame_max: FRAME_MAX_DEFAULT,
+            send_queue_frames_max: 8192,
+            send_queue_bytes_max: 64 << 20,
+            inbound_bytes_max: 64 << 20,
+            stream_receive_window: 8 << 20,
+            connection_receive_window: 16 << 20,
+            reconnect_backoff_min: Duration::from_millis(100),
+            reconnect_backoff_max: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(2),
+            rng_seed: None,
+        }
+    }
+
+    fn validate(&self) -> Result<(), NetError> {
+        let bad = |m: String| Err(NetError::Config(m));
+        if self.frame_max == 0 || self.frame_max > u32::MAX as usize {
+            return bad(format!("frame_max {} must be 1..=4 GiB", self.frame_max));
+        }
+        if self.inbound_bytes_max < self.frame_max || self.inbound_bytes_max > u32::MAX as usize {
+            return bad(format!(
+                "inbound_bytes_max {} must be at least frame_max ({}) and below 4 GiB",
+                self.inbound_bytes_max, self.frame_max
+            ));
+        }
+        if self.send_queue_frames_max == 0 || self.send_queue_bytes_max < self.frame_max {
+            return bad("send queues must hold at least one frame of frame_max bytes".into());
+        }
+        if self.reconnect_backoff_min.is_zero()
+            || self.reconnect_backoff_max < self.reconnect_backoff_min
+        {
+            return bad("reconnect backoff must satisfy 0 < min <= max".into());
+        }
+        Ok(())
+    }
+}
+
+/// What the transport reports to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetEvent {
+    /// A frame from a peer.
+    Message {
+        /// The sender, authenticated by the TLS handshake.
+        from: PublicKey,
+        /// The frame.
+        bytes: Bytes,
+    },
+    /// A peer became reachable.
+    Connected(PublicKey),
+    /// A peer became unreachable (the transport keeps redialling it).
+    Disconnected(PublicKey),
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The key is not a peer of this node.
+    #[error("{0} is not a peer")]
+    UnknownPeer(PublicKey),
+    /// The frame is over `frame_max`.
+    #[error("frame of {len} bytes exceeds frame_max ({max})")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// Empty frames are not sent.
+    #[error("empty frame")]
+    Empty,
+    /// The peer's send queue is full; the frame was dropped (and counted).
+    #[error("send queue for {0} is full")]
+    QueueFull(PublicKey),
+    /// The transport is shut down.
+    #[error("transport is shut down")]
+    Closed,
+}
+
+/// Why the transport could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// Binding or using the socket failed.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The TLS configuration was refused.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The certificate could not be built.
+    #[error("certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    /// A setting is out of range.
+    #[error("invalid network configuration: {0}")]
+    Config(String),
+}
+
+enum Inbound {
+    Frames {
+        from: PublicKey,
+        frames: Vec<Bytes>,
+        _budget: OwnedSemaphorePermit,
+    },
+    Connected(PublicKey),
+    Disconnected(PublicKey),
+}
+
+/// The stream of [`NetEvent`]s. Not reading it applies back-pressure: once `inbound_bytes_max`
+/// bytes wait here, the transport stops reading from peers and QUIC flow control stops them.
+pub struct Events {
+    rx: mpsc::Receiver<Inbound>,
+    pending: VecDeque<NetEvent>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Events({} pending)", self.pending.len())
+    }
+}
+
+impl Events {
+    /// The next event; `None` once the transport has shut down and everything was read.
+    pub async fn recv(&mut self) -> Option<NetEvent> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Some(e);
+            }
+            let inbound = self.rx.recv().await?;
+            if let Some(e) = self.unpack(inbound) {
+                return Some(e);
+            }
+        }
+    }
+
+    /// The next event if one is ready.
+    pub fn try_recv(&mut self) -> Option<NetEvent> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Some(e);
+            }
+            let inbound = self.rx.try_recv().ok()?;
+            if let Some(e) = self.unpack(inbound) {
+                return Some(e);
+            }
+        }
+    }
+
+    fn unpack(&mut self, inbound: Inbound) -> Option<NetEvent> {
+        match inbound {
+            // The budget permit is released here: the frames leave the bounded channel.
+            Inbound::Frames { from, frames, .. } => {
+                self.pending.extend(
+                    frames
+                        .into_iter()
+                        .map(|bytes| NetEvent::Message { from, bytes }),
+                );
+                None
+            }
+            Inbound::Connected(p) => Some(NetEvent::Connected(p)),
+            Inbound::Disconnected(p) => Some(NetEvent::Disconnected(p)),
+        }
+    }
+}
+
+struct Active {
+    id: u64,
+    conn: Connection,
+    dialer: PublicKey,
+    incarnation: u64,
+}
+
+struct Peer {
+    key: PublicKey,
+    addr: SocketAddr,
+    queue: SendQueue,
+    slot: Mutex<Option<Active>>,
+    connected: watch::Sender<bool>,
+    client_config: quinn::ClientConfig,
+}
+
+struct Shared {
+    me: PublicKey,
+    config: NetworkConfig,
+    peers: BTreeMap<PublicKey, Peer>,
+    metrics: Arc<Metrics>,
+    events: mpsc::Sender<Inbound>,
+    inbound_budget: Arc<Semaphore>,
+    shutdown: watch::Sender<bool>,
+    next_conn_id: AtomicU64,
+}
+
+impl Shared {
+    fn counters(&self, peer: &PublicKey) -> &PeerCounters {
+        self.metrics.peer(peer).expect("every peer has counters")
+    }
+
+    fn is_shut_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    async fn shut_down(&self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// A running transport. Dropping it (or [`Network::shutdown`]) closes every connection.
+pub struct Network {
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Network({})", self.shared.me)
+    }
+}
+
+fn transport_config(config: &NetworkConfig) -> Result<TransportConfig, NetError> {
+    let mut t = TransportConfig::default();
+    t.stream_receive_window(VarInt::from_u32(config.stream_receive_window))
+        .receive_window(VarInt::from_u32(config.connection_receive_window))
+        .send_window(u64::from(config.connection_receive_window))
+        .max_concurrent_bidi_streams(VarInt::from_u32(0))
+        .max_concurrent_uni_streams(VarInt::from_u32(4))
+        .keep_alive_interval(Some(config.keep_alive))
+        .max_idle_timeout(Some(
+            config
+                .idle_timeout
+                .try_into()
+                .map_err(|_| NetError::Config("idle_timeout is too long".into()))?,
+        ));
+    Ok(t)
+}
+
+impl Network {
+    /// Binds a UDP socket at `config.listen` and starts the transport (inside a tokio runtime).
+    pub fn bind(key: &SecretKey, config: NetworkConfig) -> Result<(Network, Events), NetError> {
+        let socket = std::net::UdpSocket::bind(config.listen)?;
+        Self::with_socket(key, config, socket)
+    }
+
+    /// Starts the transport on an already bound UDP socket.
+    pub fn with_socket(
+        key: &SecretKey,
+        config: NetworkConfig,
+        socket: std::net::UdpSocket,
+    ) -> Result<(Network, Events), NetError> {
+        let runtime: Arc<dyn Runtime> = Arc::new(quinn::TokioRuntime);
+        let socket = runtime.wrap_udp_socket(socket)?;
+        Self::start(key, config, socket, runtime)
+    }
+
+    /// Starts the transport on any socket and runtime, for example the simulated network of
+    /// [`crate::sim`].
+    pub fn start(
+        key: &SecretKey,
+        config: NetworkConfig,
+        socket: Arc<dyn AsyncUdpSocket>,
+        runtime: Arc<dyn Runtime>,
+    ) -> Result<(Network, Events), NetError> {
+        config.validate()?;
+        let me = key.public();
+        let identity = Identity::new(key)?;
+        let members: BTreeSet<PublicKey> =
+            config.peers.keys().copied().filter(|k| *k != me).collect();
+        let metrics = Arc::new(Metrics::new(members.iter().copied()));
+        let transport = Arc::new(transport_config(&config)?);
+
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(
+            QuicServerConfig::try_from(tls::server_config(
+                &identity,
+                Arc::new(members.clone()),
+                metrics.clone(),
+            )?)
+            .map_err(|e| NetError::Config(e.to_string()))?,
+        ));
+        server.transport_config(transport.clone());
+
+        // Stateless-reset key derived from the node key: after a restart the node can reset the
+        // connections its peers still hold to its previous run, so they notice at once.
+        let reset_seed =
+            medchain_types::sha256(&[b"medchain-quic-reset".as_slice(), &key.seed()].concat());
+        let mut endpoint_config = EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            reset_seed.as_bytes(),
+        )));
+        endpoint_config.rng_seed(config.rng_seed);
+        let endpoint =
+            Endpoint::new_with_abstract_socket(endpoint_config, Some(server), socket, runtime)?;
+
+        let mut peers = BTreeMap::new();
+        for &peer in &members {
+            let mut client = quinn::ClientConfig::new(Arc::new(
+                QuicClientConfig::try_from(tls::client_config(&identity, peer, metrics.clone())?)
+                    .map_err(|e| NetError::Config(e.to_string()))?,
+            ));
+            client.transport_config(transport.clone());
+            peers.insert(
+                peer,
+                Peer {
+                    key: peer,
+                    addr: config.peers[&peer],
+                    queue: SendQueue::new(
+                        config.send_queue_frames_max,
+                        config.send_queue_bytes_max,
+                    ),
+                    slot: Mutex::new(None),
+                    connected: watch::Sender::new(false),
+                    client_config: client,
+                },
+            );
+        }
+        // Events channel: bounded in bytes by the budget semaphore; the slot count only needs to
+        // exceed the number of peers for connect/disconnect notices.
+        let (tx, rx) = mpsc::channel(1024 + 4 * peers.len());
+        let shared = Arc::new(Shared {
+            me,
+            inbound_budget: Arc::new(Semaphore::new(config.inbound_bytes_max)),
+            config,
+            peers,
+            metrics,
+            events: tx,
+            shutdown: watch::Sender::new(false),
+            next_conn_id: AtomicU64::new(1),
+        });
+        tokio::spawn(accept_loop(shared.clone(), endpoint.clone()));
+        for peer in shared.peers.keys() {
+            tokio::spawn(dial_loop(shared.clone(), endpoint.clone(), *peer));
+        }
+        tracing::info!(node = %me, addr = ?endpoint.local_addr().ok(), peers = shared.peers.len(), "transport started");
+        Ok((
+            Network { shared, endpoint },
+            Events {
+                rx,
+                pending: VecDeque::new(),
+            },
+        ))
+    }
+
+    /// This node's key.
+    pub fn public_key(&self) -> PublicKey {
+        self.shared.me
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Every peer (consortium members other than this node).
+    pub fn peers(&self) -> impl Iterator<Item = &PublicKey> {
+        self.shared.peers.keys()
+    }
+
+    /// Peers connected now.
+    pub fn connected_peers(&self) -> Vec<PublicKey> {
+        self.shared
+            .peers
+            .values()
+            .filter(|p| *p.connected.borrow())
+            .map(|p| p.key)
+            .collect()
+    }
+
+    /// Queues a frame for `to`. Frames to one peer arrive in order; a frame queued while the peer
+    /// is unreachable is sent when it reconnects, as long as the queue has room.
+    pub fn send(&self, to: &PublicKey, bytes: Bytes) -> Result<(), SendError> {
+        if self.shared.is_shut_down() {
+            return Err(SendError::Closed);
+        }
+        let peer = self
+            .shared
+            .peers
+            .get(to)
+            .ok_or(SendError::UnknownPeer(*to))?;
+        if bytes.is_empty() {
+            return Err(SendError::Empty);
+        }
+        let max = self.shared.config.frame_max;
+        if bytes.len() > max {
+            return Err(SendError::TooLarge {
+                len: bytes.len(),
+                max,
+            });
+        }
+        if peer.queue.push(bytes, self.shared.counters(to)) {
+            Ok(())
+        } else {
+            Err(SendError::QueueFull(*to))
+        }
+    }
+
+    /// Queues a frame for every peer; returns the peers whose queue refused it.
+    pub fn broadcast(&self, bytes: Bytes) -> Vec<(PublicKey, SendError)> {
+        self.shared
+            .peers
+            .keys()
+            .filter_map(|p| self.send(p, bytes.clone()).err().map(|e| (*p, e)))
+            .collect()
+    }
+
+    /// A copy of the counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+
+    /// Closes every connection and stops every task; waits up to 2 s for peers to acknowledge.
+    pub async fn shutdown(self) {
+        self.shared.shutdown.send_replace(true);
+        self.endpoint
+            .close(VarInt::from_u32(CODE_SHUTDOWN), b"shutdown");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        self.shared.shutdown.send_replace(true);
+        self.endpoint
+            .close(VarInt::from_u32(CODE_SHUTDOWN), b"shutdown");
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
+    loop {
+        let incoming = tokio::select! {
+            biased;
+            () = shared.shut_down() => return,
+            i = endpoint.accept() => i,
+        };
+        let Some(incoming) = incoming else { return };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let conn = match tokio::time::timeout(shared.config.handshake_timeout, incoming).await {
+                Ok(Ok(conn)) => conn,
+                // Unknown keys are counted by the TLS verifier; others are transport failures.
+                Ok(Err(e)) => return tracing::debug!(error = %e, "inbound handshake failed"),
+                Err(_) => return tracing::debug!("inbound handshake timed out"),
+            };
+            let Some(peer) = peer_of(&conn).filter(|p| shared.peers.contains_key(p)) else {
+                shared.metrics.reject("unknown_key");
+                conn.close(VarInt::from_u32(CODE_PROTOCOL), b"not a member");
+                return;
+            };
+            run_connection(shared, peer, conn, peer).await;
+        });
+    }
+}
+
+fn peer_of(conn: &Connection) -> Option<PublicKey> {
+    let identity = conn.peer_identity()?;
+    let certs = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    tls::peer_key(certs.first()?.as_ref())
+}
+
+async fn dial_loop(shared: Arc<Shared>, endpoint: Endpoint, peer_key: PublicKey) {
+    let peer = &shared.peers[&peer_key];
+    let mut connected = peer.connected.subscribe();
+    let mut backoff = shared.config.reconnect_backoff_min;
+    loop {
+        // Wait until the peer is unreachable.
+        tokio::select! {
+            biased;
+            () = shared.shut_down() => return,
+            r = connected.wait_for(|c| !*c) => if r.is_err() { return },
+        }
+        let attempt = async {
+            let connecting = endpoint
+                .connect_with(peer.client_config.clone(), peer.addr, tls::SERVER_NAME)
+                .map_err(|e| e.to_string())?;
+            match tokio::time::timeout(shared.config.handshake_timeout, connecting).await {
+                Ok(Ok(conn)) => Ok(conn),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("handshake timed out".to_owned()),
+            }
+        };
+        let outcome = tokio::select! {
+            biased;
+            () = shared.shut_down() => return,
+            o = attempt => o,
+        };
+        let served = match outcome {
+            // Runs until this connection ends, or returns at once if it was refused.
+            Ok(conn) => {
+                run_connection(shared.clone(), peer_key, conn, shared.me).await == Outcome::Served
+            }
+            Err(error) => {
+                shared.metrics.reject("dial_failed");
+                tracing::debug!(peer = %peer_key, %error, ?backoff, "dial failed");
+                false
+            }
+        };
+        if served {
+            backoff = shared.config.reconnect_backoff_min;
+        } else {
+            tokio::select! {
+                biased;
+                () = shared.shut_down() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(shared.config.reconnect_backoff_max);
+        }
+    }
+}
+
+/// Whether the decider keeps a new connection over the current one (see the module docs).
+fn decide(
+    old: Option<&Active>,
+    new_dialer: PublicKey,
+    new_incarnation: u64,
+) -> Result<(), &'static str> {
+    let Some(old) = old else { return Ok(()) };
+    if new_incarnation > old.incarnation {
+        Ok(()) // the peer restarted: the old connection is stale
+    } else if new_incarnation < old.incarnation {
+        Err("stale_connection")
+    } else if new_dialer == old.dialer {
+        Ok(()) // the dialler redialled, so it saw the old connection die
+    } else {
+        Err("duplicate_connection") // both dialled at once: the first accepted one stays
+    }
+}
+
+/// How a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// It was registered and served until it closed.
+    Served,
+    /// It was refused or failed before it was registered.
+    Refused,
+}
+
+/// Exchanges hellos, lets the decider (the smaller key of the pair) keep or refuse the
+/// connection, registers it, and runs its writer and reader until it ends.
+async fn run_connection(
+    shared: Arc<Shared>,
+    peer_key: PublicKey,
+    conn: Connection,
+    dialer: PublicKey,
+) -> Outcome {
+    let i_decide = shared.me < peer_key;
+    let hello = async {
+        let mut send = conn.open_uni().await.map_err(|e| (false, e.to_string()))?;
+        send.write_all(&frame::hello(shared.config.incarnation))
+            .await
+            .map_err(|e| (false, e.to_string()))?;
+        let mut recv = conn
+            .accept_uni()
+            .await
+            .map_err(|e| (false, e.to_string()))?;
+        let mut h = [0u8; HELLO_LEN];
+        recv.read_exact(&mut h)
+            .await
+            .map_err(|e| (false, e.to_string()))?;
+        let incarnation = frame::parse_hello(&h).ok_or((true, "bad hello magic".to_owned()))?;
+        Ok::<_, (bool, String)>((send, recv, incarnation))
+    };
+    let (mut send, mut recv, incarnation) =
+        match tokio::time::timeout(shared.config.handshake_timeout, hello).await {
+            Ok(Ok(x)) => x,
+            outcome => {
+                let (protocol_violation, reason) = match outcome {
+                    Ok(Err(e)) => e,
+                    _ => (true, "hello timed out".to_owned()),
+                };
+                shared.metrics.reject(if protocol_violation {
+                    "bad_hello"
+                } else {
+                    "hello_failed"
+                });
+                tracing::debug!(peer = %peer_key, %reason, "connection dropped before hello");
+                conn.close(VarInt::from_u32(CODE_PROTOCOL), b"bad hello");
+                return Outcome::Refused;
+            }
+        };
+
+    let peer = &shared.peers[&peer_key];
+    let id = shared.next_conn_id.fetch_add(1, Relaxed);
+    let active = Active {
+        id,
+        conn: conn.clone(),
+        dialer,
+        incarnation,
+    };
+    let replaced = if i_decide {
+        let replaced = {
+            let mut slot = peer.slot.lock().expect("peer slot lock poisoned");
+            if let Err(reason) = decide(slot.as_ref(), dialer, incarnation) {
+                drop(slot);
+                shared.metrics.reject(reason);
+                conn.close(VarInt::from_u32(CODE_DUPLICATE), reason.as_bytes());
+                return Outcome::Refused;
+            }
+            slot.replace(active)
+        };
+        // Tell the follower; if this fails the connection is dead and the reader ends at once.
+        let _ = send.write_all(&[frame::ACCEPT]).await;
+        replaced
+    } else {
+        let mut accept = [0u8; 1];
+        match tokio::time::timeout(
+            shared.config.handshake_timeout,
+            recv.read_exact(&mut accept),
+        )
+        .await
+        {
+            Ok(Ok(())) if accept[0] == frame::ACCEPT => {}
+            _ => {
+                // The decider kept another connection (or went away).
+                conn.close(VarInt::from_u32(CODE_DUPLICATE), b"not accepted");
+                return Outcome::Refused;
+            }
+        }
+        peer.slot
+            .lock()
+            .expect("peer slot lock poisoned")
+            .replace(active)
+    };
+    let newly_connected = replaced.is_none();
+    if let Some(old) = replaced {
+        old.conn.close(VarInt::from_u32(CODE_REPLACED), b"replaced");
+    }
+    if newly_connected {
+        shared.counters(&peer_key).connects.fetch_add(1, Relaxed);
+        peer.connected.send_replace(true);
+        tracing::info!(peer = %peer_key, "peer connected");
+        let _ = shared.events.send(Inbound::Connected(peer_key)).await;
+    }
+    // A writer of a replaced connection may hold the wake-up; make sure this one drains.
+    peer.queue.ready.notify_one();
+
+    let writer = tokio::spawn(writer(shared.clone(), peer_key, id, conn.clone(), send));
+    reader(&shared, peer_key, &conn, recv).await;
+    writer.abort();
+
+    let still_current = {
+        let mut slot = peer.slot.lock().expect("peer slot lock poisoned");
+        if slot.as_ref().is_some_and(|a| a.id == id) {
+            *slot = None;
+            true
+        } else {
+            false
+        }
+    };
+    conn.close(VarInt::from_u32(CODE_PROTOCOL), b"closed");
+    if still_current {
+        shared.counters(&peer_key).disconnects.fetch_add(1, Relaxed);
+        peer.connected.send_replace(false);
+        tracing::info!(peer = %peer_key, "peer disconnected");
+        if !shared.is_shut_down() {
+            let _ = shared.events.send(Inbound::Disconnected(peer_key)).await;
+        }
+    }
+    Outcome::Served
+}
+
+fn is_current(peer: &Peer, id: u64) -> bool {
+    peer.slot
+        .lock()
+        .expect("peer slot lock poisoned")
+        .as_ref()
+        .is_some_and(|a| a.id == id)
+}
+
+async fn writer(
+    shared: Arc<Shared>,
+    peer_key: PublicKey,
+    id: u64,
+    conn: Connection,
+    mut send: quinn::SendStream,
+) {
+    let peer = &shared.peers[&peer_key];
+    let counters = shared.counters(&peer_key);
+    let mut batch = Vec::new();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    loop {
+        if peer.queue.is_empty() {
+            tokio::select! {
+                biased;
+                _ = conn.closed() => return,
+                () = peer.queue.ready.notified() => {}
+            }
+            continue;
+        }
+        if !is_current(peer, id) {
+            // Hand the wake-up to the connection that replaced this one.
+            peer.queue.ready.notify_one();
+            return;
+        }
+        peer.queue
+            .pop_batch(WRITE_BATCH_BYTES, &mut batch, counters);
+        let (frames, bytes) = (
+            batch.len() as u64,
+            batch.iter().map(Bytes::len).sum::<usize>() as u64,
+        );
+        let mut small = BytesMut::new();
+        for f in batch.drain(..) {
+            if f.len() < COALESCE_BELOW {
+                frame::put_header(&mut small, f.len());
+                small.extend_from_slice(&f);
+            } else {
+                frame::put_header(&mut small, f.len());
+                chunks.push(small.split().freeze());
+                chunks.push(f);
+            }
+        }
+        if !small.is_empty() {
+            chunks.push(small.freeze());
+        }
+        if let Err(e) = send.write_all_chunks(&mut chunks).await {
+            tracing::debug!(peer = %peer_key, error = %e, "stream write failed");
+            return;
+        }
+        chunks.clear();
+        counters.frames_sent.fetch_add(frames, Relaxed);
+        counters.bytes_sent.fetch_add(bytes, Relaxed);
+    }
+}
+
+async fn reader(
+    shared: &Shared,
+    peer_key: PublicKey,
+    conn: &Connection,
+    mut recv: quinn::RecvStream,
+) {
+    let counters = shared.counters(&peer_key);
+    let mut decoder = Decoder::new(shared.config.frame_max);
+    let mut frames = Vec::new();
+    loop {
+        let chunk = tokio::select! {
+            biased;
+            () = shared.shut_down() => return,
+            c = recv.read_chunk(READ_CHUNK_MAX, true) => c,
+        };
+        let chunk = match chunk {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return,
+            Err(e) => return tracing::debug!(peer = %peer_key, error = %e, "stream read ended"),
+        };
+        if let Err(e) = decoder.feed(&chunk.bytes, &mut frames) {
+            let reason = match e {
+                FrameError::Oversize { .. } => "oversize_frame",
+                FrameError::Empty => "malformed_frame",
+            };
+            shared.metrics.reject(reason);
+            tracing::warn!(peer = %peer_key, error = %e, "disconnecting a peer that broke the framing");
+            conn.close(VarInt::from_u32(CODE_PROTOCOL), reason.as_bytes());
+            return;
+        }
+        if frames.is_empty() {
+            continue;
+        }
+        let bytes: usize = frames.iter().map(Bytes::len).sum();
+        let permits = u32::try_from(bytes.min(shared.config.inbound_bytes_max))
+            .expect("inbound_bytes_max < 4 GiB");
+        let budget = tokio::select! {
+            biased;
+            () = shared.shut_down() => return,
+            p = shared.inbound_budget.clone().acquire_many_owned(permits) => p.expect("budget semaphore is never closed"),
+        };
+        counters
+            .frames_received
+            .fetch_add(frames.len() as u64, Relaxed);
+        counters.bytes_received.fetch_add(bytes as u64, Relaxed);
+        let batch = Inbound::Frames {
+            from: peer_key,
+            frames: std::mem::take(&mut frames),
+            _budget: budget,
+        };
+        if shared.events.send(batch).await.is_err() {
+            return; // the application dropped its Events
+        }
+    }
+}
