@@ -94,8 +94,8 @@ mod tests {
         for n in 1..=40u8 {
             let v = set(n);
             let (n, f, q) = (v.len(), v.f(), v.quorum());
-            assert!(n >= 3 * f + 1);
-            assert!(2 * q >= n + f + 1, "n={n}: two quorums share f+1");
+            assert!(n > 3 * f, "n = {n}: n >= 3f + 1");
+            assert!(2 * q > n + f, "n={n}: two quorums share f + 1");
             assert!(q <= n - f, "n={n}: a quorum is reachable with f silent");
             if n == 3 * f + 1 {
                 assert_eq!(q, 2 * f + 1);
