@@ -45,6 +45,9 @@ const RECORD_VIEW: &[u8] = b"pbft/view";
 const RECORD_ACCEPTED: &[u8] = b"pbft/accepted";
 const RECORD_PREPARED: &[u8] = b"pbft/prepared";
 
+/// Most deferred pre-prepares kept (each holds a block).
+const FUTURE_MAX: usize = 8;
+
 /// How many executed state roots are kept for checking proposals' state claims.
 const EXECUTED_WINDOW: u64 = 1024;
 
@@ -86,7 +89,7 @@ impl Default for PbftConfig {
             batch_bytes_max: 4 << 20,
             batch_poll: Duration::from_millis(5),
             timeout_view_change: Duration::from_secs(2),
-            timeout_view_change_max: Duration::from_secs(30),
+            timeout_view_change_max: Duration::from_secs(10),
             poll_pending: Duration::from_millis(250),
             checkpoint_interval: 16,
             watermark_window: 64,
@@ -412,17 +415,19 @@ impl Pbft {
         if v.seq > self.committed.height + self.cfg.watermark_window {
             return self.count("rejected_beyond_watermark");
         }
-        if v.view > self.view {
-            // Messages of a view this replica has not entered: it is behind.
-            self.request_sync(now, v.seq - 1, Some(from), out);
+        if v.view < self.view {
             return;
         }
-        if v.view < self.view || self.mode != Mode::Normal {
-            return;
+        if v.view > self.view + self.cfg.watermark_window {
+            return self.count("rejected_beyond_watermark");
         }
         if v.seq > self.committed.height + 1 {
-            self.future.insert(v.seq, (vote, block));
             self.request_sync(now, v.seq - 1, Some(from), out);
+        }
+        if v.view > self.view || self.mode != Mode::Normal || v.seq > self.committed.height + 1 {
+            // A view not entered yet (its new view may arrive after this pre-prepare), or a
+            // height whose parent is not final here yet: keep it for later.
+            self.defer(vote, block);
             return;
         }
         self.try_accept(now, vote, block, out);
@@ -446,7 +451,9 @@ impl Pbft {
             }
         }
         let h = &block.header;
-        if h.parent != self.committed.hash() || h.proposer != self.primary(v.view) {
+        // A block re-proposed by a new view keeps its original proposer; the pre-prepare's
+        // signature is what authenticates the proposal.
+        if h.parent != self.committed.hash() || !self.validators.contains(&h.proposer) {
             return self.count("rejected_pre_prepare_parent");
         }
         if h.time_ms < self.committed.time_ms
@@ -460,7 +467,7 @@ impl Pbft {
             Some(_) => return self.count("rejected_pre_prepare_state"),
             None if h.state_height > self.last_executed() => {
                 // Not executed here yet: try again after BlockExecuted.
-                self.future.insert(v.seq, (vote, block));
+                self.defer(vote, block);
                 return;
             }
             None => return self.count("rejected_pre_prepare_state"),
@@ -488,6 +495,21 @@ impl Pbft {
         self.record_vote(prepare);
         self.arm_progress(now, out);
         self.check_prepared(out);
+    }
+
+    /// Keeps a pre-prepare that cannot be processed yet; per height, the one of the highest view.
+    fn defer(&mut self, vote: Signed<Vote>, block: Block) {
+        let keep = self
+            .future
+            .get(&vote.body.seq)
+            .is_none_or(|(old, _)| old.body.view < vote.body.view);
+        if keep {
+            self.future.insert(vote.body.seq, (vote, block));
+            // Bounded: blocks are large. The lowest heights are the ones needed next.
+            while self.future.len() > FUTURE_MAX {
+                self.future.pop_last();
+            }
+        }
     }
 
     fn last_executed(&self) -> u64 {
@@ -550,7 +572,9 @@ impl Pbft {
         let already = self.prepared.as_ref().is_some_and(|(p, _)| {
             p.pre_prepare.body.view == view && p.pre_prepare.body.digest == digest
         });
-        if !already {
+        // After sending a view change a replica no longer votes in older views (§4.5.2); it may
+        // still commit from a quorum of others' commits, which is a valid certificate.
+        if !already && self.mode == Mode::Normal && view == self.view {
             let prepares: Vec<_> = self
                 .matching(Phase::Prepare, view, seq, digest)
                 .into_iter()
@@ -577,7 +601,10 @@ impl Pbft {
             self.record_vote(commit);
         }
         let commits = self.matching(Phase::Commit, view, seq, digest);
-        if commits.len() >= self.quorum {
+        let prepared_here = self.prepared.as_ref().is_some_and(|(p, _)| {
+            p.pre_prepare.body.view == view && p.pre_prepare.body.digest == digest
+        });
+        if commits.len() >= self.quorum && (prepared_here || self.mode != Mode::Normal) {
             let mut sigs: Vec<(PublicKey, medchain_types::Signature)> =
                 commits.iter().map(|v| (v.signer, v.signature)).collect();
             sigs.sort_by_key(|(k, _)| *k);
@@ -619,10 +646,13 @@ impl Pbft {
 
     fn after_progress(&mut self, now: Time, out: &mut Vec<Action>) {
         // A buffered pre-prepare for the next height may now be acceptable.
-        if let Some((vote, block)) = self.future.remove(&(self.committed.height + 1)) {
-            if vote.body.view == self.view && self.mode == Mode::Normal {
-                self.try_accept(now, vote, block, out);
-            }
+        let next = self.committed.height + 1;
+        let ready = self.future.get(&next).map(|(v, _)| v.body.view);
+        if ready == Some(self.view) && self.mode == Mode::Normal {
+            let (vote, block) = self.future.remove(&next).expect("just seen");
+            self.try_accept(now, vote, block, out);
+        } else if ready.is_some_and(|v| v < self.view) {
+            self.future.remove(&next);
         }
         if self.pending_work || self.accepted.is_some() {
             self.arm_progress(now, out);
@@ -1013,7 +1043,7 @@ impl Pbft {
                 self.try_accept(now, vote, block, out);
             }
         } else if vote.body.seq > self.committed.height + 1 {
-            self.future.insert(vote.body.seq, (vote, block));
+            self.defer(vote, block);
         }
     }
 
@@ -1087,7 +1117,7 @@ impl Pbft {
         );
         self.accepted = None;
         self.awaiting_txs = false;
-        self.future.clear();
+        self.future.retain(|_, (v, _)| v.body.view >= view);
         self.view_changes.retain(|_, (v, _)| v.body.view > view);
         self.new_view_sent.retain(|v| *v > view);
         self.votes.retain(|(_, v, _), _| *v >= view);

@@ -220,6 +220,20 @@ impl Ledger {
         Self::finish_open(db, path, found, false)
     }
 
+    /// A ledger held in memory (RocksDB's in-memory environment): the same code and format as
+    /// on disk, for the simulator and tests. It lives as long as the value.
+    pub fn open_in_memory(chain_id: &str) -> Result<Ledger, LedgerError> {
+        let env = rocksdb::Env::mem_env()?;
+        let mut opts = db_options();
+        opts.set_env(&env);
+        let path = PathBuf::from("/medchain-in-memory");
+        let db = DB::open_cf_descriptors(&opts, &path, column_families())?;
+        let meta = db.cf_handle(CF_META).expect("column family created above");
+        db.put_cf(meta, META_FORMAT, FORMAT)?;
+        db.put_cf(meta, META_CHAIN_ID, chain_id.as_bytes())?;
+        Self::finish_open(db, path, chain_id.to_owned(), false)
+    }
+
     /// Opens an existing ledger without writing to it (for `verify-chain` and inspection). Works
     /// while a node has the ledger open.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Ledger, LedgerError> {

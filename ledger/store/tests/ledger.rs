@@ -317,3 +317,19 @@ fn a_corrupted_tip_record_is_reported_on_open() {
     let err = Ledger::open(dir.path(), CHAIN).unwrap_err();
     assert!(matches!(err, LedgerError::Corrupt { .. }), "{err}");
 }
+
+#[test]
+fn in_memory_ledgers_are_separate_and_verify() {
+    let exec = Executor::with_builtins(CHAIN);
+    let a = Ledger::open_in_memory(CHAIN).unwrap();
+    let b = Ledger::open_in_memory(CHAIN).unwrap();
+    apply(&a, &exec, vec![put("k", "v", 1)]);
+    apply(&a, &exec, vec![put("k", "w", 2)]);
+    assert_eq!(a.tip().unwrap().height, 1);
+    assert_eq!(
+        b.tip(),
+        None,
+        "each in-memory ledger has its own environment"
+    );
+    assert_eq!(a.verify_chain(|_, _| {}).unwrap().txs, 2);
+}
