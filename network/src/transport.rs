@@ -503,9 +503,13 @@ impl Network {
 
     /// Closes every connection and stops every task; waits up to 2 s for peers to acknowledge.
     pub async fn shutdown(self) {
+        self.close().await;
+    }
+
+    /// Like [`Network::shutdown`], for a transport shared behind a reference.
+    pub async fn close(&self) {
         self.shared.shutdown.send_replace(true);
-        self.endpoint
-            .close(VarInt::from_u32(CODE_SHUTDOWN), b"shutdown");
+        self.endpoint.close(VarInt::from_u32(CODE_SHUTDOWN), b"shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
 }

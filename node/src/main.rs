@@ -1,7 +1,14 @@
 //! `medchain`: the node and command-line tool. Every subcommand has `--help`.
 
+mod api;
+mod client;
+mod cluster;
+mod config;
 mod demo;
+mod genesis;
 mod keyfile;
+mod mempool;
+mod runtime;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -18,7 +25,147 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+enum KvCommand {
+    /// Store VALUE at KEY (a signed `kv` transaction; waits for its commit).
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+        /// The signing key file (`medchain keygen`; `medchain up` writes client.json).
+        #[arg(long)]
+        key_file: PathBuf,
+    },
+    /// Print the value at KEY (exit 1 if it is not set).
+    Get {
+        /// The key.
+        key: String,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Command {
+    /// Start a local consortium (creating it in DIR if absent), print the URLs, and stop every
+    /// node cleanly on Ctrl-C or SIGTERM. Run again to resume from disk.
+    Up {
+        /// Validators (when creating).
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Consensus engine (when creating).
+        #[arg(long, default_value = "pbft")]
+        engine: String,
+        /// Where the consortium lives.
+        #[arg(long, default_value = "data/local")]
+        dir: PathBuf,
+        /// First QUIC port (node i uses port + i).
+        #[arg(long, default_value_t = 7700)]
+        p2p_port: u16,
+        /// First HTTP port (node i uses port + i).
+        #[arg(long, default_value_t = 8700)]
+        api_port: u16,
+    },
+    /// Write a local consortium: node keys, genesis.toml, one node.toml per node, a client key.
+    Testnet {
+        /// Validators.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Consensus engine.
+        #[arg(long, default_value = "pbft")]
+        engine: String,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// First QUIC port (node i uses port + i).
+        #[arg(long, default_value_t = 7700)]
+        p2p_port: u16,
+        /// First HTTP port (node i uses port + i).
+        #[arg(long, default_value_t = 8700)]
+        api_port: u16,
+        /// Chain id.
+        #[arg(long, default_value = "medchain-local")]
+        chain_id: String,
+        /// Overwrite an existing testnet in the directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run one node. Settings come from the TOML file and `MEDCHAIN__SECTION__KEY` variables.
+    Node {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print a node's status (engine, height, view, peers, mempool) as JSON.
+    Status {
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+    },
+    /// Use the built-in key-value chaincode.
+    Kv {
+        #[command(subcommand)]
+        command: KvCommand,
+    },
+    /// Offer signed transactions at a fixed rate and report throughput and commit latency.
+    Load {
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+        /// Transactions per second offered.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Payload bytes per transaction.
+        #[arg(long, default_value_t = 512)]
+        size: usize,
+        /// `noop` or `kv`.
+        #[arg(long, default_value = "noop")]
+        chaincode: String,
+        /// Transactions per HTTP request.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Most requests waiting for their commit at once.
+        #[arg(long, default_value_t = 512)]
+        in_flight: usize,
+        /// Also print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the deterministic simulator: many seeds, injected faults, invariant checks. Exits 1
+    /// if any seed breaks an invariant, printing the command that replays it.
+    Sim {
+        /// Consensus engine.
+        #[arg(long, default_value = "pbft")]
+        engine: String,
+        /// Validators.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Seeds to run (from --seed on).
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// First seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Faults: any of crash,partition,drop,dup,reorder, or all, or none.
+        #[arg(long, default_value = "all")]
+        faults: String,
+        /// Client transactions per run.
+        #[arg(long, default_value_t = 60)]
+        txs: usize,
+        /// Seconds of faults (simulated) before everything heals.
+        #[arg(long, default_value_t = 30)]
+        fault_window: u64,
+        /// Worker threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// Generate an ed25519 key file (mode 0600) and print its public key.
     Keygen {
         /// Where to write the key file.
@@ -39,12 +186,12 @@ enum Command {
     /// Opens the ledger read-only, so it can run beside a node that is using it. Exits non-zero
     /// and names the first bad height if anything does not check out.
     VerifyChain {
-        /// The ledger directory (a node's data directory).
+        /// The ledger directory (a node's `data/ledger`).
         #[arg(long)]
         data: PathBuf,
     },
-    /// Write a chain of signed `kv` transactions to a ledger, then verify it and prove one
-    /// transaction's inclusion. Runs again on the same directory to extend the chain.
+    /// Write a chain of signed `kv` transactions to a local ledger (no network), then verify it
+    /// and prove one transaction's inclusion.
     Demo {
         /// The ledger directory (created if absent).
         #[arg(long, default_value = "data/demo")]
@@ -69,6 +216,10 @@ fn main() -> ExitCode {
     }
 }
 
+fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keygen { out, force } => {
@@ -83,7 +234,148 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::VerifyChain { data } => verify_chain(&data),
         Command::Demo { data, blocks, txs } => demo::run(&data, blocks, txs),
+        Command::Testnet {
+            nodes,
+            engine,
+            out,
+            p2p_port,
+            api_port,
+            chain_id,
+            force,
+        } => cluster::testnet(
+            &cluster::TestnetSpec {
+                nodes,
+                engine,
+                p2p_base: p2p_port,
+                api_base: api_port,
+                chain_id,
+            },
+            &out,
+            force,
+        ),
+        Command::Up {
+            nodes,
+            engine,
+            dir,
+            p2p_port,
+            api_port,
+        } => tokio_runtime()?.block_on(cluster::up(
+            &cluster::TestnetSpec {
+                nodes,
+                engine,
+                p2p_base: p2p_port,
+                api_base: api_port,
+                chain_id: "medchain-local".into(),
+            },
+            &dir,
+        )),
+        Command::Node { config } => run_node(&config),
+        Command::Status { node } => tokio_runtime()?.block_on(client::status(&node)),
+        Command::Kv { command } => match command {
+            KvCommand::Put { key, value, node, key_file } => tokio_runtime()?.block_on(client::kv_put(&node, &key_file, &key, &value)),
+            KvCommand::Get { key, node } => tokio_runtime()?.block_on(client::kv_get(&node, &key)),
+        },
+        Command::Load {
+            node,
+            rate,
+            duration,
+            size,
+            chaincode,
+            batch,
+            in_flight,
+            json,
+        } => tokio_runtime()?.block_on(client::load(&client::LoadSpec {
+            node,
+            rate,
+            duration,
+            size,
+            chaincode,
+            batch,
+            in_flight_max: in_flight,
+            json,
+        })),
+        Command::Sim {
+            engine,
+            nodes,
+            seeds,
+            seed,
+            faults,
+            txs,
+            fault_window,
+            threads,
+        } => simulate(&engine, nodes, seeds, seed, &faults, txs, fault_window, threads),
     }
+}
+
+fn run_node(config_path: &std::path::Path) -> Result<()> {
+    let config = config::NodeConfig::load(config_path)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log.level).context("invalid [log] level")?)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    tokio_runtime()?.block_on(async move {
+        let listen = config.api.listen;
+        let node = runtime::Node::start(config)?;
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        tracing::info!(api = %listen, "HTTP API listening");
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        axum::serve(listener, api::router(node.shared.clone()))
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = sigterm.recv() => {}
+                }
+                tracing::info!("shutting down");
+            })
+            .await?;
+        node.stop().await;
+        Ok(())
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn simulate(engine: &str, nodes: usize, seeds: u64, first: u64, faults: &str, txs: usize, fault_window: u64, threads: usize) -> Result<()> {
+    use medchain_sim::{run_many, EngineKind, Faults, SimConfig};
+    if nodes == 0 || nodes > 64 {
+        anyhow::bail!("--nodes must be 1 to 64");
+    }
+    let mut cfg = SimConfig::new(EngineKind::by_name(engine).map_err(anyhow::Error::msg)?, nodes);
+    cfg.faults = Faults::parse(faults).map_err(anyhow::Error::msg)?;
+    cfg.txs = txs;
+    cfg.fault_window = std::time::Duration::from_secs(fault_window);
+    eprintln!("simulating {engine} with {nodes} validators, seeds {first}..{}, faults: {faults}", first + seeds);
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let summary = run_many(&cfg, first, seeds, threads, &|r| {
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if !r.violations.is_empty() {
+            eprintln!("seed {} VIOLATION: {}", r.seed, r.violations[0].what);
+        }
+        if n % 50 == 0 || n == seeds {
+            eprintln!("{n}/{seeds} runs");
+        }
+    });
+    println!("engine          {engine}");
+    println!("validators      {nodes}");
+    println!("faults          {faults}");
+    println!("runs            {}", summary.runs);
+    println!("violations      {}", summary.failures.len());
+    println!("blocks          {} (final heights summed over runs)", summary.blocks);
+    println!("transactions    {}", summary.committed_txs);
+    println!("simulated time  {:.1} min", summary.simulated_ms as f64 / 60_000.0);
+    println!("real time       {:.1} s", summary.real_ms as f64 / 1000.0);
+    if let Some(f) = summary.failures.first() {
+        for r in &summary.failures {
+            println!("seed {}: {} (at {} ms)", r.seed, r.violations[0].what, r.violations[0].time_ms);
+        }
+        anyhow::bail!(
+            "{} seeds broke an invariant; replay one with: medchain sim --engine {engine} --nodes {nodes} --faults {faults} --txs {txs} --fault-window {fault_window} --seeds 1 --seed {}",
+            summary.failures.len(),
+            f.seed
+        );
+    }
+    Ok(())
 }
 
 fn verify_chain(data: &std::path::Path) -> Result<()> {

@@ -672,6 +672,17 @@ impl Ledger {
         Ok(())
     }
 
+    /// Deletes an engine record durably.
+    pub fn delete_engine_record(&self, key: &[u8]) -> Result<(), LedgerError> {
+        if self.read_only {
+            return Err(LedgerError::ReadOnly);
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.delete_cf_opt(self.cf(CF_ENGINE), key, &wo)?;
+        Ok(())
+    }
+
     /// Every engine record, in key order.
     pub fn engine_records(&self) -> Result<Entries, LedgerError> {
         self.db

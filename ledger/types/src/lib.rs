@@ -21,4 +21,4 @@ pub use crypto::{batch_verify, Domain, PublicKey, SecretKey, Signature, Signatur
 pub use hash::{sha256, Hash, Sha256Writer};
 pub use merkle::{merkle_root, MerkleProof};
 pub use receipt::{ChainEvent, Receipt, TxStatus};
-pub use tx::{is_valid_name, Transaction, TxError};
+pub use tx::{is_valid_name, serde_bytes_compat as serde_bytes, Transaction, TxError};

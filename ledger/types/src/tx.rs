@@ -150,10 +150,11 @@ impl Transaction {
 }
 
 /// `Vec<u8>`/`&[u8]` as one length-prefixed byte string (postcard) or hex (JSON), instead of
-/// serde's default sequence of numbers.
-pub(crate) mod serde_bytes_compat {
+/// serde's default sequence of numbers. Use with `#[serde(with = "medchain_types::serde_bytes")]`.
+pub mod serde_bytes_compat {
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Serializes bytes.
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
             s.serialize_str(&hex::encode(bytes))
@@ -162,6 +163,7 @@ pub(crate) mod serde_bytes_compat {
         }
     }
 
+    /// Deserializes bytes.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         if d.is_human_readable() {
             let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;

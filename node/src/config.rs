@@ -1,0 +1,145 @@
+//! Node configuration: a TOML file, with any setting overridable from the environment as
+//! `MEDCHAIN__SECTION__KEY` (for example `MEDCHAIN__API__LISTEN=0.0.0.0:8080`).
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// `[node]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeSection {
+    /// Where the ledger lives.
+    pub data_dir: PathBuf,
+    /// The node key file.
+    pub key_file: PathBuf,
+    /// The consortium's genesis file.
+    pub genesis: PathBuf,
+}
+
+/// `[network]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkSection {
+    /// QUIC listen address.
+    pub listen: SocketAddr,
+    /// Hard maximum of one message, bytes.
+    #[serde(default = "default_frame_max")]
+    pub frame_max: usize,
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiSection {
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Largest request body, bytes.
+    #[serde(default = "default_body_max")]
+    pub body_max: usize,
+    /// How long `?wait=commit` waits, seconds.
+    #[serde(default = "default_wait_secs")]
+    pub wait_commit_secs: u64,
+}
+
+/// `[mempool]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MempoolSection {
+    /// Most transactions waiting.
+    #[serde(default = "default_mempool_txs")]
+    pub txs_max: usize,
+    /// Most bytes waiting.
+    #[serde(default = "default_mempool_bytes")]
+    pub bytes_max: usize,
+}
+
+impl Default for MempoolSection {
+    fn default() -> Self {
+        MempoolSection {
+            txs_max: default_mempool_txs(),
+            bytes_max: default_mempool_bytes(),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogSection {
+    /// `tracing` filter, e.g. `info` or `medchain=debug`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: default_log_level(),
+        }
+    }
+}
+
+/// The whole node configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeConfig {
+    /// `[node]`
+    pub node: NodeSection,
+    /// `[network]`
+    pub network: NetworkSection,
+    /// `[api]`
+    pub api: ApiSection,
+    /// `[mempool]`
+    #[serde(default)]
+    pub mempool: MempoolSection,
+    /// `[log]`
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+fn default_frame_max() -> usize {
+    medchain_network::FRAME_MAX_DEFAULT
+}
+fn default_body_max() -> usize {
+    16 << 20
+}
+fn default_wait_secs() -> u64 {
+    60
+}
+fn default_mempool_txs() -> usize {
+    200_000
+}
+fn default_mempool_bytes() -> usize {
+    256 << 20
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+impl NodeConfig {
+    /// Loads `path`, applies `MEDCHAIN__*` overrides, and resolves relative paths against the
+    /// file's directory.
+    pub fn load(path: &Path) -> Result<NodeConfig> {
+        if !path.is_file() {
+            anyhow::bail!("config file {} does not exist", path.display());
+        }
+        let cfg: NodeConfig = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(config::Environment::with_prefix("MEDCHAIN").prefix_separator("__").separator("__").try_parsing(true))
+            .build()
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .try_deserialize()
+            .with_context(|| format!("{} is not a valid node configuration", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+        Ok(NodeConfig {
+            node: NodeSection {
+                data_dir: resolve(&cfg.node.data_dir),
+                key_file: resolve(&cfg.node.key_file),
+                genesis: resolve(&cfg.node.genesis),
+            },
+            ..cfg
+        })
+    }
+
+    /// Writes the configuration as TOML.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, toml::to_string_pretty(self)?).with_context(|| format!("cannot write {}", path.display()))
+    }
+}

@@ -1,0 +1,683 @@
+//! The node runtime: drives a consensus engine over the QUIC transport and the RocksDB ledger.
+//!
+//! One dedicated thread owns the engine and executes its actions in order (so `Persist` is a
+//! barrier: the synced write returns before anything after it is sent). Commits are executed and
+//! written there too, then reported back to the engine. Around it, async tasks: the transport's
+//! event loop (consensus messages go to the engine thread; transaction gossip is verified into
+//! the mempool; block requests are served from the ledger), a gossip task that batches newly
+//! admitted transactions to every peer, and the HTTP API.
+
+use crate::config::NodeConfig;
+use crate::genesis::Genesis;
+use crate::mempool::Mempool;
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use medchain_consensus::{Action, ChainTip, Engine, EngineContext, EngineStatus, Event, TimerId, TxVerifier};
+use medchain_ledger::{Executor, Ledger};
+use medchain_network::{NetEvent, Network, NetworkConfig};
+use medchain_pbft::Pbft;
+use medchain_types::{batch_verify, codec, Block, BlockError, Certificate, Hash, PublicKey, Receipt, SecretKey, Transaction, TxError};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most inputs waiting for the engine thread.
+pub const INBOX_MAX: usize = 16_384;
+/// Most blocks in one sync response.
+pub const SYNC_BATCH_MAX: usize = 64;
+/// Most bytes of blocks in one sync response.
+pub const SYNC_BYTES_MAX: usize = 8 << 20;
+/// Most transactions in one gossip message.
+pub const GOSSIP_BATCH_MAX: usize = 2_000;
+/// How often admitted transactions are gossiped.
+pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(20);
+/// Most transactions with someone waiting for their commit.
+pub const WAITERS_MAX: usize = 200_000;
+
+/// What travels between nodes (the engine's messages are one kind of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeWire {
+    /// An engine message.
+    Consensus(#[serde(with = "medchain_types::serde_bytes")] Vec<u8>),
+    /// Verified transactions admitted by the sender.
+    Txs(Vec<Transaction>),
+    /// Final blocks from this height on, please.
+    BlockRequest {
+        /// First height wanted.
+        from_height: u64,
+    },
+    /// Final blocks with their certificates, in height order.
+    BlockResponse(Vec<(Block, Certificate)>),
+}
+
+impl NodeWire {
+    fn kind(&self) -> usize {
+        match self {
+            NodeWire::Consensus(_) => 0,
+            NodeWire::Txs(_) => 1,
+            NodeWire::BlockRequest { .. } => 2,
+            NodeWire::BlockResponse(_) => 3,
+        }
+    }
+}
+
+/// Names of [`NodeWire`] kinds, for metrics.
+pub const WIRE_KINDS: [&str; 4] = ["consensus", "txs", "block_request", "block_response"];
+
+enum Input {
+    Consensus { from: PublicKey, bytes: Vec<u8> },
+    Timer { id: TimerId, token: u64 },
+    Synced(Vec<(Block, Certificate)>),
+    Shutdown,
+}
+
+/// Node counters (Prometheus names in `api::metrics`).
+#[derive(Debug, Default)]
+pub struct NodeMetrics {
+    /// Blocks committed.
+    pub commits: AtomicU64,
+    /// Transactions committed successfully.
+    pub txs_committed: AtomicU64,
+    /// Transactions committed with a failed or duplicate receipt.
+    pub txs_failed: AtomicU64,
+    /// Transactions admitted to the mempool from clients.
+    pub txs_admitted: AtomicU64,
+    /// Transactions refused at admission.
+    pub txs_refused: AtomicU64,
+    /// Messages received, by kind.
+    pub messages_in: [AtomicU64; 4],
+    /// Bytes received, by kind.
+    pub bytes_in: [AtomicU64; 4],
+    /// Messages sent, by kind.
+    pub messages_out: [AtomicU64; 4],
+    /// Bytes sent, by kind.
+    pub bytes_out: [AtomicU64; 4],
+    /// Messages the transport refused (queue full).
+    pub send_refused: AtomicU64,
+    /// Milliseconds spent executing and writing blocks.
+    pub commit_ms: AtomicU64,
+}
+
+/// Hashes of recently verified transactions, so that a transaction arriving by gossip, in a
+/// proposal and from a client is verified once per node. Bounded: oldest forgotten first.
+#[derive(Debug, Default)]
+pub struct VerifiedCache {
+    set: std::collections::HashSet<Hash>,
+    order: VecDeque<Hash>,
+}
+
+/// Most hashes [`VerifiedCache`] keeps.
+pub const VERIFIED_CACHE_MAX: usize = 400_000;
+
+impl VerifiedCache {
+    fn contains(&self, h: &Hash) -> bool {
+        self.set.contains(h)
+    }
+
+    fn insert_all<'a>(&mut self, hashes: impl IntoIterator<Item = &'a Hash>) {
+        for h in hashes {
+            if self.set.insert(*h) {
+                self.order.push_back(*h);
+            }
+        }
+        while self.order.len() > VERIFIED_CACHE_MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+/// Verifies signatures of `txs` (bounds and chain first), skipping those this node already
+/// verified; returns the index of the first bad one. Records the newly verified.
+fn verify_once(shared: &Shared, txs: &[Transaction], hashes: &[Hash]) -> Result<(), (usize, TxError)> {
+    let chain = &shared.genesis.chain_id;
+    let unknown: Vec<usize> = {
+        let pool = shared.mempool.lock().expect("mempool lock");
+        let seen = shared.verified.lock().expect("verified lock");
+        (0..txs.len()).filter(|&i| !pool.contains(&hashes[i]) && !seen.contains(&hashes[i])).collect()
+    };
+    for &i in &unknown {
+        txs[i].check_well_formed().map_err(|e| (i, e))?;
+        if txs[i].chain_id != *chain {
+            return Err((
+                i,
+                TxError::WrongChain {
+                    expected: chain.clone(),
+                    found: txs[i].chain_id.clone(),
+                },
+            ));
+        }
+    }
+    for chunk in unknown.chunks(256) {
+        let items: Vec<_> = chunk.iter().map(|&i| (txs[i].sender, txs[i].signing_bytes(), txs[i].signature)).collect();
+        batch_verify(&items).map_err(|(j, e)| (chunk[j], TxError::Signature(e)))?;
+    }
+    shared.verified.lock().expect("verified lock").insert_all(unknown.iter().map(|&i| &hashes[i]));
+    Ok(())
+}
+
+/// State shared by the engine thread, the network tasks and the HTTP API.
+pub struct Shared {
+    /// The configuration.
+    pub config: NodeConfig,
+    /// The genesis document.
+    pub genesis: Genesis,
+    /// This node's key.
+    pub me: PublicKey,
+    /// The ledger.
+    pub ledger: Arc<Ledger>,
+    /// The chaincodes.
+    pub executor: Executor,
+    /// Verified transactions waiting.
+    pub mempool: Mutex<Mempool>,
+    /// Recently verified transaction hashes.
+    verified: Mutex<VerifiedCache>,
+    /// The transport.
+    pub network: Network,
+    /// The engine's last reported status.
+    pub status: RwLock<EngineStatus>,
+    /// Clients waiting for a transaction's commit.
+    waiters: Mutex<HashMap<Hash, Vec<oneshot::Sender<Receipt>>>>,
+    /// Counters.
+    pub metrics: NodeMetrics,
+    gossip: Mutex<Vec<Transaction>>,
+    inbox: mpsc::Sender<Input>,
+    /// When the node started.
+    pub started: Instant,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Shared({})", self.me)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Why a client's transaction was not admitted.
+#[derive(Debug)]
+pub enum AdmitError {
+    /// Malformed, wrong chain, or bad signature.
+    Invalid(usize, TxError),
+    /// The mempool is full; retry later.
+    Full,
+}
+
+
+impl std::fmt::Display for AdmitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdmitError::Invalid(i, e) => write!(f, "transaction {i}: {e}"),
+            AdmitError::Full => f.write_str("mempool is full, retry later"),
+        }
+    }
+}
+
+impl Shared {
+    fn send(&self, to: &PublicKey, wire: &NodeWire) {
+        let bytes = codec::encode(wire);
+        let k = wire.kind();
+        self.metrics.messages_out[k].fetch_add(1, Relaxed);
+        self.metrics.bytes_out[k].fetch_add(bytes.len() as u64, Relaxed);
+        if self.network.send(to, Bytes::from(bytes)).is_err() {
+            self.metrics.send_refused.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn broadcast(&self, wire: &NodeWire) {
+        let bytes = Bytes::from(codec::encode(wire));
+        let k = wire.kind();
+        for peer in self.network.peers() {
+            self.metrics.messages_out[k].fetch_add(1, Relaxed);
+            self.metrics.bytes_out[k].fetch_add(bytes.len() as u64, Relaxed);
+            if self.network.send(peer, bytes.clone()).is_err() {
+                self.metrics.send_refused.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Checks client transactions (bounds, chain, signatures in batches) and admits the valid
+    /// ones to the mempool and the gossip. All or nothing for invalid input; `Full` may leave a
+    /// prefix admitted (admission is idempotent, so a retry is safe).
+    pub fn admit(&self, txs: &[Transaction]) -> Result<Vec<Hash>, AdmitError> {
+        let hashes: Vec<Hash> = txs.iter().map(Transaction::hash).collect();
+        if let Err((i, e)) = verify_once(self, txs, &hashes) {
+            self.metrics.txs_refused.fetch_add(1, Relaxed);
+            return Err(AdmitError::Invalid(i, e));
+        }
+        self.admit_verified(txs.to_vec(), hashes, true)
+    }
+
+    /// Adds already verified transactions; gossips the new ones if `gossip`.
+    fn admit_verified(&self, txs: Vec<Transaction>, hashes: Vec<Hash>, gossip: bool) -> Result<Vec<Hash>, AdmitError> {
+        let mut fresh = Vec::new();
+        {
+            let mut pool = self.mempool.lock().expect("mempool lock");
+            for (tx, hash) in txs.into_iter().zip(&hashes) {
+                // A client's transaction that is already final needs nothing. (Gossip skips the
+                // lookup: a late copy is at worst proposed again and gets a Duplicate receipt.)
+                if gossip && self.ledger.tx_position(hash).ok().flatten().is_some() {
+                    continue;
+                }
+                match pool.insert(*hash, tx.clone()) {
+                    Ok(()) => fresh.push(tx),
+                    Err(crate::mempool::Refused::Known) => {}
+                    Err(crate::mempool::Refused::Full) => {
+                        drop(pool);
+                        if gossip {
+                            self.queue_gossip(fresh);
+                        }
+                        return Err(AdmitError::Full);
+                    }
+                }
+            }
+        }
+        if gossip {
+            self.metrics.txs_admitted.fetch_add(fresh.len() as u64, Relaxed);
+            self.queue_gossip(fresh);
+        }
+        Ok(hashes)
+    }
+
+    fn queue_gossip(&self, txs: Vec<Transaction>) {
+        if !txs.is_empty() {
+            self.gossip.lock().expect("gossip lock").extend(txs);
+        }
+    }
+
+    /// Registers interest in transactions' commits. Already committed ones resolve at once.
+    pub fn wait_for(&self, hashes: &[Hash]) -> Result<Vec<oneshot::Receiver<Receipt>>, String> {
+        let mut waiters = self.waiters.lock().expect("waiters lock");
+        if waiters.len() + hashes.len() > WAITERS_MAX {
+            return Err("too many clients are waiting for commits; retry without ?wait=commit".into());
+        }
+        let mut out = Vec::with_capacity(hashes.len());
+        for h in hashes {
+            let (tx, rx) = oneshot::channel();
+            match self.ledger.transaction(h) {
+                Ok(Some(rec)) => {
+                    let _ = tx.send(rec.receipt);
+                }
+                _ => waiters.entry(*h).or_default().push(tx),
+            }
+            out.push(rx);
+        }
+        Ok(out)
+    }
+
+    /// Drops waiters whose clients gave up.
+    pub fn forget_waiters(&self, hashes: &[Hash]) {
+        let mut waiters = self.waiters.lock().expect("waiters lock");
+        for h in hashes {
+            if let Some(v) = waiters.get_mut(h) {
+                v.retain(|s| !s.is_closed());
+                if v.is_empty() {
+                    waiters.remove(h);
+                }
+            }
+        }
+    }
+}
+
+/// Verifies a proposed block's transactions, skipping those the mempool already verified.
+struct MempoolVerifier {
+    shared: std::sync::Weak<Shared>,
+    chain_id: String,
+}
+
+impl TxVerifier for MempoolVerifier {
+    fn verify_block(&self, block: &Block) -> Result<(), BlockError> {
+        let Some(shared) = self.shared.upgrade() else {
+            return block.verify_signatures(&self.chain_id);
+        };
+        let hashes: Vec<Hash> = block.txs.iter().map(Transaction::hash).collect();
+        verify_once(&shared, &block.txs, &hashes).map_err(|(index, error)| BlockError::Tx { index, error })
+    }
+}
+
+/// A running node.
+pub struct Node {
+    /// Shared state (for the HTTP API and tests).
+    pub shared: Arc<Shared>,
+    engine_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Node({})", self.shared.me)
+    }
+}
+
+fn build_engine(genesis: &Genesis, ctx: EngineContext) -> Box<dyn Engine> {
+    match genesis.engine.as_str() {
+        "pbft" => Box::new(Pbft::new(ctx, genesis.pbft.clone())),
+        other => unreachable!("genesis check refuses engine {other:?}"),
+    }
+}
+
+impl Node {
+    /// Opens the ledger (writing genesis on first start), starts the transport, the engine
+    /// thread and the network tasks. Must run inside a tokio runtime.
+    pub fn start(config: NodeConfig) -> Result<Node> {
+        let genesis = Genesis::load(&config.node.genesis)?;
+        let key: SecretKey = crate::keyfile::read(&config.node.key_file)?;
+        let me = key.public();
+        if genesis.validator(&me).is_none() {
+            bail!("this node's key {me} is not a validator in {}", config.node.genesis.display());
+        }
+        let ledger_dir = config.node.data_dir.join("ledger");
+        let ledger = Arc::new(
+            Ledger::open(&ledger_dir, &genesis.chain_id).with_context(|| format!("cannot open the ledger in {}", ledger_dir.display()))?,
+        );
+        let executor = Executor::with_builtins(&genesis.chain_id);
+        let g = genesis.block();
+        match ledger.block(0)? {
+            None => {
+                executor.apply(&ledger, &g, &Certificate::default())?;
+            }
+            Some(b) if b.hash() != g.hash() => bail!(
+                "{} holds a chain of another genesis (block 0 is {}, this genesis gives {}); use another data_dir",
+                ledger_dir.display(),
+                b.hash(),
+                g.hash()
+            ),
+            Some(_) => {}
+        }
+        let tip = ledger.tip().expect("genesis is committed");
+        let header = ledger.header(tip.height)?.context("tip block is missing")?;
+        let certificate = ledger.certificate(tip.height)?.unwrap_or_default();
+        let records = ledger.engine_records()?.into_iter().collect();
+
+        let peers = genesis.validators.iter().map(|v| (v.key, v.p2p)).collect();
+        let incarnation = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as u64;
+        let mut net_cfg = NetworkConfig::new(config.network.listen, peers, incarnation);
+        net_cfg.frame_max = config.network.frame_max;
+        net_cfg.send_queue_bytes_max = net_cfg.send_queue_bytes_max.max(2 * config.network.frame_max);
+        net_cfg.inbound_bytes_max = net_cfg.inbound_bytes_max.max(2 * config.network.frame_max);
+        let (network, events) = Network::bind(&key, net_cfg).with_context(|| format!("cannot listen on {}", config.network.listen))?;
+
+        let (inbox, inbox_rx) = mpsc::channel(INBOX_MAX);
+        let shared = Arc::new(Shared {
+            mempool: Mutex::new(Mempool::new(config.mempool.txs_max, config.mempool.bytes_max)),
+            verified: Mutex::new(VerifiedCache::default()),
+            config,
+            me,
+            ledger: ledger.clone(),
+            executor,
+            network,
+            status: RwLock::new(EngineStatus::default()),
+            waiters: Mutex::new(HashMap::new()),
+            metrics: NodeMetrics::default(),
+            gossip: Mutex::new(Vec::new()),
+            inbox,
+            started: Instant::now(),
+            genesis: genesis.clone(),
+        });
+        let engine = build_engine(
+            &genesis,
+            EngineContext {
+                chain_id: genesis.chain_id.clone(),
+                key,
+                validators: genesis.validator_set()?,
+                tip: ChainTip {
+                    header,
+                    certificate,
+                    state_root: tip.state_root,
+                },
+                records,
+                verifier: Arc::new(MempoolVerifier {
+                    shared: Arc::downgrade(&shared),
+                    chain_id: genesis.chain_id.clone(),
+                }),
+            },
+        );
+        *shared.status.write().expect("status lock") = engine.status();
+        let rt = tokio::runtime::Handle::current();
+        let thread_shared = shared.clone();
+        let engine_thread = std::thread::Builder::new()
+            .name("engine".into())
+            .spawn(move || engine_loop(engine, inbox_rx, thread_shared, rt))?;
+        tokio::spawn(network_loop(shared.clone(), events));
+        tokio::spawn(gossip_loop(shared.clone()));
+        tracing::info!(node = %me, chain = %genesis.chain_id, engine = %genesis.engine, height = tip.height, "node started");
+        Ok(Node {
+            shared,
+            engine_thread: Some(engine_thread),
+        })
+    }
+
+    /// Stops the engine thread and closes the transport.
+    pub async fn stop(mut self) {
+        let _ = self.shared.inbox.send(Input::Shutdown).await;
+        if let Some(t) = self.engine_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        self.shared.network.close().await;
+        tracing::info!("node stopped");
+    }
+}
+
+fn engine_loop(mut engine: Box<dyn Engine>, mut inbox: mpsc::Receiver<Input>, shared: Arc<Shared>, rt: tokio::runtime::Handle) {
+    let mut timers: HashMap<TimerId, u64> = HashMap::new();
+    let mut next_token = 0u64;
+    let mut local: VecDeque<Event> = VecDeque::new();
+    let mut out = Vec::new();
+    let mut last_status = Instant::now();
+    let mut commits_seen = 0;
+    engine.start(now_ms(), &mut out);
+    let mut pending = std::mem::take(&mut out);
+    loop {
+        for action in pending.drain(..) {
+            execute(action, &shared, &rt, &mut timers, &mut next_token, &mut local);
+        }
+        if let Some(ev) = local.pop_front() {
+            engine.handle(now_ms(), ev, &mut out);
+            pending.append(&mut out);
+            continue;
+        }
+        // Refresh the status for the API at most every 20 ms, and after every commit.
+        let commits = shared.metrics.commits.load(Relaxed);
+        if commits != commits_seen || last_status.elapsed() > Duration::from_millis(20) {
+            *shared.status.write().expect("status lock") = engine.status();
+            last_status = Instant::now();
+            commits_seen = commits;
+        }
+        let Some(input) = inbox.blocking_recv() else { break };
+        match input {
+            Input::Consensus { from, bytes } => local.push_back(Event::Message { from, bytes }),
+            Input::Timer { id, token } => {
+                if timers.get(&id) == Some(&token) {
+                    timers.remove(&id);
+                    local.push_back(Event::TimerFired(id));
+                }
+            }
+            Input::Synced(blocks) => local.extend(blocks.into_iter().map(|(block, certificate)| Event::SyncedBlock { block, certificate })),
+            Input::Shutdown => break,
+        }
+    }
+    *shared.status.write().expect("status lock") = engine.status();
+}
+
+fn execute(
+    action: Action,
+    shared: &Arc<Shared>,
+    rt: &tokio::runtime::Handle,
+    timers: &mut HashMap<TimerId, u64>,
+    next_token: &mut u64,
+    local: &mut VecDeque<Event>,
+) {
+    match action {
+        Action::Send { to, msg } => shared.send(&to, &NodeWire::Consensus(msg)),
+        Action::Broadcast(msg) => shared.broadcast(&NodeWire::Consensus(msg)),
+        Action::SetTimer { id, after } => {
+            *next_token += 1;
+            let token = *next_token;
+            timers.insert(id, token);
+            let inbox = shared.inbox.clone();
+            rt.spawn(async move {
+                tokio::time::sleep(after).await;
+                let _ = inbox.send(Input::Timer { id, token }).await;
+            });
+        }
+        Action::CancelTimer(id) => {
+            timers.remove(&id);
+        }
+        Action::Persist { key, value } => {
+            let result = match &value {
+                Some(v) => shared.ledger.put_engine_record(&key, v),
+                None => shared.ledger.delete_engine_record(&key),
+            };
+            if let Err(e) = result {
+                // Continuing could make this replica vote twice after a restart.
+                tracing::error!(error = %e, "cannot persist an engine record; stopping");
+                std::process::exit(2);
+            }
+        }
+        Action::Commit { block, certificate } => {
+            let started = Instant::now();
+            let height = block.header.height;
+            match shared.executor.apply(&shared.ledger, &block, &certificate) {
+                Ok((tip, receipts)) => {
+                    let m = &shared.metrics;
+                    m.commits.fetch_add(1, Relaxed);
+                    let ok = receipts.iter().filter(|r| r.is_success()).count() as u64;
+                    m.txs_committed.fetch_add(ok, Relaxed);
+                    m.txs_failed.fetch_add(receipts.len() as u64 - ok, Relaxed);
+                    shared.mempool.lock().expect("mempool lock").remove(receipts.iter().map(|r| &r.tx_hash));
+                    {
+                        let mut waiters = shared.waiters.lock().expect("waiters lock");
+                        for r in &receipts {
+                            for w in waiters.remove(&r.tx_hash).unwrap_or_default() {
+                                let _ = w.send(r.clone());
+                            }
+                        }
+                    }
+                    m.commit_ms.fetch_add(started.elapsed().as_millis() as u64, Relaxed);
+                    tracing::debug!(height, txs = receipts.len(), "committed");
+                    local.push_back(Event::BlockExecuted {
+                        height,
+                        state_root: tip.state_root,
+                    });
+                }
+                Err(e) => {
+                    // A final block the ledger refuses means this node diverged: stop, loudly.
+                    tracing::error!(height, error = %e, "the ledger refused a final block; stopping");
+                    std::process::exit(2);
+                }
+            }
+        }
+        Action::NeedTransactions { max } => {
+            let txs = shared.mempool.lock().expect("mempool lock").batch(max);
+            local.push_back(Event::Transactions(txs));
+        }
+        Action::NeedBlocks { from_height, peer } => {
+            let connected = shared.network.connected_peers();
+            let target = peer.filter(|p| connected.contains(p)).or_else(|| {
+                // Spread requests over connected peers.
+                connected.get((from_height as usize) % connected.len().max(1)).copied()
+            });
+            if let Some(p) = target {
+                shared.send(&p, &NodeWire::BlockRequest { from_height });
+            }
+        }
+        Action::StartWork { .. } | Action::StopWork => {}
+    }
+}
+
+async fn network_loop(shared: Arc<Shared>, mut events: medchain_network::Events) {
+    while let Some(ev) = events.recv().await {
+        let (from, bytes) = match ev {
+            NetEvent::Message { from, bytes } => (from, bytes),
+            NetEvent::Connected(p) => {
+                tracing::info!(peer = %p, "peer connected");
+                continue;
+            }
+            NetEvent::Disconnected(p) => {
+                tracing::warn!(peer = %p, "peer disconnected");
+                continue;
+            }
+        };
+        let Ok(wire) = codec::decode::<NodeWire>(&bytes) else {
+            tracing::warn!(peer = %from, "undecodable message");
+            continue;
+        };
+        let k = wire.kind();
+        shared.metrics.messages_in[k].fetch_add(1, Relaxed);
+        shared.metrics.bytes_in[k].fetch_add(bytes.len() as u64, Relaxed);
+        match wire {
+            NodeWire::Consensus(bytes) => {
+                if shared.inbox.send(Input::Consensus { from, bytes }).await.is_err() {
+                    return;
+                }
+            }
+            NodeWire::Txs(txs) => {
+                // Verified here once (batched, off the async threads); never re-gossiped.
+                let s = shared.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    let hashes: Vec<Hash> = txs.iter().map(Transaction::hash).collect();
+                    match verify_once(&s, &txs, &hashes) {
+                        Ok(()) => {
+                            let _ = s.admit_verified(txs, hashes, false);
+                        }
+                        Err((i, e)) => tracing::warn!(peer = %from, index = i, error = %e, "gossiped transactions failed verification"),
+                    }
+                })
+                .await;
+            }
+            NodeWire::BlockRequest { from_height } => {
+                let s = shared.clone();
+                tokio::task::spawn_blocking(move || {
+                    let tip = s.ledger.tip().map_or(0, |t| t.height);
+                    let mut blocks = Vec::new();
+                    let mut size = 0;
+                    for h in from_height..=tip {
+                        let (Ok(Some(b)), Ok(Some(c))) = (s.ledger.block(h), s.ledger.certificate(h)) else { break };
+                        size += b.txs.iter().map(|t| t.payload.len() + 200).sum::<usize>() + 1024;
+                        blocks.push((b, c));
+                        if blocks.len() >= SYNC_BATCH_MAX || size >= SYNC_BYTES_MAX {
+                            break;
+                        }
+                    }
+                    if !blocks.is_empty() {
+                        s.send(&from, &NodeWire::BlockResponse(blocks));
+                    }
+                });
+            }
+            NodeWire::BlockResponse(blocks) => {
+                let full = blocks.len() >= SYNC_BATCH_MAX;
+                let next = blocks.last().map(|(b, _)| b.header.height + 1);
+                if shared.inbox.send(Input::Synced(blocks)).await.is_err() {
+                    return;
+                }
+                // The peer had more: keep fetching without waiting for the engine's retry.
+                if let (true, Some(from_height)) = (full, next) {
+                    shared.send(&from, &NodeWire::BlockRequest { from_height });
+                }
+            }
+        }
+    }
+}
+
+async fn gossip_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(GOSSIP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let batch = std::mem::take(&mut *shared.gossip.lock().expect("gossip lock"));
+        for chunk in batch.chunks(GOSSIP_BATCH_MAX) {
+            shared.broadcast(&NodeWire::Txs(chunk.to_vec()));
+        }
+        if Arc::strong_count(&shared) == 1 {
+            return;
+        }
+    }
+}
+
+impl std::error::Error for AdmitError {}
