@@ -509,7 +509,8 @@ impl Network {
     /// Like [`Network::shutdown`], for a transport shared behind a reference.
     pub async fn close(&self) {
         self.shared.shutdown.send_replace(true);
-        self.endpoint.close(VarInt::from_u32(CODE_SHUTDOWN), b"shutdown");
+        self.endpoint
+            .close(VarInt::from_u32(CODE_SHUTDOWN), b"shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
 }
@@ -726,7 +727,7 @@ async fn run_connection(
     if newly_connected {
         shared.counters(&peer_key).connects.fetch_add(1, Relaxed);
         peer.connected.send_replace(true);
-        tracing::info!(peer = %peer_key, "peer connected");
+        tracing::debug!(peer = %peer_key, "peer connected");
         let _ = shared.events.send(Inbound::Connected(peer_key)).await;
     }
     // A writer of a replaced connection may hold the wake-up; make sure this one drains.
@@ -749,7 +750,7 @@ async fn run_connection(
     if still_current {
         shared.counters(&peer_key).disconnects.fetch_add(1, Relaxed);
         peer.connected.send_replace(false);
-        tracing::info!(peer = %peer_key, "peer disconnected");
+        tracing::debug!(peer = %peer_key, "peer disconnected");
         if !shared.is_shut_down() {
             let _ = shared.events.send(Inbound::Disconnected(peer_key)).await;
         }

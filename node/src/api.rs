@@ -48,7 +48,10 @@ fn not_found(msg: impl Into<String>) -> ApiError {
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "internal error serving a request");
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}"))
+    ApiError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("internal error: {e}"),
+    )
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -76,7 +79,11 @@ async fn status(State(s): State<Arc<Shared>>) -> ApiResult {
         let m = s.mempool.lock().expect("mempool lock");
         (m.len(), m.bytes())
     };
-    let name = s.genesis.validator(&s.me).map(|v| v.name.clone()).unwrap_or_default();
+    let name = s
+        .genesis
+        .validator(&s.me)
+        .map(|v| v.name.clone())
+        .unwrap_or_default();
     Ok(Json(json!({
         "node_id": s.me,
         "name": name,
@@ -116,25 +123,50 @@ fn receipt_json(r: &Receipt) -> Value {
     })
 }
 
-async fn submit(State(s): State<Arc<Shared>>, Query(q): Query<SubmitQuery>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult {
+async fn submit(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<SubmitQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
     let body = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
     let wait = match q.wait.as_deref() {
         None => false,
         Some("commit") => true,
-        Some(other) => return Err(bad(format!("wait={other:?} is not supported (use wait=commit)"))),
+        Some(other) => {
+            return Err(bad(format!(
+                "wait={other:?} is not supported (use wait=commit)"
+            )))
+        }
     };
     let binary = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/octet-stream"));
     let (txs, single): (Vec<Transaction>, bool) = if binary {
-        (codec::decode(&body).map_err(|e| bad(format!("body is not a canonical-encoded transaction list: {e}")))?, false)
+        (
+            codec::decode(&body).map_err(|e| {
+                bad(format!(
+                    "body is not a canonical-encoded transaction list: {e}"
+                ))
+            })?,
+            false,
+        )
     } else {
-        let v: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
+        let v: Value =
+            serde_json::from_slice(&body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
         if v.is_array() {
-            (serde_json::from_value(v).map_err(|e| bad(format!("not a list of transactions: {e}")))?, false)
+            (
+                serde_json::from_value(v)
+                    .map_err(|e| bad(format!("not a list of transactions: {e}")))?,
+                false,
+            )
         } else {
-            (vec![serde_json::from_value(v).map_err(|e| bad(format!("not a transaction: {e}")))?], true)
+            (
+                vec![serde_json::from_value(v)
+                    .map_err(|e| bad(format!("not a transaction: {e}")))?],
+                true,
+            )
         }
     };
     if txs.is_empty() {
@@ -142,12 +174,18 @@ async fn submit(State(s): State<Arc<Shared>>, Query(q): Query<SubmitQuery>, head
     }
     let waiting = if wait {
         let hashes: Vec<Hash> = txs.iter().map(Transaction::hash).collect();
-        Some((s.wait_for(&hashes).map_err(|e| ApiError(StatusCode::TOO_MANY_REQUESTS, e))?, hashes))
+        Some((
+            s.wait_for(&hashes)
+                .map_err(|e| ApiError(StatusCode::TOO_MANY_REQUESTS, e))?,
+            hashes,
+        ))
     } else {
         None
     };
     let s2 = s.clone();
-    let admitted = tokio::task::spawn_blocking(move || s2.admit(&txs)).await.map_err(internal)?;
+    let admitted = tokio::task::spawn_blocking(move || s2.admit(&txs))
+        .await
+        .map_err(internal)?;
     let hashes = match admitted {
         Ok(h) => h,
         Err(e) => {
@@ -155,21 +193,34 @@ async fn submit(State(s): State<Arc<Shared>>, Query(q): Query<SubmitQuery>, head
                 s.forget_waiters(hashes);
             }
             return Err(match e {
-                AdmitError::Invalid(..) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+                AdmitError::Invalid(..) => {
+                    ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+                }
                 AdmitError::Full => ApiError(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
             });
         }
     };
     let Some((receivers, _)) = waiting else {
-        let body = if single { json!({ "tx_hash": hashes[0] }) } else { json!({ "accepted": hashes.len(), "tx_hashes": hashes }) };
+        let body = if single {
+            json!({ "tx_hash": hashes[0] })
+        } else {
+            json!({ "accepted": hashes.len(), "tx_hashes": hashes })
+        };
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     };
     let limit = Duration::from_secs(s.config.api.wait_commit_secs);
     let all = futures_join(receivers);
     match tokio::time::timeout(limit, all).await {
         Ok(receipts) => {
-            let receipts: Vec<Value> = receipts.iter().map(|r| r.as_ref().map_or(Value::Null, receipt_json)).collect();
-            let body = if single { receipts[0].clone() } else { json!({ "receipts": receipts }) };
+            let receipts: Vec<Value> = receipts
+                .iter()
+                .map(|r| r.as_ref().map_or(Value::Null, receipt_json))
+                .collect();
+            let body = if single {
+                receipts[0].clone()
+            } else {
+                json!({ "receipts": receipts })
+            };
             Ok(Json(body).into_response())
         }
         Err(_) => {
@@ -188,7 +239,9 @@ async fn submit(State(s): State<Arc<Shared>>, Query(q): Query<SubmitQuery>, head
 }
 
 /// Waits for every receiver (a closed one yields `None`).
-async fn futures_join(receivers: Vec<tokio::sync::oneshot::Receiver<Receipt>>) -> Vec<Option<Receipt>> {
+async fn futures_join(
+    receivers: Vec<tokio::sync::oneshot::Receiver<Receipt>>,
+) -> Vec<Option<Receipt>> {
     let mut out = Vec::with_capacity(receivers.len());
     for r in receivers {
         out.push(r.await.ok());
@@ -202,10 +255,18 @@ fn parse_hash(s: &str) -> Result<Hash, ApiError> {
 
 async fn transaction(State(s): State<Arc<Shared>>, Path(hash): Path<String>) -> ApiResult {
     let hash = parse_hash(&hash)?;
-    let rec = s.ledger.transaction(&hash).map_err(internal)?.ok_or_else(|| {
-        let pending = s.mempool.lock().expect("mempool lock").contains(&hash);
-        not_found(if pending { "transaction is pending (in the mempool, not yet committed)" } else { "no such transaction" })
-    })?;
+    let rec = s
+        .ledger
+        .transaction(&hash)
+        .map_err(internal)?
+        .ok_or_else(|| {
+            let pending = s.mempool.lock().expect("mempool lock").contains(&hash);
+            not_found(if pending {
+                "transaction is pending (in the mempool, not yet committed)"
+            } else {
+                "no such transaction"
+            })
+        })?;
     Ok(Json(json!({
         "tx": rec.tx,
         "receipt": receipt_json(&rec.receipt),
@@ -221,10 +282,19 @@ async fn block(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResul
     let height = if id == "latest" {
         s.ledger.tip().map_or(0, |t| t.height)
     } else {
-        id.parse::<u64>().map_err(|_| bad(format!("{id:?} is neither a height nor \"latest\"")))?
+        id.parse::<u64>()
+            .map_err(|_| bad(format!("{id:?} is neither a height nor \"latest\"")))?
     };
-    let b = s.ledger.block(height).map_err(internal)?.ok_or_else(|| not_found(format!("no block at height {height}")))?;
-    let cert = s.ledger.certificate(height).map_err(internal)?.unwrap_or_default();
+    let b = s
+        .ledger
+        .block(height)
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("no block at height {height}")))?;
+    let cert = s
+        .ledger
+        .certificate(height)
+        .map_err(internal)?
+        .unwrap_or_default();
     Ok(Json(json!({
         "hash": b.hash(),
         "header": b.header,
@@ -235,7 +305,10 @@ async fn block(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResul
     .into_response())
 }
 
-async fn state(State(s): State<Arc<Shared>>, Path((chaincode, key)): Path<(String, String)>) -> ApiResult {
+async fn state(
+    State(s): State<Arc<Shared>>,
+    Path((chaincode, key)): Path<(String, String)>,
+) -> ApiResult {
     if !s.executor.chaincode_names().any(|n| n == chaincode) {
         return Err(not_found(format!("no chaincode named {chaincode:?}")));
     }
@@ -243,7 +316,12 @@ async fn state(State(s): State<Arc<Shared>>, Path((chaincode, key)): Path<(Strin
         Some(h) => hex::decode(h).map_err(|e| bad(format!("key: bad hex: {e}")))?,
         None => key.as_bytes().to_vec(),
     };
-    let value = s.ledger.view(&chaincode).get(&raw).map_err(internal)?.ok_or_else(|| not_found("no value at that key"))?;
+    let value = s
+        .ledger
+        .view(&chaincode)
+        .get(&raw)
+        .map_err(internal)?
+        .ok_or_else(|| not_found("no value at that key"))?;
     Ok(Json(json!({
         "chaincode": chaincode,
         "key": key,
@@ -258,39 +336,124 @@ async fn metrics(State(s): State<Arc<Shared>>) -> ApiResult {
     let st = s.status.read().expect("status lock").clone();
     let m = &s.metrics;
     let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
-        let _ = writeln!(out, "# HELP medchain_{name} {help}\n# TYPE medchain_{name} {kind}\nmedchain_{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP medchain_{name} {help}\n# TYPE medchain_{name} {kind}\nmedchain_{name} {value}"
+        );
     };
-    gauge("height", "Height of the last committed block.", "gauge", s.ledger.tip().map_or(0, |t| t.height));
+    gauge(
+        "height",
+        "Height of the last committed block.",
+        "gauge",
+        s.ledger.tip().map_or(0, |t| t.height),
+    );
     gauge("view", "Consensus view (PBFT) or epoch.", "gauge", st.view);
-    gauge("commits_total", "Blocks committed by this node.", "counter", m.commits.load(Relaxed));
-    gauge("txs_committed_total", "Transactions committed with success.", "counter", m.txs_committed.load(Relaxed));
-    gauge("txs_failed_total", "Transactions committed with a failed or duplicate receipt.", "counter", m.txs_failed.load(Relaxed));
-    gauge("txs_admitted_total", "Client transactions admitted to the mempool.", "counter", m.txs_admitted.load(Relaxed));
-    gauge("txs_refused_total", "Client transactions refused at admission.", "counter", m.txs_refused.load(Relaxed));
-    gauge("mempool_txs", "Transactions waiting in the mempool.", "gauge", s.mempool.lock().expect("mempool lock").len() as u64);
-    gauge("peers_connected", "Peers connected now.", "gauge", s.network.connected_peers().len() as u64);
-    gauge("view_changes_total", "View changes started by this node.", "counter", st.counters.get("view_changes").copied().unwrap_or(0));
-    gauge("commit_seconds_total", "Time spent executing and writing blocks.", "counter", m.commit_ms.load(Relaxed) / 1000);
-    gauge("send_refused_total", "Messages the transport refused (queue full).", "counter", m.send_refused.load(Relaxed));
+    gauge(
+        "commits_total",
+        "Blocks committed by this node.",
+        "counter",
+        m.commits.load(Relaxed),
+    );
+    gauge(
+        "txs_committed_total",
+        "Transactions committed with success.",
+        "counter",
+        m.txs_committed.load(Relaxed),
+    );
+    gauge(
+        "txs_failed_total",
+        "Transactions committed with a failed or duplicate receipt.",
+        "counter",
+        m.txs_failed.load(Relaxed),
+    );
+    gauge(
+        "txs_admitted_total",
+        "Client transactions admitted to the mempool.",
+        "counter",
+        m.txs_admitted.load(Relaxed),
+    );
+    gauge(
+        "txs_refused_total",
+        "Client transactions refused at admission.",
+        "counter",
+        m.txs_refused.load(Relaxed),
+    );
+    gauge(
+        "mempool_txs",
+        "Transactions waiting in the mempool.",
+        "gauge",
+        s.mempool.lock().expect("mempool lock").len() as u64,
+    );
+    gauge(
+        "peers_connected",
+        "Peers connected now.",
+        "gauge",
+        s.network.connected_peers().len() as u64,
+    );
+    gauge(
+        "view_changes_total",
+        "View changes started by this node.",
+        "counter",
+        st.counters.get("view_changes").copied().unwrap_or(0),
+    );
+    gauge(
+        "commit_seconds_total",
+        "Time spent executing and writing blocks.",
+        "counter",
+        m.commit_ms.load(Relaxed) / 1000,
+    );
+    gauge(
+        "send_refused_total",
+        "Messages the transport refused (queue full).",
+        "counter",
+        m.send_refused.load(Relaxed),
+    );
     let _ = writeln!(out, "# HELP medchain_messages_total Messages by direction and kind.\n# TYPE medchain_messages_total counter");
     for (i, kind) in WIRE_KINDS.iter().enumerate() {
-        let _ = writeln!(out, "medchain_messages_total{{direction=\"in\",kind=\"{kind}\"}} {}", m.messages_in[i].load(Relaxed));
-        let _ = writeln!(out, "medchain_messages_total{{direction=\"out\",kind=\"{kind}\"}} {}", m.messages_out[i].load(Relaxed));
+        let _ = writeln!(
+            out,
+            "medchain_messages_total{{direction=\"in\",kind=\"{kind}\"}} {}",
+            m.messages_in[i].load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "medchain_messages_total{{direction=\"out\",kind=\"{kind}\"}} {}",
+            m.messages_out[i].load(Relaxed)
+        );
     }
     let _ = writeln!(out, "# HELP medchain_message_bytes_total Message bytes by direction and kind.\n# TYPE medchain_message_bytes_total counter");
     for (i, kind) in WIRE_KINDS.iter().enumerate() {
-        let _ = writeln!(out, "medchain_message_bytes_total{{direction=\"in\",kind=\"{kind}\"}} {}", m.bytes_in[i].load(Relaxed));
-        let _ = writeln!(out, "medchain_message_bytes_total{{direction=\"out\",kind=\"{kind}\"}} {}", m.bytes_out[i].load(Relaxed));
+        let _ = writeln!(
+            out,
+            "medchain_message_bytes_total{{direction=\"in\",kind=\"{kind}\"}} {}",
+            m.bytes_in[i].load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "medchain_message_bytes_total{{direction=\"out\",kind=\"{kind}\"}} {}",
+            m.bytes_out[i].load(Relaxed)
+        );
     }
     let net = s.network.metrics();
     let _ = writeln!(out, "# HELP medchain_peer_bytes_total Transport payload bytes by peer and direction.\n# TYPE medchain_peer_bytes_total counter");
     for (peer, p) in &net.peers {
-        let _ = writeln!(out, "medchain_peer_bytes_total{{peer=\"{peer}\",direction=\"out\"}} {}", p.bytes_sent);
-        let _ = writeln!(out, "medchain_peer_bytes_total{{peer=\"{peer}\",direction=\"in\"}} {}", p.bytes_received);
+        let _ = writeln!(
+            out,
+            "medchain_peer_bytes_total{{peer=\"{peer}\",direction=\"out\"}} {}",
+            p.bytes_sent
+        );
+        let _ = writeln!(
+            out,
+            "medchain_peer_bytes_total{{peer=\"{peer}\",direction=\"in\"}} {}",
+            p.bytes_received
+        );
     }
     let _ = writeln!(out, "# HELP medchain_transport_rejects_total Refused handshakes, frames and connections by reason.\n# TYPE medchain_transport_rejects_total counter");
     for (reason, n) in &net.rejects {
-        let _ = writeln!(out, "medchain_transport_rejects_total{{reason=\"{reason}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "medchain_transport_rejects_total{{reason=\"{reason}\"}} {n}"
+        );
     }
     let _ = writeln!(out, "# HELP medchain_engine_events_total Engine counters.\n# TYPE medchain_engine_events_total counter");
     for (name, n) in &st.counters {

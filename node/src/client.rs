@@ -55,12 +55,23 @@ impl Client {
 
     /// The chain id the node serves.
     pub async fn chain_id(&self) -> Result<String> {
-        Ok(self.status().await?["chain_id"].as_str().context("status has no chain_id")?.to_owned())
+        Ok(self.status().await?["chain_id"]
+            .as_str()
+            .context("status has no chain_id")?
+            .to_owned())
     }
 
     /// Submits transactions in canonical encoding; with `wait`, returns when all are committed.
-    pub async fn submit(&self, txs: &[Transaction], wait: bool) -> Result<(reqwest::StatusCode, Value)> {
-        let url = format!("{}/api/v1/txs{}", self.base, if wait { "?wait=commit" } else { "" });
+    pub async fn submit(
+        &self,
+        txs: &[Transaction],
+        wait: bool,
+    ) -> Result<(reqwest::StatusCode, Value)> {
+        let url = format!(
+            "{}/api/v1/txs{}",
+            self.base,
+            if wait { "?wait=commit" } else { "" }
+        );
         let r = self
             .http
             .post(url)
@@ -90,27 +101,47 @@ pub async fn kv_put(node: &str, key_file: &std::path::Path, key: &str, value: &s
         key: key.as_bytes().to_vec(),
         value: value.as_bytes().to_vec(),
     };
-    let tx = Transaction::signed(&chain, "kv", Kv::payload(&op), rand::rngs::OsRng.next_u64(), &signer);
+    let tx = Transaction::signed(
+        &chain,
+        "kv",
+        Kv::payload(&op),
+        rand::rngs::OsRng.next_u64(),
+        &signer,
+    );
     let (code, v) = client.submit(&[tx], true).await?;
     if !code.is_success() {
-        bail!("HTTP {code}: {}", v["error"].as_str().unwrap_or(&v.to_string()));
+        bail!(
+            "HTTP {code}: {}",
+            v["error"].as_str().unwrap_or(&v.to_string())
+        );
     }
     let r = &v["receipts"][0];
     if r.is_null() {
         bail!("not committed yet: {v}");
     }
-    println!("committed: tx {} at height {} ({})", r["tx_hash"].as_str().unwrap_or("?"), r["height"], r["status"]);
+    println!(
+        "committed: tx {} at height {} ({})",
+        r["tx_hash"].as_str().unwrap_or("?"),
+        r["height"],
+        r["status"]
+    );
     Ok(())
 }
 
 /// `medchain kv get`: prints the value, or exits 1 if the key is not set.
 pub async fn kv_get(node: &str, key: &str) -> Result<()> {
     let client = Client::new(node)?;
-    let path = format!("/api/v1/state/kv/{}", if key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) {
-        key.to_owned()
-    } else {
-        format!("0x{}", hex::encode(key))
-    });
+    let path = format!(
+        "/api/v1/state/kv/{}",
+        if key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+        {
+            key.to_owned()
+        } else {
+            format!("0x{}", hex::encode(key))
+        }
+    );
     let (code, v) = client.get(&path).await?;
     match code.as_u16() {
         200 => {
@@ -165,10 +196,15 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
     let client = Client::new(&spec.node)?;
     let chain = client.chain_id().await?;
     let total = (spec.rate * spec.duration) as usize;
-    eprintln!("signing {total} transactions of {} payload bytes ({} chaincode)...", spec.size, spec.chaincode);
+    eprintln!(
+        "signing {total} transactions of {} payload bytes ({} chaincode)...",
+        spec.size, spec.chaincode
+    );
     let key = SecretKey::generate(&mut rand::rngs::OsRng);
     let base_nonce = rand::rngs::OsRng.next_u64() >> 16;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let chunks: Vec<Vec<Transaction>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -179,7 +215,8 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
                         .map(|i| {
                             let nonce = base_nonce + i as u64;
                             let mut payload = vec![0u8; spec.size];
-                            payload[..8.min(spec.size)].copy_from_slice(&nonce.to_le_bytes()[..8.min(spec.size)]);
+                            payload[..8.min(spec.size)]
+                                .copy_from_slice(&nonce.to_le_bytes()[..8.min(spec.size)]);
                             let payload = if spec.chaincode == "kv" {
                                 Kv::payload(&KvOp::Put {
                                     key: format!("load-{}", i % 10_000).into_bytes(),
@@ -194,7 +231,10 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("signing thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("signing thread"))
+            .collect()
     });
     // Interleave the threads' outputs back into one sequence.
     let mut txs = Vec::with_capacity(total);
@@ -207,8 +247,14 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
             }
         }
     }
-    let batches: Vec<Vec<Transaction>> = txs.chunks(spec.batch).map(<[Transaction]>::to_vec).collect();
-    eprintln!("offering {} tx/s for {} s to {} in batches of {}", spec.rate, spec.duration, spec.node, spec.batch);
+    let batches: Vec<Vec<Transaction>> = txs
+        .chunks(spec.batch)
+        .map(<[Transaction]>::to_vec)
+        .collect();
+    eprintln!(
+        "offering {} tx/s for {} s to {} in batches of {}",
+        spec.rate, spec.duration, spec.node, spec.batch
+    );
 
     let sent = Arc::new(AtomicU64::new(0));
     let committed = Arc::new(AtomicU64::new(0));
@@ -228,8 +274,14 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
             skipped += batch.len() as u64;
             continue;
         };
-        let (client, sent, committed, failed, latencies, last_commit) =
-            (client.clone(), sent.clone(), committed.clone(), failed.clone(), latencies.clone(), last_commit.clone());
+        let (client, sent, committed, failed, latencies, last_commit) = (
+            client.clone(),
+            sent.clone(),
+            committed.clone(),
+            failed.clone(),
+            latencies.clone(),
+            last_commit.clone(),
+        );
         tasks.spawn(async move {
             let _permit = permit;
             let t0 = Instant::now();
@@ -242,7 +294,10 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
                     let ok = receipts.iter().filter(|r| r["status"] == "success").count() as u64;
                     committed.fetch_add(ok, Relaxed);
                     failed.fetch_add(n - ok, Relaxed);
-                    latencies.lock().expect("latencies").extend(std::iter::repeat_n(took, ok as usize));
+                    latencies
+                        .lock()
+                        .expect("latencies")
+                        .extend(std::iter::repeat_n(took, ok as usize));
                     *last_commit.lock().expect("last") = Some(Instant::now());
                 }
                 _ => {
@@ -256,16 +311,28 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
     while tasks.join_next().await.is_some() {}
     let mut lat = std::mem::take(&mut *latencies.lock().expect("latencies"));
     lat.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    let end = last_commit.lock().expect("last").unwrap_or_else(Instant::now);
+    let end = last_commit
+        .lock()
+        .expect("last")
+        .unwrap_or_else(Instant::now);
     let span = (end - start).as_secs_f64().max(1e-9);
     let c = committed.load(Relaxed);
     let ms = |x: f64| x * 1000.0;
-    println!("offered     {} tx/s for {} s ({} transactions, {} B payload, {} per request)", spec.rate, spec.duration, total, spec.size, spec.batch);
+    println!(
+        "offered     {} tx/s for {} s ({} transactions, {} B payload, {} per request)",
+        spec.rate, spec.duration, total, spec.size, spec.batch
+    );
     println!("sent        {}", sent.load(Relaxed));
-    println!("not sent    {skipped} (more than {} requests in flight)", spec.in_flight_max);
+    println!(
+        "not sent    {skipped} (more than {} requests in flight)",
+        spec.in_flight_max
+    );
     println!("committed   {c}");
     println!("failed      {}", failed.load(Relaxed));
-    println!("throughput  {:.0} tx/s (committed / time from first send to last commit, {span:.2} s)", c as f64 / span);
+    println!(
+        "throughput  {:.0} tx/s (committed / time from first send to last commit, {span:.2} s)",
+        c as f64 / span
+    );
     println!(
         "latency     p50 {:.1} ms   p90 {:.1} ms   p99 {:.1} ms   max {:.1} ms (submit to commit)",
         ms(percentile(&lat, 0.5)),

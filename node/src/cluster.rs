@@ -2,7 +2,9 @@
 //! `medchain up` (start every node of a consortium as a child process, print the URLs, stop them
 //! all cleanly on Ctrl-C or SIGTERM; run again, it resumes from disk).
 
-use crate::config::{ApiSection, LogSection, MempoolSection, NetworkSection, NodeConfig, NodeSection};
+use crate::config::{
+    ApiSection, LogSection, MempoolSection, NetworkSection, NodeConfig, NodeSection,
+};
 use crate::genesis::{Genesis, Validator};
 use anyhow::{bail, Context, Result};
 use medchain_types::SecretKey;
@@ -32,13 +34,18 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
         bail!("--nodes must be 1 to 100");
     }
     if spec.engine != "pbft" {
-        bail!("engine {:?} is not available (this build supports: pbft)", spec.engine);
+        bail!(
+            "engine {:?} is not available (this build supports: pbft)",
+            spec.engine
+        );
     }
     let genesis_path = dir.join("genesis.toml");
     if genesis_path.exists() && !force {
         bail!("{} already holds a testnet (genesis.toml exists); use --force to overwrite it or choose another directory", dir.display());
     }
-    if usize::from(spec.p2p_base) + spec.nodes > 65_535 || usize::from(spec.api_base) + spec.nodes > 65_535 {
+    if usize::from(spec.p2p_base) + spec.nodes > 65_535
+        || usize::from(spec.api_base) + spec.nodes > 65_535
+    {
         bail!("ports out of range");
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -87,7 +94,13 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
     }
     let client = SecretKey::generate(&mut rand::rngs::OsRng);
     crate::keyfile::write(&dir.join("client.json"), &client, force)?;
-    println!("testnet in {}: chain {}, engine {}, {} validators", dir.display(), spec.chain_id, spec.engine, spec.nodes);
+    println!(
+        "testnet in {}: chain {}, engine {}, {} validators",
+        dir.display(),
+        spec.chain_id,
+        spec.engine,
+        spec.nodes
+    );
     for v in &validators {
         println!("  {}  api {}  p2p {}  key {}", v.name, v.api, v.p2p, v.key);
     }
@@ -96,7 +109,9 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
 }
 
 fn tail(path: &Path, lines: usize) -> String {
-    let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let _ = f.seek(SeekFrom::Start(len.saturating_sub(16 << 10)));
     let mut s = String::new();
@@ -108,7 +123,10 @@ fn tail(path: &Path, lines: usize) -> String {
 fn terminate(children: &mut [(String, Child, PathBuf)]) {
     for (_, c, _) in children.iter_mut() {
         // SIGTERM: each node stops its HTTP server, engine and transport cleanly.
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     for (name, c, _) in children.iter_mut() {
@@ -134,7 +152,10 @@ pub async fn up(spec: &TestnetSpec, dir: &Path) -> Result<()> {
     if !genesis_path.exists() {
         testnet(spec, dir, false)?;
     } else {
-        println!("resuming the consortium in {} (delete the directory to start afresh)", dir.display());
+        println!(
+            "resuming the consortium in {} (delete the directory to start afresh)",
+            dir.display()
+        );
     }
     let genesis = Genesis::load(&genesis_path)?;
     let exe = std::env::current_exe()?;
@@ -142,7 +163,10 @@ pub async fn up(spec: &TestnetSpec, dir: &Path) -> Result<()> {
     for (i, v) in genesis.validators.iter().enumerate() {
         let node_dir = dir.join(format!("node{i}"));
         let log_path = node_dir.join("node.log");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
         let child = Command::new(&exe)
             .arg("node")
             .arg("--config")
@@ -155,16 +179,27 @@ pub async fn up(spec: &TestnetSpec, dir: &Path) -> Result<()> {
         children.push((v.name.clone(), child, log_path));
     }
     // Wait for every API to answer.
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     for (i, v) in genesis.validators.iter().enumerate() {
         loop {
             if let Some(status) = children[i].1.try_wait()? {
                 let log = tail(&children[i].2, 20);
                 terminate(&mut children);
-                bail!("{} exited during start-up ({status}); last lines of {}:\n{log}", v.name, children[i].2.display());
+                bail!(
+                    "{} exited during start-up ({status}); last lines of {}:\n{log}",
+                    v.name,
+                    children[i].2.display()
+                );
             }
-            if http.get(format!("{}/healthz", v.api)).send().await.is_ok_and(|r| r.status().is_success()) {
+            if http
+                .get(format!("{}/healthz", v.api))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 break;
             }
             if Instant::now() > deadline {
@@ -174,15 +209,28 @@ pub async fn up(spec: &TestnetSpec, dir: &Path) -> Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    println!("consortium {} is up: {} nodes, engine {}", genesis.chain_id, genesis.validators.len(), genesis.engine);
+    println!(
+        "consortium {} is up: {} nodes, engine {}",
+        genesis.chain_id,
+        genesis.validators.len(),
+        genesis.engine
+    );
     for (i, v) in genesis.validators.iter().enumerate() {
-        println!("  {:<8} {}   (log {})", v.name, v.api, children[i].2.display());
+        println!(
+            "  {:<8} {}   (log {})",
+            v.name,
+            v.api,
+            children[i].2.display()
+        );
     }
     let first = &genesis.validators[0].api;
     let client = dir.join("client.json");
     println!("try:");
     println!("  medchain status --node {first}");
-    println!("  medchain kv put hello world --node {first} --key-file {}", client.display());
+    println!(
+        "  medchain kv put hello world --node {first} --key-file {}",
+        client.display()
+    );
     println!("  medchain kv get hello --node {first}");
     println!("  medchain load --node {first} --rate 1000 --duration 10");
     println!("Ctrl-C stops every node; run the same command again to resume.");

@@ -121,13 +121,24 @@ impl NodeConfig {
         }
         let cfg: NodeConfig = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
-            .add_source(config::Environment::with_prefix("MEDCHAIN").prefix_separator("__").separator("__").try_parsing(true))
+            .add_source(
+                config::Environment::with_prefix("MEDCHAIN")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
             .build()
             .with_context(|| format!("cannot read {}", path.display()))?
             .try_deserialize()
             .with_context(|| format!("{} is not a valid node configuration", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let resolve = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+        let resolve = |p: &PathBuf| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                base.join(p)
+            }
+        };
         Ok(NodeConfig {
             node: NodeSection {
                 data_dir: resolve(&cfg.node.data_dir),
@@ -140,6 +151,7 @@ impl NodeConfig {
 
     /// Writes the configuration as TOML.
     pub fn save(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, toml::to_string_pretty(self)?).with_context(|| format!("cannot write {}", path.display()))
+        std::fs::write(path, toml::to_string_pretty(self)?)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 }

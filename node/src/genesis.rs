@@ -43,24 +43,34 @@ pub struct Genesis {
 impl Genesis {
     /// Reads and checks a genesis file.
     pub fn load(path: &Path) -> Result<Genesis> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read genesis file {}", path.display()))?;
-        let g: Genesis = toml::from_str(&text).with_context(|| format!("{} is not a valid genesis file", path.display()))?;
-        g.check().with_context(|| format!("genesis file {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read genesis file {}", path.display()))?;
+        let g: Genesis = toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid genesis file", path.display()))?;
+        g.check()
+            .with_context(|| format!("genesis file {}", path.display()))?;
         Ok(g)
     }
 
     /// Writes the genesis file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, toml::to_string_pretty(self)?).with_context(|| format!("cannot write {}", path.display()))
+        std::fs::write(path, toml::to_string_pretty(self)?)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// Checks names, engine and validators.
     pub fn check(&self) -> Result<()> {
         if !is_valid_name(&self.chain_id, CHAIN_ID_LEN_MAX) {
-            bail!("chain_id {:?} must be 1 to 64 characters of a-z 0-9 - _ .", self.chain_id);
+            bail!(
+                "chain_id {:?} must be 1 to 64 characters of a-z 0-9 - _ .",
+                self.chain_id
+            );
         }
         if self.engine != "pbft" {
-            bail!("engine {:?} is not available (this build supports: pbft)", self.engine);
+            bail!(
+                "engine {:?} is not available (this build supports: pbft)",
+                self.engine
+            );
         }
         self.validator_set()?;
         Ok(())
@@ -68,7 +78,8 @@ impl Genesis {
 
     /// The validator set.
     pub fn validator_set(&self) -> Result<ValidatorSet> {
-        ValidatorSet::new(self.validators.iter().map(|v| v.key)).map_err(|e| anyhow::anyhow!("validators: {e}"))
+        ValidatorSet::new(self.validators.iter().map(|v| v.key))
+            .map_err(|e| anyhow::anyhow!("validators: {e}"))
     }
 
     /// The validator with this key.
@@ -78,6 +89,15 @@ impl Genesis {
 
     /// Block 0: no transactions; its seal is this document's canonical encoding.
     pub fn block(&self) -> Block {
-        Block::build(0, Hash::ZERO, 0, Hash::ZERO, self.time_ms, PublicKey([0; 32]), codec::encode(self), vec![])
+        Block::build(
+            0,
+            Hash::ZERO,
+            0,
+            Hash::ZERO,
+            self.time_ms,
+            PublicKey([0; 32]),
+            codec::encode(self),
+            vec![],
+        )
     }
 }

@@ -217,7 +217,9 @@ fn main() -> ExitCode {
 }
 
 fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -272,7 +274,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Node { config } => run_node(&config),
         Command::Status { node } => tokio_runtime()?.block_on(client::status(&node)),
         Command::Kv { command } => match command {
-            KvCommand::Put { key, value, node, key_file } => tokio_runtime()?.block_on(client::kv_put(&node, &key_file, &key, &value)),
+            KvCommand::Put {
+                key,
+                value,
+                node,
+                key_file,
+            } => tokio_runtime()?.block_on(client::kv_put(&node, &key_file, &key, &value)),
             KvCommand::Get { key, node } => tokio_runtime()?.block_on(client::kv_get(&node, &key)),
         },
         Command::Load {
@@ -303,14 +310,26 @@ fn run(cli: Cli) -> Result<()> {
             txs,
             fault_window,
             threads,
-        } => simulate(&engine, nodes, seeds, seed, &faults, txs, fault_window, threads),
+        } => simulate(
+            &engine,
+            nodes,
+            seeds,
+            seed,
+            &faults,
+            txs,
+            fault_window,
+            threads,
+        ),
     }
 }
 
 fn run_node(config_path: &std::path::Path) -> Result<()> {
     let config = config::NodeConfig::load(config_path)?;
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log.level).context("invalid [log] level")?)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.log.level)
+                .context("invalid [log] level")?,
+        )
         .with_target(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -318,9 +337,12 @@ fn run_node(config_path: &std::path::Path) -> Result<()> {
     tokio_runtime()?.block_on(async move {
         let listen = config.api.listen;
         let node = runtime::Node::start(config)?;
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
         tracing::info!(api = %listen, "HTTP API listening");
-        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         axum::serve(listener, api::router(node.shared.clone()))
             .with_graceful_shutdown(async move {
                 tokio::select! {
@@ -336,16 +358,31 @@ fn run_node(config_path: &std::path::Path) -> Result<()> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn simulate(engine: &str, nodes: usize, seeds: u64, first: u64, faults: &str, txs: usize, fault_window: u64, threads: usize) -> Result<()> {
+fn simulate(
+    engine: &str,
+    nodes: usize,
+    seeds: u64,
+    first: u64,
+    faults: &str,
+    txs: usize,
+    fault_window: u64,
+    threads: usize,
+) -> Result<()> {
     use medchain_sim::{run_many, EngineKind, Faults, SimConfig};
     if nodes == 0 || nodes > 64 {
         anyhow::bail!("--nodes must be 1 to 64");
     }
-    let mut cfg = SimConfig::new(EngineKind::by_name(engine).map_err(anyhow::Error::msg)?, nodes);
+    let mut cfg = SimConfig::new(
+        EngineKind::by_name(engine).map_err(anyhow::Error::msg)?,
+        nodes,
+    );
     cfg.faults = Faults::parse(faults).map_err(anyhow::Error::msg)?;
     cfg.txs = txs;
     cfg.fault_window = std::time::Duration::from_secs(fault_window);
-    eprintln!("simulating {engine} with {nodes} validators, seeds {first}..{}, faults: {faults}", first + seeds);
+    eprintln!(
+        "simulating {engine} with {nodes} validators, seeds {first}..{}, faults: {faults}",
+        first + seeds
+    );
     let done = std::sync::atomic::AtomicU64::new(0);
     let summary = run_many(&cfg, first, seeds, threads, &|r| {
         let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
@@ -361,13 +398,22 @@ fn simulate(engine: &str, nodes: usize, seeds: u64, first: u64, faults: &str, tx
     println!("faults          {faults}");
     println!("runs            {}", summary.runs);
     println!("violations      {}", summary.failures.len());
-    println!("blocks          {} (final heights summed over runs)", summary.blocks);
+    println!(
+        "blocks          {} (final heights summed over runs)",
+        summary.blocks
+    );
     println!("transactions    {}", summary.committed_txs);
-    println!("simulated time  {:.1} min", summary.simulated_ms as f64 / 60_000.0);
+    println!(
+        "simulated time  {:.1} min",
+        summary.simulated_ms as f64 / 60_000.0
+    );
     println!("real time       {:.1} s", summary.real_ms as f64 / 1000.0);
     if let Some(f) = summary.failures.first() {
         for r in &summary.failures {
-            println!("seed {}: {} (at {} ms)", r.seed, r.violations[0].what, r.violations[0].time_ms);
+            println!(
+                "seed {}: {} (at {} ms)",
+                r.seed, r.violations[0].what, r.violations[0].time_ms
+            );
         }
         anyhow::bail!(
             "{} seeds broke an invariant; replay one with: medchain sim --engine {engine} --nodes {nodes} --faults {faults} --txs {txs} --fault-window {fault_window} --seeds 1 --seed {}",

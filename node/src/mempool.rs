@@ -64,7 +64,11 @@ impl Mempool {
 
     /// Up to `max` transactions, oldest first. They stay until [`Mempool::remove`].
     pub fn batch(&self, max: usize) -> Vec<Transaction> {
-        self.order.values().take(max).map(|h| self.txs[h].1.clone()).collect()
+        self.order
+            .values()
+            .take(max)
+            .map(|h| self.txs[h].1.clone())
+            .collect()
     }
 
     /// Removes committed transactions.
@@ -112,6 +116,10 @@ mod tests {
         let mut small = Mempool::new(100, 500);
         small.insert(tx(1).hash(), tx(1)).unwrap();
         small.insert(tx(2).hash(), tx(2)).unwrap();
-        assert_eq!(small.insert(tx(3).hash(), tx(3)), Err(Refused::Full), "bytes bound");
+        assert_eq!(
+            small.insert(tx(3).hash(), tx(3)),
+            Err(Refused::Full),
+            "bytes bound"
+        );
     }
 }

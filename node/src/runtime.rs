@@ -12,11 +12,16 @@ use crate::genesis::Genesis;
 use crate::mempool::Mempool;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use medchain_consensus::{Action, ChainTip, Engine, EngineContext, EngineStatus, Event, TimerId, TxVerifier};
+use medchain_consensus::{
+    Action, ChainTip, Engine, EngineContext, EngineStatus, Event, TimerId, TxVerifier,
+};
 use medchain_ledger::{Executor, Ledger};
 use medchain_network::{NetEvent, Network, NetworkConfig};
 use medchain_pbft::Pbft;
-use medchain_types::{batch_verify, codec, Block, BlockError, Certificate, Hash, PublicKey, Receipt, SecretKey, Transaction, TxError};
+use medchain_types::{
+    batch_verify, codec, Block, BlockError, Certificate, Hash, PublicKey, Receipt, SecretKey,
+    Transaction, TxError,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -133,12 +138,18 @@ impl VerifiedCache {
 
 /// Verifies signatures of `txs` (bounds and chain first), skipping those this node already
 /// verified; returns the index of the first bad one. Records the newly verified.
-fn verify_once(shared: &Shared, txs: &[Transaction], hashes: &[Hash]) -> Result<(), (usize, TxError)> {
+fn verify_once(
+    shared: &Shared,
+    txs: &[Transaction],
+    hashes: &[Hash],
+) -> Result<(), (usize, TxError)> {
     let chain = &shared.genesis.chain_id;
     let unknown: Vec<usize> = {
         let pool = shared.mempool.lock().expect("mempool lock");
         let seen = shared.verified.lock().expect("verified lock");
-        (0..txs.len()).filter(|&i| !pool.contains(&hashes[i]) && !seen.contains(&hashes[i])).collect()
+        (0..txs.len())
+            .filter(|&i| !pool.contains(&hashes[i]) && !seen.contains(&hashes[i]))
+            .collect()
     };
     for &i in &unknown {
         txs[i].check_well_formed().map_err(|e| (i, e))?;
@@ -153,10 +164,17 @@ fn verify_once(shared: &Shared, txs: &[Transaction], hashes: &[Hash]) -> Result<
         }
     }
     for chunk in unknown.chunks(256) {
-        let items: Vec<_> = chunk.iter().map(|&i| (txs[i].sender, txs[i].signing_bytes(), txs[i].signature)).collect();
+        let items: Vec<_> = chunk
+            .iter()
+            .map(|&i| (txs[i].sender, txs[i].signing_bytes(), txs[i].signature))
+            .collect();
         batch_verify(&items).map_err(|(j, e)| (chunk[j], TxError::Signature(e)))?;
     }
-    shared.verified.lock().expect("verified lock").insert_all(unknown.iter().map(|&i| &hashes[i]));
+    shared
+        .verified
+        .lock()
+        .expect("verified lock")
+        .insert_all(unknown.iter().map(|&i| &hashes[i]));
     Ok(())
 }
 
@@ -185,6 +203,8 @@ pub struct Shared {
     /// Counters.
     pub metrics: NodeMetrics,
     gossip: Mutex<Vec<Transaction>>,
+    /// A block request made while no peer was connected: sent to the first peer that connects.
+    pending_sync: Mutex<Option<u64>>,
     inbox: mpsc::Sender<Input>,
     /// When the node started.
     pub started: Instant,
@@ -198,7 +218,10 @@ impl std::fmt::Debug for Shared {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Why a client's transaction was not admitted.
@@ -209,7 +232,6 @@ pub enum AdmitError {
     /// The mempool is full; retry later.
     Full,
 }
-
 
 impl std::fmt::Display for AdmitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -256,14 +278,21 @@ impl Shared {
     }
 
     /// Adds already verified transactions; gossips the new ones if `gossip`.
-    fn admit_verified(&self, txs: Vec<Transaction>, hashes: Vec<Hash>, gossip: bool) -> Result<Vec<Hash>, AdmitError> {
+    fn admit_verified(
+        &self,
+        txs: Vec<Transaction>,
+        hashes: Vec<Hash>,
+        gossip: bool,
+    ) -> Result<Vec<Hash>, AdmitError> {
         let mut fresh = Vec::new();
         {
             let mut pool = self.mempool.lock().expect("mempool lock");
             for (tx, hash) in txs.into_iter().zip(&hashes) {
-                // A client's transaction that is already final needs nothing. (Gossip skips the
-                // lookup: a late copy is at worst proposed again and gets a Duplicate receipt.)
-                if gossip && self.ledger.tx_position(hash).ok().flatten().is_some() {
+                // Never keep a final transaction: a backup's mempool drives its view-change timer,
+                // so a stale entry would make it time out alone. Checked under the mempool lock;
+                // commits remove their transactions under the same lock after the ledger write,
+                // so no interleaving leaves a final transaction here.
+                if self.ledger.tx_position(hash).ok().flatten().is_some() {
                     continue;
                 }
                 match pool.insert(*hash, tx.clone()) {
@@ -280,7 +309,9 @@ impl Shared {
             }
         }
         if gossip {
-            self.metrics.txs_admitted.fetch_add(fresh.len() as u64, Relaxed);
+            self.metrics
+                .txs_admitted
+                .fetch_add(fresh.len() as u64, Relaxed);
             self.queue_gossip(fresh);
         }
         Ok(hashes)
@@ -296,7 +327,9 @@ impl Shared {
     pub fn wait_for(&self, hashes: &[Hash]) -> Result<Vec<oneshot::Receiver<Receipt>>, String> {
         let mut waiters = self.waiters.lock().expect("waiters lock");
         if waiters.len() + hashes.len() > WAITERS_MAX {
-            return Err("too many clients are waiting for commits; retry without ?wait=commit".into());
+            return Err(
+                "too many clients are waiting for commits; retry without ?wait=commit".into(),
+            );
         }
         let mut out = Vec::with_capacity(hashes.len());
         for h in hashes {
@@ -338,7 +371,8 @@ impl TxVerifier for MempoolVerifier {
             return block.verify_signatures(&self.chain_id);
         };
         let hashes: Vec<Hash> = block.txs.iter().map(Transaction::hash).collect();
-        verify_once(&shared, &block.txs, &hashes).map_err(|(index, error)| BlockError::Tx { index, error })
+        verify_once(&shared, &block.txs, &hashes)
+            .map_err(|(index, error)| BlockError::Tx { index, error })
     }
 }
 
@@ -370,11 +404,15 @@ impl Node {
         let key: SecretKey = crate::keyfile::read(&config.node.key_file)?;
         let me = key.public();
         if genesis.validator(&me).is_none() {
-            bail!("this node's key {me} is not a validator in {}", config.node.genesis.display());
+            bail!(
+                "this node's key {me} is not a validator in {}",
+                config.node.genesis.display()
+            );
         }
         let ledger_dir = config.node.data_dir.join("ledger");
         let ledger = Arc::new(
-            Ledger::open(&ledger_dir, &genesis.chain_id).with_context(|| format!("cannot open the ledger in {}", ledger_dir.display()))?,
+            Ledger::open(&ledger_dir, &genesis.chain_id)
+                .with_context(|| format!("cannot open the ledger in {}", ledger_dir.display()))?,
         );
         let executor = Executor::with_builtins(&genesis.chain_id);
         let g = genesis.block();
@@ -399,13 +437,19 @@ impl Node {
         let incarnation = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as u64;
         let mut net_cfg = NetworkConfig::new(config.network.listen, peers, incarnation);
         net_cfg.frame_max = config.network.frame_max;
-        net_cfg.send_queue_bytes_max = net_cfg.send_queue_bytes_max.max(2 * config.network.frame_max);
+        net_cfg.send_queue_bytes_max = net_cfg
+            .send_queue_bytes_max
+            .max(2 * config.network.frame_max);
         net_cfg.inbound_bytes_max = net_cfg.inbound_bytes_max.max(2 * config.network.frame_max);
-        let (network, events) = Network::bind(&key, net_cfg).with_context(|| format!("cannot listen on {}", config.network.listen))?;
+        let (network, events) = Network::bind(&key, net_cfg)
+            .with_context(|| format!("cannot listen on {}", config.network.listen))?;
 
         let (inbox, inbox_rx) = mpsc::channel(INBOX_MAX);
         let shared = Arc::new(Shared {
-            mempool: Mutex::new(Mempool::new(config.mempool.txs_max, config.mempool.bytes_max)),
+            mempool: Mutex::new(Mempool::new(
+                config.mempool.txs_max,
+                config.mempool.bytes_max,
+            )),
             verified: Mutex::new(VerifiedCache::default()),
             config,
             me,
@@ -416,6 +460,7 @@ impl Node {
             waiters: Mutex::new(HashMap::new()),
             metrics: NodeMetrics::default(),
             gossip: Mutex::new(Vec::new()),
+            pending_sync: Mutex::new(None),
             inbox,
             started: Instant::now(),
             genesis: genesis.clone(),
@@ -464,7 +509,12 @@ impl Node {
     }
 }
 
-fn engine_loop(mut engine: Box<dyn Engine>, mut inbox: mpsc::Receiver<Input>, shared: Arc<Shared>, rt: tokio::runtime::Handle) {
+fn engine_loop(
+    mut engine: Box<dyn Engine>,
+    mut inbox: mpsc::Receiver<Input>,
+    shared: Arc<Shared>,
+    rt: tokio::runtime::Handle,
+) {
     let mut timers: HashMap<TimerId, u64> = HashMap::new();
     let mut next_token = 0u64;
     let mut local: VecDeque<Event> = VecDeque::new();
@@ -475,7 +525,14 @@ fn engine_loop(mut engine: Box<dyn Engine>, mut inbox: mpsc::Receiver<Input>, sh
     let mut pending = std::mem::take(&mut out);
     loop {
         for action in pending.drain(..) {
-            execute(action, &shared, &rt, &mut timers, &mut next_token, &mut local);
+            execute(
+                action,
+                &shared,
+                &rt,
+                &mut timers,
+                &mut next_token,
+                &mut local,
+            );
         }
         if let Some(ev) = local.pop_front() {
             engine.handle(now_ms(), ev, &mut out);
@@ -485,11 +542,27 @@ fn engine_loop(mut engine: Box<dyn Engine>, mut inbox: mpsc::Receiver<Input>, sh
         // Refresh the status for the API at most every 20 ms, and after every commit.
         let commits = shared.metrics.commits.load(Relaxed);
         if commits != commits_seen || last_status.elapsed() > Duration::from_millis(20) {
-            *shared.status.write().expect("status lock") = engine.status();
+            let status = engine.status();
+            let old = shared.status.read().expect("status lock").clone();
+            if status.counters != old.counters {
+                tracing::debug!(counters = ?status.counters, height = status.height, view = status.view, "engine counters");
+            }
+            if status.view != old.view || status.extra.get("mode") != old.extra.get("mode") {
+                tracing::info!(
+                    view = status.view,
+                    mode = status.extra.get("mode").map(String::as_str).unwrap_or(""),
+                    leader = ?status.leader,
+                    height = status.height,
+                    "consensus state changed"
+                );
+            }
+            *shared.status.write().expect("status lock") = status;
             last_status = Instant::now();
             commits_seen = commits;
         }
-        let Some(input) = inbox.blocking_recv() else { break };
+        let Some(input) = inbox.blocking_recv() else {
+            break;
+        };
         match input {
             Input::Consensus { from, bytes } => local.push_back(Event::Message { from, bytes }),
             Input::Timer { id, token } => {
@@ -498,7 +571,11 @@ fn engine_loop(mut engine: Box<dyn Engine>, mut inbox: mpsc::Receiver<Input>, sh
                     local.push_back(Event::TimerFired(id));
                 }
             }
-            Input::Synced(blocks) => local.extend(blocks.into_iter().map(|(block, certificate)| Event::SyncedBlock { block, certificate })),
+            Input::Synced(blocks) => local.extend(
+                blocks
+                    .into_iter()
+                    .map(|(block, certificate)| Event::SyncedBlock { block, certificate }),
+            ),
             Input::Shutdown => break,
         }
     }
@@ -550,7 +627,11 @@ fn execute(
                     let ok = receipts.iter().filter(|r| r.is_success()).count() as u64;
                     m.txs_committed.fetch_add(ok, Relaxed);
                     m.txs_failed.fetch_add(receipts.len() as u64 - ok, Relaxed);
-                    shared.mempool.lock().expect("mempool lock").remove(receipts.iter().map(|r| &r.tx_hash));
+                    shared
+                        .mempool
+                        .lock()
+                        .expect("mempool lock")
+                        .remove(receipts.iter().map(|r| &r.tx_hash));
                     {
                         let mut waiters = shared.waiters.lock().expect("waiters lock");
                         for r in &receipts {
@@ -559,7 +640,8 @@ fn execute(
                             }
                         }
                     }
-                    m.commit_ms.fetch_add(started.elapsed().as_millis() as u64, Relaxed);
+                    m.commit_ms
+                        .fetch_add(started.elapsed().as_millis() as u64, Relaxed);
                     tracing::debug!(height, txs = receipts.len(), "committed");
                     local.push_back(Event::BlockExecuted {
                         height,
@@ -581,10 +663,14 @@ fn execute(
             let connected = shared.network.connected_peers();
             let target = peer.filter(|p| connected.contains(p)).or_else(|| {
                 // Spread requests over connected peers.
-                connected.get((from_height as usize) % connected.len().max(1)).copied()
+                connected
+                    .get((from_height as usize) % connected.len().max(1))
+                    .copied()
             });
-            if let Some(p) = target {
-                shared.send(&p, &NodeWire::BlockRequest { from_height });
+            match target {
+                Some(p) => shared.send(&p, &NodeWire::BlockRequest { from_height }),
+                // Typical right after a restart: ask the first peer that connects.
+                None => *shared.pending_sync.lock().expect("sync lock") = Some(from_height),
             }
         }
         Action::StartWork { .. } | Action::StopWork => {}
@@ -597,6 +683,10 @@ async fn network_loop(shared: Arc<Shared>, mut events: medchain_network::Events)
             NetEvent::Message { from, bytes } => (from, bytes),
             NetEvent::Connected(p) => {
                 tracing::info!(peer = %p, "peer connected");
+                let pending = shared.pending_sync.lock().expect("sync lock").take();
+                if let Some(from_height) = pending {
+                    shared.send(&p, &NodeWire::BlockRequest { from_height });
+                }
                 continue;
             }
             NetEvent::Disconnected(p) => {
@@ -613,7 +703,12 @@ async fn network_loop(shared: Arc<Shared>, mut events: medchain_network::Events)
         shared.metrics.bytes_in[k].fetch_add(bytes.len() as u64, Relaxed);
         match wire {
             NodeWire::Consensus(bytes) => {
-                if shared.inbox.send(Input::Consensus { from, bytes }).await.is_err() {
+                if shared
+                    .inbox
+                    .send(Input::Consensus { from, bytes })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -638,7 +733,11 @@ async fn network_loop(shared: Arc<Shared>, mut events: medchain_network::Events)
                     let mut blocks = Vec::new();
                     let mut size = 0;
                     for h in from_height..=tip {
-                        let (Ok(Some(b)), Ok(Some(c))) = (s.ledger.block(h), s.ledger.certificate(h)) else { break };
+                        let (Ok(Some(b)), Ok(Some(c))) =
+                            (s.ledger.block(h), s.ledger.certificate(h))
+                        else {
+                            break;
+                        };
                         size += b.txs.iter().map(|t| t.payload.len() + 200).sum::<usize>() + 1024;
                         blocks.push((b, c));
                         if blocks.len() >= SYNC_BATCH_MAX || size >= SYNC_BYTES_MAX {

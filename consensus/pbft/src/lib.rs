@@ -645,6 +645,8 @@ impl Pbft {
     }
 
     fn after_progress(&mut self, now: Time, out: &mut Vec<Action>) {
+        // Work seen before this commit may have been in it; the next poll says again.
+        self.pending_work = false;
         // A buffered pre-prepare for the next height may now be acceptable.
         let next = self.committed.height + 1;
         let ready = self.future.get(&next).map(|(v, _)| v.body.view);
@@ -788,8 +790,13 @@ impl Pbft {
             return self.count("rejected_synced_certificate");
         };
         // A certificate from a later view proves a quorum is there, past that view's re-proposal:
-        // a replica that missed the new view joins it.
-        if view > self.view && self.mode == Mode::Normal {
+        // a replica that missed the new view joins it. One that is changing views may join too
+        // if the certificate's view is not below its target (it promised nothing about those).
+        let may_join = match self.mode {
+            Mode::Normal => true,
+            Mode::ViewChange { target } => target <= view,
+        };
+        if view > self.view && may_join {
             self.enter_view(view, out);
         }
         self.commit(block, cert, out);
@@ -1147,7 +1154,10 @@ impl Pbft {
                     && self.mode == Mode::Normal =>
             {
                 self.progress_deadline = None;
-                self.start_view_change(now, self.view + 1, out);
+                // Only work that is still waiting justifies suspecting the primary.
+                if self.pending_work || self.accepted.is_some() {
+                    self.start_view_change(now, self.view + 1, out);
+                }
             }
             TIMER_VIEW_CHANGE if self.view_change_deadline.is_some_and(|d| now >= d) => {
                 if let Mode::ViewChange { target } = self.mode {
@@ -1237,6 +1247,9 @@ impl Engine for Pbft {
                     self.pending_work = !txs.is_empty();
                     if self.pending_work {
                         self.arm_progress(now, out);
+                    } else if self.accepted.is_none() && self.progress_deadline.take().is_some() {
+                        // Nothing is waiting any more: no reason to suspect the primary.
+                        out.push(Action::CancelTimer(TIMER_PROGRESS));
                     }
                 }
             }

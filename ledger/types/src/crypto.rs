@@ -179,7 +179,9 @@ fn small_order_encodings() -> &'static [[u8; 32]] {
 /// Returns `Ok` only if every signature is valid. Keys and `R` points of small order are refused
 /// up front, as `verify_strict` refuses them; a batch that fails is re-checked item by item with
 /// `verify_strict` to name the first bad index.
-pub fn batch_verify(items: &[(PublicKey, Vec<u8>, Signature)]) -> Result<(), (usize, SignatureError)> {
+pub fn batch_verify(
+    items: &[(PublicKey, Vec<u8>, Signature)],
+) -> Result<(), (usize, SignatureError)> {
     let mut keys = Vec::with_capacity(items.len());
     let mut sigs = Vec::with_capacity(items.len());
     let small = small_order_encodings();
@@ -197,7 +199,8 @@ pub fn batch_verify(items: &[(PublicKey, Vec<u8>, Signature)]) -> Result<(), (us
         return Ok(());
     }
     for (i, ((key, msg), sig)) in keys.iter().zip(&msgs).zip(&sigs).enumerate() {
-        key.verify_strict(msg, sig).map_err(|_| (i, SignatureError::Invalid))?;
+        key.verify_strict(msg, sig)
+            .map_err(|_| (i, SignatureError::Invalid))?;
     }
     // The batch failed but every item passes strictly: only possible for crafted mixed-order
     // points; refuse the whole batch rather than accept something the batch equation rejects.
@@ -284,7 +287,11 @@ mod tests {
         let list = small_order_encodings();
         for enc in list {
             let point = curve25519_dalek::edwards::CompressedEdwardsY(*enc).decompress();
-            assert!(point.is_some_and(|p| p.is_small_order()), "{} is listed", hex::encode(enc));
+            assert!(
+                point.is_some_and(|p| p.is_small_order()),
+                "{} is listed",
+                hex::encode(enc)
+            );
         }
         // Every torsion point's canonical encoding is there, and ordinary R values are not.
         for t in curve25519_dalek::constants::EIGHT_TORSION.iter() {
@@ -295,7 +302,11 @@ mod tests {
         assert!(list.binary_search(&r).is_err());
         // A signature whose R is the identity is refused by the batch path as by verify_strict.
         let mut forged = sig;
-        forged.0[..32].copy_from_slice(&curve25519_dalek::edwards::EdwardsPoint::default().compress().to_bytes());
+        forged.0[..32].copy_from_slice(
+            &curve25519_dalek::edwards::EdwardsPoint::default()
+                .compress()
+                .to_bytes(),
+        );
         let pk = key(3).public();
         assert!(pk.verify(Domain::TEST, "c", b"m", &forged).is_err());
         assert!(batch_verify(&[(pk, signing_bytes(Domain::TEST, "c", b"m"), forged)]).is_err());

@@ -1,0 +1,416 @@
+//! A real consortium: four `medchain node` processes over QUIC on 127.0.0.1, driven through the
+//! HTTP API. Commits 10,000 transactions with every node on the same chain; survives killing the
+//! primary (view change); a replica killed with SIGKILL and restarted catches up.
+
+use medchain_types::{codec, SecretKey, Transaction};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_medchain");
+
+/// Four consecutive free UDP and TCP ports from a pseudo-random base.
+fn free_ports(n: u16) -> (u16, u16) {
+    let seed = std::process::id() as u64 * 7919 + Instant::now().elapsed().subsec_nanos() as u64;
+    for attempt in 0..200u64 {
+        let p2p = 20_000 + ((seed + attempt * 977) % 15_000) as u16;
+        let api = p2p + 20_000;
+        let ok = (0..n).all(|i| {
+            std::net::UdpSocket::bind(("127.0.0.1", p2p + i)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", api + i)).is_ok()
+        });
+        if ok {
+            return (p2p, api);
+        }
+    }
+    panic!("no free ports");
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    nodes: Vec<Option<Child>>,
+    apis: Vec<String>,
+    http: reqwest::Client,
+}
+
+impl Cluster {
+    fn start(n: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let (p2p, api) = free_ports(n as u16);
+        let out = Command::new(BIN)
+            .args(["testnet", "--nodes", &n.to_string(), "--out"])
+            .arg(dir.path())
+            .args([
+                "--p2p-port",
+                &p2p.to_string(),
+                "--api-port",
+                &api.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut c = Cluster {
+            dir,
+            nodes: (0..n).map(|_| None).collect(),
+            apis: (0..n)
+                .map(|i| format!("http://127.0.0.1:{}", api + i as u16))
+                .collect(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c
+    }
+
+    fn node_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node{i}"))
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.node_dir(i).join("node.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("node")
+            .arg("--config")
+            .arg(self.node_dir(i).join("node.toml"))
+            .env("MEDCHAIN__LOG__LEVEL", "info,medchain=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.nodes[i] = Some(child);
+    }
+
+    fn kill9(&mut self, i: usize) {
+        let mut c = self.nodes[i].take().expect("running");
+        c.kill().unwrap(); // SIGKILL
+        c.wait().unwrap();
+    }
+
+    fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(self.node_dir(i).join("node.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    async fn get(&self, i: usize, path: &str) -> Option<Value> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.apis[i]))
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json().await.ok()
+    }
+
+    async fn status(&self, i: usize) -> Option<Value> {
+        self.get(i, "/api/v1/status").await
+    }
+
+    async fn committed_txs(&self, i: usize) -> u64 {
+        let Ok(r) = self
+            .http
+            .get(format!("{}/metrics", self.apis[i]))
+            .send()
+            .await
+        else {
+            return 0;
+        };
+        let text = r.text().await.unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("medchain_txs_committed_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// True if every transaction in `txs` is committed with success at node `i`.
+    async fn has_all(&self, i: usize, txs: &[Transaction]) -> bool {
+        // The last ones first: they are committed last.
+        for tx in txs.iter().rev() {
+            match self.get(i, &format!("/api/v1/txs/{}", tx.hash())).await {
+                Some(rec) if rec["receipt"]["status"] == "success" => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    async fn wait(&self, what: &str, secs: u64, mut cond: impl AsyncFnMut(&Cluster) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if cond(self).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let logs: Vec<String> = (0..self.nodes.len())
+            .map(|i| format!("--- node{i}\n{}", self.log_tail(i)))
+            .collect();
+        panic!(
+            "timed out after {secs} s waiting for: {what}\n{}",
+            logs.join("\n")
+        );
+    }
+
+    async fn submit(&self, i: usize, txs: &[Transaction]) {
+        for chunk in txs.chunks(500) {
+            let r = self
+                .http
+                .post(format!("{}/api/v1/txs", self.apis[i]))
+                .header("content-type", "application/octet-stream")
+                .body(codec::encode(&chunk.to_vec()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status().as_u16(),
+                202,
+                "submit: {}",
+                r.text().await.unwrap()
+            );
+        }
+    }
+
+    /// Waits until the live nodes report the same height and hash, and returns them.
+    async fn converge(&self, live: &[usize], secs: u64) -> (u64, String) {
+        let mut result = (0, String::new());
+        self.wait(
+            "live nodes agree on height and hash",
+            secs,
+            async |c: &Cluster| {
+                let mut seen = Vec::new();
+                for &i in live {
+                    match c.status(i).await {
+                        Some(s) => seen.push((
+                            s["height"].as_u64().unwrap_or(0),
+                            s["last_hash"].as_str().unwrap_or("").to_owned(),
+                        )),
+                        None => return false,
+                    }
+                }
+                let same = seen.windows(2).all(|w| w[0] == w[1]);
+                if same {
+                    result = seen[0].clone();
+                }
+                same
+            },
+        )
+        .await;
+        result
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::env::var_os("MEDCHAIN_KEEP_CLUSTER").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+            eprintln!("cluster kept in {}", dir.keep().display());
+        }
+        for c in self.nodes.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn txs(client: &SecretKey, chain: &str, from: u64, n: u64) -> Vec<Transaction> {
+    (from..from + n)
+        .map(|i| Transaction::signed(chain, "noop", i.to_le_bytes().repeat(8), i, client))
+        .collect()
+}
+
+fn verify_chain(data: &Path) -> String {
+    let out = Command::new(BIN)
+        .arg("verify-chain")
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "verify-chain {}: {}",
+        data.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_commit_survive_a_dead_primary_and_a_restarted_replica() {
+    let mut c = Cluster::start(4);
+    c.wait("every node serves its API", 60, async |c: &Cluster| {
+        for i in 0..4 {
+            if c.status(i).await.is_none() {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let status = c.status(0).await.unwrap();
+    let chain = status["chain_id"].as_str().unwrap().to_owned();
+    let client = SecretKey::from_seed([0xab; 32]);
+
+    // 1. 10,000 transactions, submitted to different nodes; every node commits all of them.
+    let first = txs(&client, &chain, 0, 10_000);
+    for (k, part) in first.chunks(2_500).enumerate() {
+        c.submit(k % 4, part).await;
+    }
+    c.wait(
+        "10,000 transactions committed on every node",
+        180,
+        async |c: &Cluster| {
+            for i in 0..4 {
+                if c.committed_txs(i).await < 10_000 {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    let (height, hash) = c.converge(&[0, 1, 2, 3], 30).await;
+    eprintln!("10,000 transactions: all 4 nodes at height {height}, hash {hash}");
+    // Same chain, block by block.
+    for h in (1..=height).step_by(1.max(height as usize / 10)) {
+        let hashes: Vec<Value> = futures_all(&c, &format!("/api/v1/blocks/{h}"))
+            .await
+            .into_iter()
+            .map(|b| b["hash"].clone())
+            .collect();
+        assert!(
+            hashes.windows(2).all(|w| w[0] == w[1]),
+            "block {h} differs: {hashes:?}"
+        );
+    }
+    // Any transaction can be fetched with its proof from any node.
+    let probe = first[1234].hash();
+    let rec = c
+        .get(3, &format!("/api/v1/txs/{probe}"))
+        .await
+        .expect("tx found");
+    assert_eq!(rec["receipt"]["status"], "success");
+
+    // 2. Kill the primary: a view change follows and commits continue on the other three.
+    let leader = c.status(0).await.unwrap()["leader"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let primary = (0..4)
+        .find(|&i| {
+            let key = std::fs::read_to_string(c.node_dir(i).join("node.json")).unwrap();
+            key.contains(&leader)
+        })
+        .expect("the leader is a node");
+    let view_before = c.status(primary).await.unwrap()["view"].as_u64().unwrap();
+    c.kill9(primary);
+    let live: Vec<usize> = (0..4).filter(|&i| i != primary).collect();
+    let second = txs(&client, &chain, 10_000, 1_000);
+    c.submit(live[0], &second).await;
+    c.wait(
+        "the 3 survivors commit 1,000 more after the primary died",
+        120,
+        async |c: &Cluster| {
+            for &i in &live {
+                if !c.has_all(i, &second).await {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    let view_after = c.status(live[0]).await.unwrap()["view"].as_u64().unwrap();
+    assert!(
+        view_after > view_before,
+        "a view change happened ({view_before} -> {view_after})"
+    );
+    eprintln!(
+        "primary node{primary} killed: view {view_before} -> {view_after}, commits continued"
+    );
+    c.spawn(primary);
+
+    // 3. Kill a replica with SIGKILL, commit without it, restart it: it catches up.
+    c.converge(&[0, 1, 2, 3], 60).await;
+    let replica = (0..4).find(|&i| i != primary && i != live[0]).unwrap();
+    c.kill9(replica);
+    let third = txs(&client, &chain, 11_000, 1_000);
+    let others: Vec<usize> = (0..4).filter(|&i| i != replica).collect();
+    c.submit(others[0], &third).await;
+    c.wait(
+        "the others commit 1,000 more without the replica",
+        120,
+        async |c: &Cluster| {
+            for &i in &others {
+                if !c.has_all(i, &third).await {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    c.spawn(replica);
+    let (height, hash) = c.converge(&[0, 1, 2, 3], 60).await;
+    eprintln!("replica node{replica} restarted and caught up: all at height {height}, hash {hash}");
+    let rec = c
+        .get(replica, &format!("/api/v1/txs/{}", third[999].hash()))
+        .await
+        .expect("the restarted replica has the late transactions");
+    assert_eq!(rec["receipt"]["status"], "success");
+
+    // Stop everything cleanly and verify every ledger from disk.
+    for i in 0..4 {
+        if let Some(child) = c.nodes[i].take() {
+            nix_term(child);
+        }
+    }
+    for i in 0..4 {
+        let out = verify_chain(&c.node_dir(i).join("data/ledger"));
+        assert!(
+            out.contains(&format!("tip height {height} hash {hash}")),
+            "node{i}: {out}"
+        );
+    }
+}
+
+async fn futures_all(c: &Cluster, path: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for i in 0..c.nodes.len() {
+        out.push(c.get(i, path).await.unwrap_or(Value::Null));
+    }
+    out
+}
+
+/// SIGTERM, then wait for a clean exit.
+fn nix_term(mut child: Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            assert!(status.success(), "a node exited with {status} on SIGTERM");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("a node did not stop within 20 s of SIGTERM");
+}
