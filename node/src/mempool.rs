@@ -113,7 +113,7 @@ mod tests {
         m.remove([&tx(0).hash()]);
         assert_eq!(m.batch(5), vec![tx(1), tx(2)]);
         assert_eq!(m.bytes(), 600);
-        let mut small = Mempool::new(100, 500);
+        let mut small = Mempool::new(100, 700);
         small.insert(tx(1).hash(), tx(1)).unwrap();
         small.insert(tx(2).hash(), tx(2)).unwrap();
         assert_eq!(

@@ -26,7 +26,19 @@ fn path(p: &Path) -> &str {
 fn every_command_has_help() {
     let top = medchain(&["--help"]);
     assert!(top.status.success());
-    for cmd in ["keygen", "pubkey", "verify-chain", "demo"] {
+    for cmd in [
+        "up",
+        "testnet",
+        "node",
+        "status",
+        "kv",
+        "load",
+        "sim",
+        "keygen",
+        "pubkey",
+        "verify-chain",
+        "demo",
+    ] {
         assert!(stdout(&top).contains(cmd), "top-level help lists {cmd}");
         let o = medchain(&[cmd, "--help"]);
         assert!(o.status.success(), "{cmd} --help");
@@ -137,5 +149,66 @@ fn verify_chain_refuses_what_is_not_a_ledger() {
         stderr(&o).contains("is not a medchain ledger"),
         "{}",
         stderr(&o)
+    );
+}
+
+#[test]
+fn sim_prints_a_summary_and_refuses_bad_arguments() {
+    let o = medchain(&[
+        "sim",
+        "--engine",
+        "pbft",
+        "--nodes",
+        "4",
+        "--seeds",
+        "3",
+        "--faults",
+        "crash,drop",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for line in [
+        "runs            3",
+        "violations      0",
+        "simulated time",
+        "real time",
+    ] {
+        assert!(out.contains(line), "{out}");
+    }
+    let o = medchain(&["sim", "--engine", "nope"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("unknown engine"), "{}", stderr(&o));
+    let o = medchain(&["sim", "--faults", "flood"]);
+    assert!(stderr(&o).contains("unknown fault"), "{}", stderr(&o));
+}
+
+#[test]
+fn node_refuses_a_missing_config_and_testnet_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = medchain(&["node", "--config", path(&dir.path().join("none.toml"))]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    let out = dir.path().join("net");
+    let args = [
+        "testnet",
+        "--nodes",
+        "4",
+        "--out",
+        path(&out),
+        "--p2p-port",
+        "39000",
+        "--api-port",
+        "39100",
+    ];
+    assert!(medchain(&args).status.success());
+    for i in 0..4 {
+        assert!(out.join(format!("node{i}/node.toml")).is_file());
+    }
+    let again = medchain(&args);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("already holds a testnet"),
+        "{}",
+        stderr(&again)
     );
 }
