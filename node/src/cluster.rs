@@ -28,6 +28,25 @@ pub struct TestnetSpec {
     pub chain_id: String,
 }
 
+impl TestnetSpec {
+    /// A spec from the command-line arguments.
+    pub fn new(
+        nodes: usize,
+        engine: String,
+        p2p_base: u16,
+        api_base: u16,
+        chain_id: String,
+    ) -> TestnetSpec {
+        TestnetSpec {
+            nodes,
+            engine,
+            p2p_base,
+            api_base,
+            chain_id,
+        }
+    }
+}
+
 /// Writes a testnet into `dir`. Refuses a directory that already holds one unless `force`.
 pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
     if spec.nodes == 0 || spec.nodes > 100 {

@@ -245,13 +245,7 @@ fn run(cli: Cli) -> Result<()> {
             chain_id,
             force,
         } => cluster::testnet(
-            &cluster::TestnetSpec {
-                nodes,
-                engine,
-                p2p_base: p2p_port,
-                api_base: api_port,
-                chain_id,
-            },
+            &cluster::TestnetSpec::new(nodes, engine, p2p_port, api_port, chain_id),
             &out,
             force,
         ),
@@ -262,13 +256,7 @@ fn run(cli: Cli) -> Result<()> {
             p2p_port,
             api_port,
         } => tokio_runtime()?.block_on(cluster::up(
-            &cluster::TestnetSpec {
-                nodes,
-                engine,
-                p2p_base: p2p_port,
-                api_base: api_port,
-                chain_id: "medchain-local".into(),
-            },
+            &cluster::TestnetSpec::new(nodes, engine, p2p_port, api_port, "medchain-local".into()),
             &dir,
         )),
         Command::Node { config } => run_node(&config),
