@@ -13,7 +13,7 @@
 
 use crate::runtime::{AdmitError, Shared, WIRE_KINDS};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -68,6 +68,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/state/{chaincode}/{key}", get(state))
         .route("/metrics", get(metrics))
         .fallback(|| async { not_found("no such endpoint; see /api/v1/status") })
+        .method_not_allowed_fallback(|| async {
+            ApiError(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint".into(),
+            )
+        })
         .layer(DefaultBodyLimit::max(body_max))
         .with_state(shared)
 }
@@ -125,11 +131,12 @@ fn receipt_json(r: &Receipt) -> Value {
 
 async fn submit(
     State(s): State<Arc<Shared>>,
-    Query(q): Query<SubmitQuery>,
+    q: Result<Query<SubmitQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let body = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
+    let Query(q) = q.map_err(|e| bad(e.body_text()))?;
     let wait = match q.wait.as_deref() {
         None => false,
         Some("commit") => true,
@@ -172,69 +179,58 @@ async fn submit(
     if txs.is_empty() {
         return Err(bad("no transactions"));
     }
-    let waiting = if wait {
-        let hashes: Vec<Hash> = txs.iter().map(Transaction::hash).collect();
-        Some((
-            s.wait_for(&hashes)
-                .map_err(|e| ApiError(StatusCode::TOO_MANY_REQUESTS, e))?,
-            hashes,
-        ))
-    } else {
-        None
-    };
     let s2 = s.clone();
     let admitted = tokio::task::spawn_blocking(move || s2.admit(&txs))
         .await
         .map_err(internal)?;
-    let hashes = match admitted {
-        Ok(h) => h,
-        Err(e) => {
-            if let Some((_, hashes)) = &waiting {
-                s.forget_waiters(hashes);
-            }
-            return Err(match e {
-                AdmitError::Invalid(..) => {
-                    ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-                }
-                AdmitError::Full => ApiError(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
-            });
-        }
-    };
-    let Some((receivers, _)) = waiting else {
+    let hashes = admitted.map_err(|e| match e {
+        AdmitError::Invalid(..) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        AdmitError::Full => ApiError(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+    })?;
+    if !wait {
         let body = if single {
             json!({ "tx_hash": hashes[0] })
         } else {
             json!({ "accepted": hashes.len(), "tx_hashes": hashes })
         };
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
-    };
+    }
+    // Registered after admission: a commit in between is caught by wait_for's own checks.
+    let s3 = s.clone();
+    let hs = hashes.clone();
+    let receivers = tokio::task::spawn_blocking(move || s3.wait_for(&hs))
+        .await
+        .map_err(internal)?
+        .map_err(|e| ApiError(StatusCode::TOO_MANY_REQUESTS, e))?;
+    let unique: Vec<Hash> = receivers.iter().map(|(h, _)| *h).collect();
     let limit = Duration::from_secs(s.config.api.wait_commit_secs);
-    let all = futures_join(receivers);
-    match tokio::time::timeout(limit, all).await {
+    let outcome = tokio::time::timeout(
+        limit,
+        futures_join(receivers.into_iter().map(|(_, r)| r).collect()),
+    )
+    .await;
+    // The receivers are dropped by now (done or timed out): forget any left registered.
+    s.forget_waiters(&unique);
+    match outcome {
         Ok(receipts) => {
-            let receipts: Vec<Value> = receipts
+            let by_hash: std::collections::HashMap<Hash, Value> = unique
                 .iter()
-                .map(|r| r.as_ref().map_or(Value::Null, receipt_json))
+                .zip(receipts)
+                .map(|(h, r)| (*h, r.as_ref().map_or(Value::Null, receipt_json)))
                 .collect();
-            let body = if single {
-                receipts[0].clone()
-            } else {
-                json!({ "receipts": receipts })
-            };
+            let receipts: Vec<Value> = hashes.iter().map(|h| by_hash[h].clone()).collect();
+            let body = if single { receipts[0].clone() } else { json!({ "receipts": receipts }) };
             Ok(Json(body).into_response())
         }
-        Err(_) => {
-            s.forget_waiters(&hashes);
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(json!({
-                    "committed": false,
-                    "tx_hashes": hashes,
-                    "message": format!("not committed within {} s; poll GET /api/v1/txs/{{hash}}", limit.as_secs()),
-                })),
-            )
-                .into_response())
-        }
+        Err(_) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "committed": false,
+                "tx_hashes": hashes,
+                "message": format!("not committed within {} s; poll GET /api/v1/txs/{{hash}}", limit.as_secs()),
+            })),
+        )
+            .into_response()),
     }
 }
 
@@ -253,7 +249,11 @@ fn parse_hash(s: &str) -> Result<Hash, ApiError> {
     s.parse().map_err(|e: String| bad(e))
 }
 
-async fn transaction(State(s): State<Arc<Shared>>, Path(hash): Path<String>) -> ApiResult {
+async fn transaction(
+    State(s): State<Arc<Shared>>,
+    hash: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let Path(hash) = hash.map_err(|e| bad(e.body_text()))?;
     let hash = parse_hash(&hash)?;
     let rec = s
         .ledger
@@ -278,7 +278,8 @@ async fn transaction(State(s): State<Arc<Shared>>, Path(hash): Path<String>) -> 
     .into_response())
 }
 
-async fn block(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
+async fn block(State(s): State<Arc<Shared>>, id: Result<Path<String>, PathRejection>) -> ApiResult {
+    let Path(id) = id.map_err(|e| bad(e.body_text()))?;
     let height = if id == "latest" {
         s.ledger.tip().map_or(0, |t| t.height)
     } else {
@@ -307,8 +308,9 @@ async fn block(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResul
 
 async fn state(
     State(s): State<Arc<Shared>>,
-    Path((chaincode, key)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult {
+    let Path((chaincode, key)) = path.map_err(|e| bad(e.body_text()))?;
     if !s.executor.chaincode_names().any(|n| n == chaincode) {
         return Err(not_found(format!("no chaincode named {chaincode:?}")));
     }

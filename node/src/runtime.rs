@@ -31,6 +31,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most inputs waiting for the engine thread.
 pub const INBOX_MAX: usize = 16_384;
+/// Most block requests served at once.
+pub const SYNC_SERVERS_MAX: usize = 2;
 /// Most blocks in one sync response.
 pub const SYNC_BATCH_MAX: usize = 64;
 /// Most bytes of blocks in one sync response.
@@ -205,6 +207,8 @@ pub struct Shared {
     gossip: Mutex<Vec<Transaction>>,
     /// A block request made while no peer was connected: sent to the first peer that connects.
     pending_sync: Mutex<Option<u64>>,
+    /// Limits concurrent block-request serving.
+    sync_servers: Arc<tokio::sync::Semaphore>,
     inbox: mpsc::Sender<Input>,
     /// When the node started.
     pub started: Instant,
@@ -284,35 +288,52 @@ impl Shared {
         hashes: Vec<Hash>,
         gossip: bool,
     ) -> Result<Vec<Hash>, AdmitError> {
+        // Never keep a final transaction: a backup's mempool drives its view-change timer, so a
+        // stale entry would make it time out alone. The ledger is read outside the mempool lock
+        // (commits need that lock); a commit that lands between the check and the insert is
+        // caught by the re-check after it: a commit writes the ledger before it takes the lock
+        // to remove its transactions, so either that removal or the re-check sees the entry.
+        let pending: Vec<bool> = hashes
+            .iter()
+            .map(|h| self.ledger.tx_position(h).ok().flatten().is_none())
+            .collect();
         let mut fresh = Vec::new();
+        let mut full = false;
         {
             let mut pool = self.mempool.lock().expect("mempool lock");
-            for (tx, hash) in txs.into_iter().zip(&hashes) {
-                // Never keep a final transaction: a backup's mempool drives its view-change timer,
-                // so a stale entry would make it time out alone. Checked under the mempool lock;
-                // commits remove their transactions under the same lock after the ledger write,
-                // so no interleaving leaves a final transaction here.
-                if self.ledger.tx_position(hash).ok().flatten().is_some() {
+            for ((tx, hash), pending) in txs.into_iter().zip(&hashes).zip(pending) {
+                if !pending {
                     continue;
                 }
                 match pool.insert(*hash, tx.clone()) {
                     Ok(()) => fresh.push(tx),
                     Err(crate::mempool::Refused::Known) => {}
                     Err(crate::mempool::Refused::Full) => {
-                        drop(pool);
-                        if gossip {
-                            self.queue_gossip(fresh);
-                        }
-                        return Err(AdmitError::Full);
+                        full = true;
+                        break;
                     }
                 }
             }
+        }
+        let committed_meanwhile: Vec<Hash> = fresh
+            .iter()
+            .map(Transaction::hash)
+            .filter(|h| self.ledger.tx_position(h).ok().flatten().is_some())
+            .collect();
+        if !committed_meanwhile.is_empty() {
+            self.mempool
+                .lock()
+                .expect("mempool lock")
+                .remove(&committed_meanwhile);
         }
         if gossip {
             self.metrics
                 .txs_admitted
                 .fetch_add(fresh.len() as u64, Relaxed);
             self.queue_gossip(fresh);
+        }
+        if full {
+            return Err(AdmitError::Full);
         }
         Ok(hashes)
     }
@@ -323,24 +344,53 @@ impl Shared {
         }
     }
 
-    /// Registers interest in transactions' commits. Already committed ones resolve at once.
-    pub fn wait_for(&self, hashes: &[Hash]) -> Result<Vec<oneshot::Receiver<Receipt>>, String> {
+    /// Registers interest in transactions' commits (call after admission). Already committed
+    /// ones resolve at once. Duplicate hashes share one waiter.
+    pub fn wait_for(
+        &self,
+        hashes: &[Hash],
+    ) -> Result<Vec<(Hash, oneshot::Receiver<Receipt>)>, String> {
+        let mut unique: Vec<Hash> = hashes.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        // Ledger reads happen before taking the lock (commits need it to resolve waiters).
+        let committed: Vec<Option<Receipt>> = unique
+            .iter()
+            .map(|h| self.ledger.transaction(h).ok().flatten().map(|r| r.receipt))
+            .collect();
         let mut waiters = self.waiters.lock().expect("waiters lock");
-        if waiters.len() + hashes.len() > WAITERS_MAX {
+        let waiting: usize = waiters.values().map(Vec::len).sum();
+        if waiting + unique.len() > WAITERS_MAX {
             return Err(
                 "too many clients are waiting for commits; retry without ?wait=commit".into(),
             );
         }
-        let mut out = Vec::with_capacity(hashes.len());
-        for h in hashes {
+        let mut out = Vec::with_capacity(unique.len());
+        for (h, receipt) in unique.into_iter().zip(committed) {
             let (tx, rx) = oneshot::channel();
-            match self.ledger.transaction(h) {
-                Ok(Some(rec)) => {
-                    let _ = tx.send(rec.receipt);
+            match receipt {
+                Some(r) => {
+                    let _ = tx.send(r);
                 }
-                _ => waiters.entry(*h).or_default().push(tx),
+                None => waiters.entry(h).or_default().push(tx),
             }
-            out.push(rx);
+            out.push((h, rx));
+        }
+        drop(waiters);
+        // A commit between the ledger read above and the registration has already looked for
+        // waiters; resolve those here (commits write the ledger before they take the lock).
+        for (h, _) in &out {
+            if let Ok(Some(rec)) = self.ledger.transaction(h) {
+                let senders = self
+                    .waiters
+                    .lock()
+                    .expect("waiters lock")
+                    .remove(h)
+                    .unwrap_or_default();
+                for w in senders {
+                    let _ = w.send(rec.receipt.clone());
+                }
+            }
         }
         Ok(out)
     }
@@ -461,6 +511,7 @@ impl Node {
             metrics: NodeMetrics::default(),
             gossip: Mutex::new(Vec::new()),
             pending_sync: Mutex::new(None),
+            sync_servers: Arc::new(tokio::sync::Semaphore::new(SYNC_SERVERS_MAX)),
             inbox,
             started: Instant::now(),
             genesis: genesis.clone(),
@@ -714,9 +765,19 @@ async fn network_loop(shared: Arc<Shared>, mut events: medchain_network::Events)
             }
             NodeWire::Txs(txs) => {
                 // Verified here once (batched, off the async threads); never re-gossiped.
+                if txs.len() > GOSSIP_BATCH_MAX {
+                    tracing::warn!(peer = %from, count = txs.len(), "oversized gossip batch refused");
+                    continue;
+                }
                 let s = shared.clone();
                 let _ = tokio::task::spawn_blocking(move || {
-                    let hashes: Vec<Hash> = txs.iter().map(Transaction::hash).collect();
+                    let mut seen = std::collections::HashSet::new();
+                    let (txs, hashes): (Vec<Transaction>, Vec<Hash>) = txs
+                        .into_iter()
+                        .map(|t| (t.hash(), t))
+                        .filter(|(h, _)| seen.insert(*h))
+                        .map(|(h, t)| (t, h))
+                        .unzip();
                     match verify_once(&s, &txs, &hashes) {
                         Ok(()) => {
                             let _ = s.admit_verified(txs, hashes, false);
@@ -727,8 +788,15 @@ async fn network_loop(shared: Arc<Shared>, mut events: medchain_network::Events)
                 .await;
             }
             NodeWire::BlockRequest { from_height } => {
+                // At most SYNC_SERVERS_MAX requests are served at once; the rest are dropped
+                // (the requester retries), so a flood of requests cannot pile up work.
+                let Ok(permit) = shared.sync_servers.clone().try_acquire_owned() else {
+                    tracing::debug!(peer = %from, "busy serving blocks; request dropped");
+                    continue;
+                };
                 let s = shared.clone();
                 tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
                     let tip = s.ledger.tip().map_or(0, |t| t.height);
                     let mut blocks = Vec::new();
                     let mut size = 0;
@@ -738,9 +806,16 @@ async fn network_loop(shared: Arc<Shared>, mut events: medchain_network::Events)
                         else {
                             break;
                         };
-                        size += b.txs.iter().map(|t| t.payload.len() + 200).sum::<usize>() + 1024;
+                        // Bounded before adding: the response must fit one frame.
+                        let len = b.txs.iter().map(|t| t.payload.len() + 256).sum::<usize>()
+                            + c.0.len()
+                            + 1024;
+                        if !blocks.is_empty() && size + len > SYNC_BYTES_MAX {
+                            break;
+                        }
+                        size += len;
                         blocks.push((b, c));
-                        if blocks.len() >= SYNC_BATCH_MAX || size >= SYNC_BYTES_MAX {
+                        if blocks.len() >= SYNC_BATCH_MAX {
                             break;
                         }
                     }
@@ -751,7 +826,9 @@ async fn network_loop(shared: Arc<Shared>, mut events: medchain_network::Events)
             }
             NodeWire::BlockResponse(blocks) => {
                 let full = blocks.len() >= SYNC_BATCH_MAX;
-                let next = blocks.last().map(|(b, _)| b.header.height + 1);
+                let next = blocks
+                    .last()
+                    .and_then(|(b, _)| b.header.height.checked_add(1));
                 if shared.inbox.send(Input::Synced(blocks)).await.is_err() {
                     return;
                 }
@@ -767,16 +844,27 @@ async fn network_loop(shared: Arc<Shared>, mut events: medchain_network::Events)
 async fn gossip_loop(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(GOSSIP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Chunks must fit a frame: by count and by encoded bytes (with room for the envelope).
+    let bytes_max = shared.config.network.frame_max.saturating_sub(1024).max(1);
     loop {
         tick.tick().await;
         let batch = std::mem::take(&mut *shared.gossip.lock().expect("gossip lock"));
-        for chunk in batch.chunks(GOSSIP_BATCH_MAX) {
-            shared.broadcast(&NodeWire::Txs(chunk.to_vec()));
+        let mut chunk = Vec::new();
+        let mut size = 0;
+        for tx in batch {
+            let len = tx.payload.len() + 256;
+            if !chunk.is_empty() && (chunk.len() >= GOSSIP_BATCH_MAX || size + len > bytes_max) {
+                shared.broadcast(&NodeWire::Txs(std::mem::take(&mut chunk)));
+                size = 0;
+            }
+            size += len;
+            chunk.push(tx);
+        }
+        if !chunk.is_empty() {
+            shared.broadcast(&NodeWire::Txs(chunk));
         }
         if Arc::strong_count(&shared) == 1 {
             return;
         }
     }
 }
-
-impl std::error::Error for AdmitError {}

@@ -414,3 +414,153 @@ fn nix_term(mut child: Child) {
     let _ = child.kill();
     panic!("a node did not stop within 20 s of SIGTERM");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_bad_requests_with_json_errors() {
+    let c = Cluster::start(1);
+    c.wait("the node serves its API", 60, async |c: &Cluster| {
+        c.status(0).await.is_some()
+    })
+    .await;
+    let chain = c.status(0).await.unwrap()["chain_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = &c.apis[0];
+    let good = Transaction::signed(
+        &chain,
+        "noop",
+        b"x".to_vec(),
+        1,
+        &SecretKey::from_seed([1; 32]),
+    );
+    let mut forged = good.clone();
+    forged.nonce = 2;
+    let wrong_chain = Transaction::signed(
+        "other-chain",
+        "noop",
+        b"x".to_vec(),
+        1,
+        &SecretKey::from_seed([1; 32]),
+    );
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (
+            c.http.post(format!("{base}/api/v1/txs")).body("{not json"),
+            400,
+            "not JSON",
+        ),
+        (
+            c.http.post(format!("{base}/api/v1/txs")).body("{\"a\":1}"),
+            400,
+            "not a transaction",
+        ),
+        (
+            c.http.post(format!("{base}/api/v1/txs")).body("[]"),
+            400,
+            "no transactions",
+        ),
+        (
+            c.http
+                .post(format!("{base}/api/v1/txs"))
+                .header("content-type", "application/octet-stream")
+                .body(vec![9u8, 1, 2]),
+            400,
+            "canonical",
+        ),
+        (
+            c.http.post(format!("{base}/api/v1/txs")).json(&forged),
+            422,
+            "signature",
+        ),
+        (
+            c.http.post(format!("{base}/api/v1/txs")).json(&wrong_chain),
+            422,
+            "chain",
+        ),
+        (
+            c.http
+                .post(format!("{base}/api/v1/txs?wait=forever"))
+                .json(&good),
+            400,
+            "wait",
+        ),
+        (
+            c.http
+                .post(format!("{base}/api/v1/txs"))
+                .body(vec![b'['; 17 << 20]),
+            413,
+            "",
+        ),
+        (c.http.get(format!("{base}/api/v1/txs/nothex")), 400, "hex"),
+        (
+            c.http.get(format!("{base}/api/v1/txs/{}", "00".repeat(32))),
+            404,
+            "no such transaction",
+        ),
+        (
+            c.http.get(format!("{base}/api/v1/blocks/abc")),
+            400,
+            "neither a height",
+        ),
+        (
+            c.http.get(format!("{base}/api/v1/blocks/999999")),
+            404,
+            "no block",
+        ),
+        (
+            c.http.get(format!("{base}/api/v1/state/nosuch/k")),
+            404,
+            "no chaincode",
+        ),
+        (
+            c.http.get(format!("{base}/api/v1/state/kv/0xzz")),
+            400,
+            "bad hex",
+        ),
+        (
+            c.http.get(format!("{base}/api/v1/txs")),
+            405,
+            "method not allowed",
+        ),
+        (
+            c.http.get(format!("{base}/nowhere")),
+            404,
+            "no such endpoint",
+        ),
+    ];
+    for (req, status, needle) in cases {
+        let r = req.send().await.unwrap();
+        let code = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert_eq!(code, status, "{text}");
+        if status != 413 {
+            let v: Value =
+                serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+            assert!(
+                v["error"].as_str().unwrap().contains(needle),
+                "{status}: {text}"
+            );
+        }
+    }
+    // And a good transaction commits on a single-validator consortium.
+    let r = c
+        .http
+        .post(format!("{base}/api/v1/txs?wait=commit"))
+        .json(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "success");
+    assert!(c
+        .http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .contains("medchain_height 1"));
+}
