@@ -44,6 +44,8 @@ const TIMER_POLL: TimerId = TimerId(5);
 const RECORD_VIEW: &[u8] = b"pbft/view";
 const RECORD_ACCEPTED: &[u8] = b"pbft/accepted";
 const RECORD_PREPARED: &[u8] = b"pbft/prepared";
+/// The new-view message that started the current view, for relaying after a restart.
+const RECORD_NEW_VIEW: &[u8] = b"pbft/new_view";
 
 /// Most deferred pre-prepares kept (each holds a block).
 const FUTURE_MAX: usize = 8;
@@ -112,6 +114,9 @@ enum Mode {
 struct ViewRecord {
     view: u64,
     mode: Mode,
+    /// The highest committed height certified by the new view that started `view`: no block at
+    /// or below it may be accepted in this view.
+    floor: u64,
 }
 
 /// "I accepted this pre-prepare": never accept another digest for the same view and height.
@@ -148,6 +153,8 @@ pub struct Pbft {
 
     view: u64,
     mode: Mode,
+    /// See [`ViewRecord::floor`].
+    view_floor: u64,
     /// Consecutive view changes without a commit (for the timeout's doubling).
     streak: u32,
 
@@ -158,7 +165,7 @@ pub struct Pbft {
     /// Prepare and commit votes for heights above committed: (phase, view, seq) → signer → vote.
     votes: BTreeMap<(Phase, u64, u64), BTreeMap<PublicKey, Signed<Vote>>>,
     /// Pre-prepares that cannot be processed yet (parent not committed, or state not executed).
-    future: BTreeMap<u64, (Signed<Vote>, Block)>,
+    future: BTreeMap<(u64, u64), (Signed<Vote>, Block)>,
     /// The primary asked for transactions and waits for the answer.
     awaiting_txs: bool,
 
@@ -171,6 +178,9 @@ pub struct Pbft {
     view_changes: BTreeMap<PublicKey, (Signed<ViewChangeBody>, Option<Block>)>,
     /// Views for which this replica, as primary, sent a new view.
     new_view_sent: BTreeSet<u64>,
+    /// The encoded new-view message that started the current view (sent or received), relayed
+    /// to replicas still asking for this view: it is signed by the primary, so anyone may.
+    last_new_view: Option<(u64, Vec<u8>)>,
 
     /// A pre-prepare accepted before a restart (only its digest survives): refuse conflicts.
     restored_promise: Option<AcceptedRecord>,
@@ -218,6 +228,7 @@ impl Pbft {
             committed_cert: tip.certificate,
             view: 0,
             mode: Mode::Normal,
+            view_floor: 0,
             streak: 0,
             accepted: None,
             prepared: None,
@@ -228,6 +239,7 @@ impl Pbft {
             stable: 0,
             view_changes: BTreeMap::new(),
             new_view_sent: BTreeSet::new(),
+            last_new_view: None,
             restored_promise: None,
             sync_target: 0,
             sync_peer: None,
@@ -238,21 +250,39 @@ impl Pbft {
             counters: BTreeMap::new(),
             cfg,
         };
-        // The committed certificate tells the view the chain was last committed in.
-        if let Ok(view) =
-            pbft.check_certificate(&pbft.committed.clone(), &pbft.committed_cert.clone())
-        {
-            pbft.view = view;
-        }
+        // The committed certificate tells the view the chain was last committed in; the view
+        // record what this replica promised. A promise not to vote below a view-change target
+        // survives the restart unless a certificate shows the quorum already reached it.
+        let cert_view = pbft
+            .check_certificate(&pbft.committed.clone(), &pbft.committed_cert.clone())
+            .unwrap_or(0);
+        pbft.view = cert_view;
         let next = pbft.committed.height + 1;
         if let Some(r) = ctx
             .records
             .get(RECORD_VIEW)
             .and_then(|b| codec::decode::<ViewRecord>(b).ok())
         {
-            if r.view >= pbft.view {
-                pbft.view = r.view;
-                pbft.mode = r.mode;
+            match r.mode {
+                Mode::ViewChange { target } if cert_view < target => {
+                    pbft.view = r.view.max(cert_view);
+                    pbft.mode = r.mode;
+                }
+                _ if r.view >= cert_view => {
+                    pbft.view = r.view;
+                    pbft.mode = r.mode;
+                    pbft.view_floor = r.floor;
+                }
+                _ => {}
+            }
+        }
+        if let Some((view, wire)) = ctx
+            .records
+            .get(RECORD_NEW_VIEW)
+            .and_then(|b| codec::decode::<(u64, Vec<u8>)>(b).ok())
+        {
+            if view == pbft.view {
+                pbft.last_new_view = Some((view, wire));
             }
         }
         if let Some(r) = ctx
@@ -330,10 +360,16 @@ impl Pbft {
     // ----- proposing (§4.2, the primary) -------------------------------------------------------
 
     fn maybe_propose(&mut self, out: &mut Vec<Action>) {
+        // Not below the new view's certified height (catch up first), and never a second block
+        // for a height this primary already proposed in this view before a restart.
+        let promised = self
+            .restored_promise
+            .is_some_and(|p| p.view == self.view && p.seq == self.committed.height + 1);
         if self.is_primary()
             && self.accepted.is_none()
             && !self.awaiting_txs
-            && self.sync_target <= self.committed.height
+            && self.committed.height >= self.view_floor
+            && !promised
         {
             self.awaiting_txs = true;
             out.push(Action::NeedTransactions {
@@ -450,6 +486,10 @@ impl Pbft {
                 return self.count("rejected_equivocation");
             }
         }
+        if v.view == self.view && v.seq <= self.view_floor {
+            // The new view certified a committed block at this height: nothing else goes here.
+            return self.count("rejected_below_new_view");
+        }
         let h = &block.header;
         // A block re-proposed by a new view keeps its original proposer; the pre-prepare's
         // signature is what authenticates the proposal.
@@ -499,16 +539,11 @@ impl Pbft {
 
     /// Keeps a pre-prepare that cannot be processed yet; per height, the one of the highest view.
     fn defer(&mut self, vote: Signed<Vote>, block: Block) {
-        let keep = self
-            .future
-            .get(&vote.body.seq)
-            .is_none_or(|(old, _)| old.body.view < vote.body.view);
-        if keep {
-            self.future.insert(vote.body.seq, (vote, block));
-            // Bounded: blocks are large. The lowest heights are the ones needed next.
-            while self.future.len() > FUTURE_MAX {
-                self.future.pop_last();
-            }
+        self.future
+            .insert((vote.body.seq, vote.body.view), (vote, block));
+        // Bounded: blocks are large. The lowest heights are the ones needed next.
+        while self.future.len() > FUTURE_MAX {
+            self.future.pop_last();
         }
     }
 
@@ -530,7 +565,8 @@ impl Pbft {
         if vote.signer != from || !matches!(b.phase, Phase::Prepare | Phase::Commit) {
             return self.count("rejected_vote_sender");
         }
-        if b.seq <= self.committed.height {
+        // Votes of older views can no longer matter (and would pile up).
+        if b.seq <= self.committed.height || b.view < self.view {
             return;
         }
         if b.seq > self.committed.height + self.cfg.watermark_window
@@ -639,7 +675,7 @@ impl Pbft {
         self.awaiting_txs = false;
         self.votes = self.votes.split_off(&(Phase::PrePrepare, 0, 0));
         self.votes.retain(|(_, _, seq), _| *seq > height);
-        self.future.retain(|seq, _| *seq > height);
+        self.future.retain(|(seq, _), _| *seq > height);
         self.progress_deadline = None;
         out.push(Action::CancelTimer(TIMER_PROGRESS));
     }
@@ -649,12 +685,12 @@ impl Pbft {
         self.pending_work = false;
         // A buffered pre-prepare for the next height may now be acceptable.
         let next = self.committed.height + 1;
-        let ready = self.future.get(&next).map(|(v, _)| v.body.view);
-        if ready == Some(self.view) && self.mode == Mode::Normal {
-            let (vote, block) = self.future.remove(&next).expect("just seen");
-            self.try_accept(now, vote, block, out);
-        } else if ready.is_some_and(|v| v < self.view) {
-            self.future.remove(&next);
+        let view = self.view;
+        self.future.retain(|(seq, v), _| *seq >= next && *v >= view);
+        if self.mode == Mode::Normal {
+            if let Some((vote, block)) = self.future.remove(&(next, view)) {
+                self.try_accept(now, vote, block, out);
+            }
         }
         if self.pending_work || self.accepted.is_some() {
             self.arm_progress(now, out);
@@ -797,7 +833,8 @@ impl Pbft {
             Mode::ViewChange { target } => target <= view,
         };
         if view > self.view && may_join {
-            self.enter_view(view, out);
+            // Heights up to this certified one are final here, so the floor adds nothing.
+            self.enter_view(view, 0, out);
         }
         self.commit(block, cert, out);
         if self.committed.height >= self.sync_target {
@@ -821,6 +858,7 @@ impl Pbft {
             &ViewRecord {
                 view: self.view,
                 mode: self.mode,
+                floor: self.view_floor,
             },
             out,
         );
@@ -908,11 +946,31 @@ impl Pbft {
         block: Option<Block>,
         out: &mut Vec<Action>,
     ) {
-        if vc.signer != from || vc.body.view <= self.view {
+        if vc.signer != from {
+            return;
+        }
+        if vc.body.view == self.view && self.mode == Mode::Normal {
+            // Someone is still trying to reach the view this replica is in: the new view that
+            // started it was lost on the way there. Send it again (§4.5.2 retransmission).
+            if let Some((view, wire)) = &self.last_new_view {
+                if *view == self.view {
+                    out.push(Action::Send {
+                        to: from,
+                        msg: wire.clone(),
+                    });
+                }
+            }
+            return;
+        }
+        if vc.body.view <= self.view {
             return;
         }
         if vc.body.view > self.view + self.cfg.watermark_window {
             return self.count("rejected_beyond_watermark");
+        }
+        // A prepared proof must travel with its block, or no new primary could re-propose it.
+        if vc.body.prepared.is_some() != block.is_some() {
+            return self.count("rejected_view_change");
         }
         let Some(height) = self.valid_view_change(&vc, block.as_ref()) else {
             return self.count("rejected_view_change");
@@ -1006,21 +1064,23 @@ impl Pbft {
             pre_prepare: pre_prepare.clone(),
         };
         let signed = Signed::sign(body, &self.key, &self.chain_id);
-        self.broadcast(
-            Wire::NewView {
-                new_view: signed,
-                block: block.clone(),
-            },
-            out,
-        );
         self.new_view_sent.insert(view);
-        self.enter_view(view, out);
+        // Persist the view (and the re-proposal below) before the new view goes out.
+        self.enter_view(view, h, out);
+        if let (Some(vote), Some(b)) = (pre_prepare.clone(), block.clone()) {
+            self.adopt_re_proposal(now, vote, b, out);
+        }
+        let wire = Wire::NewView {
+            new_view: signed,
+            block,
+        }
+        .encode();
+        self.remember_new_view(view, wire.clone(), out);
+        out.push(Action::Broadcast(wire));
         if h > self.committed.height {
             self.request_sync(now, h, None, out);
         }
-        if let (Some(vote), Some(block)) = (pre_prepare, block) {
-            self.adopt_re_proposal(now, vote, block, out);
-        } else {
+        if pre_prepare.is_none() {
             self.maybe_propose(out);
         }
     }
@@ -1063,7 +1123,12 @@ impl Pbft {
         out: &mut Vec<Action>,
     ) {
         let view = nv.body.view;
-        if nv.signer != from || from != self.primary(view) || view <= self.view {
+        // Any validator may relay a new view; its signer must be the view's primary.
+        if nv.signer != self.primary(view) || view <= self.view {
+            return;
+        }
+        // A replica changing views promised not to vote below its target (§4.5.2).
+        if matches!(self.mode, Mode::ViewChange { target } if view < target) {
             return;
         }
         if !nv.verify(&self.chain_id, &self.validators) {
@@ -1093,7 +1158,7 @@ impl Pbft {
                         seq: h + 1,
                         digest: proof.pre_prepare.body.digest,
                     }
-                    && pp.signer == from
+                    && pp.signer == nv.signer
                     && b.hash() == pp.body.digest
             }
             _ => false,
@@ -1101,7 +1166,13 @@ impl Pbft {
         if !consistent {
             return self.count("rejected_new_view");
         }
-        self.enter_view(view, out);
+        let relay = Wire::NewView {
+            new_view: nv.clone(),
+            block: block.clone(),
+        }
+        .encode();
+        self.remember_new_view(view, relay, out);
+        self.enter_view(view, h, out);
         if h > self.committed.height {
             self.request_sync(now, h, Some(from), out);
         }
@@ -1111,20 +1182,31 @@ impl Pbft {
         self.after_progress(now, out);
     }
 
-    fn enter_view(&mut self, view: u64, out: &mut Vec<Action>) {
+    /// Keeps (durably) the new view that started `view`, to relay it to late replicas.
+    fn remember_new_view(&mut self, view: u64, wire: Vec<u8>, out: &mut Vec<Action>) {
+        out.push(Action::Persist {
+            key: RECORD_NEW_VIEW.to_vec(),
+            value: Some(codec::encode(&(view, wire.clone()))),
+        });
+        self.last_new_view = Some((view, wire));
+    }
+
+    fn enter_view(&mut self, view: u64, floor: u64, out: &mut Vec<Action>) {
         self.view = view;
         self.mode = Mode::Normal;
+        self.view_floor = floor;
         self.persist(
             RECORD_VIEW,
             &ViewRecord {
                 view,
                 mode: self.mode,
+                floor,
             },
             out,
         );
         self.accepted = None;
         self.awaiting_txs = false;
-        self.future.retain(|_, (v, _)| v.body.view >= view);
+        self.future.retain(|(_, v), _| *v >= view);
         self.view_changes.retain(|_, (v, _)| v.body.view > view);
         self.new_view_sent.retain(|v| *v > view);
         self.votes.retain(|(_, v, _), _| *v >= view);
@@ -1161,8 +1243,33 @@ impl Pbft {
             }
             TIMER_VIEW_CHANGE if self.view_change_deadline.is_some_and(|d| now >= d) => {
                 if let Mode::ViewChange { target } = self.mode {
-                    // The new view did not come in time: try the next one (§4.5.2).
-                    self.start_view_change(now, target + 1, out);
+                    let joined = self
+                        .view_changes
+                        .values()
+                        .filter(|(v, _)| v.body.view == target)
+                        .count();
+                    if joined >= self.quorum {
+                        // A quorum moved but the new view did not come: try the next (§4.5.2).
+                        self.start_view_change(now, target + 1, out);
+                    } else {
+                        // Alone so far: say it again (messages may be lost) rather than drift to
+                        // ever later views that nobody else will reach.
+                        if let Some((vc, block)) = self.view_changes.get(&self.me).cloned() {
+                            self.broadcast(
+                                Wire::ViewChange {
+                                    view_change: vc,
+                                    block,
+                                },
+                                out,
+                            );
+                        }
+                        let t = self.timeout();
+                        self.view_change_deadline = Some(now + t.as_millis() as u64);
+                        out.push(Action::SetTimer {
+                            id: TIMER_VIEW_CHANGE,
+                            after: t,
+                        });
+                    }
                 }
             }
             TIMER_SYNC if self.sync_deadline.is_some_and(|d| now >= d) => {
