@@ -10,9 +10,18 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_medchain");
 
-/// Four consecutive free UDP and TCP ports from a pseudo-random base.
+/// Cluster tests run one at a time: they pick ports and would share two cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `n` consecutive free UDP and TCP ports from a pseudo-random base (distinct per call).
 fn free_ports(n: u16) -> (u16, u16) {
-    let seed = std::process::id() as u64 * 7919 + Instant::now().elapsed().subsec_nanos() as u64;
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = std::process::id() as u64 * 7919 + nanos + call * 4_093;
     for attempt in 0..200u64 {
         let p2p = 20_000 + ((seed + attempt * 977) % 15_000) as u16;
         let api = p2p + 20_000;
@@ -252,6 +261,7 @@ fn verify_chain(data: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_commit_survive_a_dead_primary_and_a_restarted_replica() {
+    let _serial = SERIAL.lock().await;
     let mut c = Cluster::start(4);
     c.wait("every node serves its API", 60, async |c: &Cluster| {
         for i in 0..4 {
@@ -417,6 +427,7 @@ fn nix_term(mut child: Child) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_refuses_bad_requests_with_json_errors() {
+    let _serial = SERIAL.lock().await;
     let c = Cluster::start(1);
     c.wait("the node serves its API", 60, async |c: &Cluster| {
         c.status(0).await.is_some()
