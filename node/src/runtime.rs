@@ -297,6 +297,8 @@ impl Shared {
             .iter()
             .map(|h| self.ledger.tx_position(h).ok().flatten().is_none())
             .collect();
+        // Hashes inserted now (for the re-check) and, when gossiping, the transactions to send.
+        let mut inserted: Vec<Hash> = Vec::new();
         let mut fresh = Vec::new();
         let mut full = false;
         {
@@ -305,8 +307,12 @@ impl Shared {
                 if !pending {
                     continue;
                 }
-                match pool.insert(*hash, tx.clone()) {
-                    Ok(()) => fresh.push(tx),
+                let copy = gossip.then(|| tx.clone());
+                match pool.insert(*hash, tx) {
+                    Ok(()) => {
+                        inserted.push(*hash);
+                        fresh.extend(copy);
+                    }
                     Err(crate::mempool::Refused::Known) => {}
                     Err(crate::mempool::Refused::Full) => {
                         full = true;
@@ -315,9 +321,8 @@ impl Shared {
                 }
             }
         }
-        let committed_meanwhile: Vec<Hash> = fresh
-            .iter()
-            .map(Transaction::hash)
+        let committed_meanwhile: Vec<Hash> = inserted
+            .into_iter()
             .filter(|h| self.ledger.tx_position(h).ok().flatten().is_some())
             .collect();
         if !committed_meanwhile.is_empty() {
