@@ -108,6 +108,39 @@ pub struct NodeMetrics {
     pub commit_ms: AtomicU64,
 }
 
+/// Clients waiting for commits, by transaction hash, with their total count kept so that the
+/// limit check does not walk the map.
+#[derive(Debug, Default)]
+struct Waiters {
+    map: HashMap<Hash, Vec<oneshot::Sender<Receipt>>>,
+    count: usize,
+}
+
+impl Waiters {
+    fn add(&mut self, h: Hash, w: oneshot::Sender<Receipt>) {
+        self.map.entry(h).or_default().push(w);
+        self.count += 1;
+    }
+
+    fn take(&mut self, h: &Hash) -> Vec<oneshot::Sender<Receipt>> {
+        let v = self.map.remove(h).unwrap_or_default();
+        self.count -= v.len();
+        v
+    }
+
+    /// Drops the waiters of `h` whose receivers are gone.
+    fn forget_closed(&mut self, h: &Hash) {
+        if let Some(v) = self.map.get_mut(h) {
+            let before = v.len();
+            v.retain(|s| !s.is_closed());
+            self.count -= before - v.len();
+            if v.is_empty() {
+                self.map.remove(h);
+            }
+        }
+    }
+}
+
 /// Hashes of recently verified transactions, so that a transaction arriving by gossip, in a
 /// proposal and from a client is verified once per node. Bounded: oldest forgotten first.
 #[derive(Debug, Default)]
@@ -201,7 +234,7 @@ pub struct Shared {
     /// The engine's last reported status.
     pub status: RwLock<EngineStatus>,
     /// Clients waiting for a transaction's commit.
-    waiters: Mutex<HashMap<Hash, Vec<oneshot::Sender<Receipt>>>>,
+    waiters: Mutex<Waiters>,
     /// Counters.
     pub metrics: NodeMetrics,
     gossip: Mutex<Vec<Transaction>>,
@@ -361,11 +394,10 @@ impl Shared {
         // Ledger reads happen before taking the lock (commits need it to resolve waiters).
         let committed: Vec<Option<Receipt>> = unique
             .iter()
-            .map(|h| self.ledger.transaction(h).ok().flatten().map(|r| r.receipt))
+            .map(|h| self.ledger.receipt(h).ok().flatten())
             .collect();
         let mut waiters = self.waiters.lock().expect("waiters lock");
-        let waiting: usize = waiters.values().map(Vec::len).sum();
-        if waiting + unique.len() > WAITERS_MAX {
+        if waiters.count + unique.len() > WAITERS_MAX {
             return Err(
                 "too many clients are waiting for commits; retry without ?wait=commit".into(),
             );
@@ -377,7 +409,7 @@ impl Shared {
                 Some(r) => {
                     let _ = tx.send(r);
                 }
-                None => waiters.entry(h).or_default().push(tx),
+                None => waiters.add(h, tx),
             }
             out.push((h, rx));
         }
@@ -385,15 +417,10 @@ impl Shared {
         // A commit between the ledger read above and the registration has already looked for
         // waiters; resolve those here (commits write the ledger before they take the lock).
         for (h, _) in &out {
-            if let Ok(Some(rec)) = self.ledger.transaction(h) {
-                let senders = self
-                    .waiters
-                    .lock()
-                    .expect("waiters lock")
-                    .remove(h)
-                    .unwrap_or_default();
+            if let Ok(Some(receipt)) = self.ledger.receipt(h) {
+                let senders = self.waiters.lock().expect("waiters lock").take(h);
                 for w in senders {
-                    let _ = w.send(rec.receipt.clone());
+                    let _ = w.send(receipt.clone());
                 }
             }
         }
@@ -404,12 +431,7 @@ impl Shared {
     pub fn forget_waiters(&self, hashes: &[Hash]) {
         let mut waiters = self.waiters.lock().expect("waiters lock");
         for h in hashes {
-            if let Some(v) = waiters.get_mut(h) {
-                v.retain(|s| !s.is_closed());
-                if v.is_empty() {
-                    waiters.remove(h);
-                }
-            }
+            waiters.forget_closed(h);
         }
     }
 }
@@ -512,7 +534,7 @@ impl Node {
             executor,
             network,
             status: RwLock::new(EngineStatus::default()),
-            waiters: Mutex::new(HashMap::new()),
+            waiters: Mutex::new(Waiters::default()),
             metrics: NodeMetrics::default(),
             gossip: Mutex::new(Vec::new()),
             pending_sync: Mutex::new(None),
@@ -691,7 +713,7 @@ fn execute(
                     {
                         let mut waiters = shared.waiters.lock().expect("waiters lock");
                         for r in &receipts {
-                            for w in waiters.remove(&r.tx_hash).unwrap_or_default() {
+                            for w in waiters.take(&r.tx_hash) {
                                 let _ = w.send(r.clone());
                             }
                         }

@@ -586,6 +586,19 @@ impl Ledger {
         }
     }
 
+    /// The receipt of a committed transaction (reads the index and that block's receipts only).
+    pub fn receipt(&self, tx_hash: &Hash) -> Result<Option<Receipt>, LedgerError> {
+        let Some((height, index)) = self.tx_position(tx_hash)? else {
+            return Ok(None);
+        };
+        self.receipt_at(height, index)?
+            .map(Some)
+            .ok_or_else(|| LedgerError::Corrupt {
+                height,
+                what: format!("receipt of indexed transaction {tx_hash} is missing"),
+            })
+    }
+
     /// A committed transaction with its receipt, header, inclusion proof and certificate.
     pub fn transaction(&self, tx_hash: &Hash) -> Result<Option<TxRecord>, LedgerError> {
         let Some((height, index)) = self.tx_position(tx_hash)? else {
