@@ -19,13 +19,7 @@ pub type Factory<'a> = &'a dyn Fn(EngineContext) -> Box<dyn Engine>;
 /// The chain id of conformance runs.
 pub const CHAIN: &str = "conformance";
 
-/// Proof-of-work hash of a header template with a nonce: double SHA-256 of the header's encoding
-/// followed by the nonce (little-endian).
-pub fn work_hash(header: &medchain_types::Header, nonce: u64) -> Hash {
-    let mut bytes = medchain_types::codec::encode(header);
-    bytes.extend_from_slice(&nonce.to_le_bytes());
-    sha256(sha256(&bytes).as_bytes())
-}
+pub use crate::work_hash;
 
 /// The genesis block every run starts from.
 pub fn genesis(validators: &ValidatorSet) -> Block {

@@ -18,6 +18,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Proof-of-work hash of a header template with a nonce: double SHA-256 of the header's encoding
+/// followed by the nonce (little-endian). The node's miners, the simulator and the engine's
+/// checks all use this one function.
+pub fn work_hash(header: &Header, nonce: u64) -> Hash {
+    let mut bytes = medchain_types::codec::encode(header);
+    bytes.extend_from_slice(&nonce.to_le_bytes());
+    medchain_types::sha256(medchain_types::sha256(&bytes).as_bytes())
+}
+
 /// Milliseconds: since the Unix epoch in the node, since an arbitrary origin in the simulator.
 pub type Time = u64;
 

@@ -32,6 +32,10 @@ pub struct Summary {
     pub simulated_ms: u64,
     /// Wall-clock time of the whole batch.
     pub real_ms: u64,
+    /// Proof of work: blocks mined at or below each run's final height, summed.
+    pub mined_blocks: u64,
+    /// Proof of work: of those, blocks left out of the final chain (stale), summed.
+    pub stale_blocks: u64,
 }
 
 /// Runs seeds `first..first + count` on `threads` threads; `progress` sees each report as it
@@ -70,6 +74,8 @@ pub fn run_many(
         summary.blocks += r.height;
         summary.committed_txs += r.committed_txs;
         summary.simulated_ms += r.simulated_ms;
+        summary.mined_blocks += r.mined_blocks;
+        summary.stale_blocks += r.stale_blocks;
         if !r.violations.is_empty() {
             summary.failures.push(r);
         }

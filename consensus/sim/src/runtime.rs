@@ -12,6 +12,7 @@ use medchain_consensus::{
 };
 use medchain_ledger::{Executor, Ledger};
 use medchain_pbft::{Pbft, PbftConfig};
+use medchain_pow::{Pow, PowConfig};
 use medchain_types::{Block, Certificate, Hash, PublicKey, SecretKey, Transaction, TxStatus};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -25,6 +26,8 @@ use std::time::Duration;
 pub enum EngineKind {
     /// PBFT.
     Pbft(PbftConfig),
+    /// Proof of work.
+    Pow(PowConfig),
 }
 
 impl EngineKind {
@@ -32,6 +35,7 @@ impl EngineKind {
     pub fn name(&self) -> &'static str {
         match self {
             EngineKind::Pbft(_) => "pbft",
+            EngineKind::Pow(_) => "pow",
         }
     }
 
@@ -83,12 +87,33 @@ impl EngineKind {
                 ),
                 None => "garbage".into(),
             },
+            EngineKind::Pow(_) => match medchain_pow::Wire::decode(bytes) {
+                Some(medchain_pow::Wire::Block(b)) => format!(
+                    "Block n{} {} parent {} txs={}",
+                    b.header.height,
+                    short(&b.hash()),
+                    short(&b.header.parent),
+                    b.txs.len()
+                ),
+                Some(medchain_pow::Wire::Blocks(bs)) => format!(
+                    "Blocks {:?}",
+                    bs.iter().map(|b| b.header.height).collect::<Vec<_>>()
+                ),
+                Some(medchain_pow::Wire::GetBlocks { from_height }) => {
+                    format!("GetBlocks from {from_height}")
+                }
+                Some(medchain_pow::Wire::Tip { height, hash }) => {
+                    format!("Tip n{height} {}", short(&hash))
+                }
+                None => "garbage".into(),
+            },
         }
     }
 
     fn build(&self, ctx: EngineContext) -> Box<dyn Engine> {
         match self {
             EngineKind::Pbft(cfg) => Box::new(Pbft::new(ctx, cfg.clone())),
+            EngineKind::Pow(cfg) => Box::new(Pow::new(ctx, cfg.clone())),
         }
     }
 
@@ -101,7 +126,18 @@ impl EngineKind {
                 timeout_view_change_max: Duration::from_secs(4),
                 ..PbftConfig::default()
             })),
-            other => Err(format!("unknown engine {other:?} (known: pbft)")),
+            // Two-second blocks, six confirmations: finality takes longer than the simulator's
+            // longest partition (6 s), as a deployment's k × interval must exceed its outages.
+            // The target is easy because the simulator finds real nonces by brute force; solve
+            // *times* come from each node's share of the hash power (see `SimConfig`).
+            "pow" => Ok(EngineKind::Pow(PowConfig {
+                block_interval: Duration::from_secs(2),
+                initial_target: PowConfig::target_for_hashes(256),
+                max_target: PowConfig::target_for_hashes(16),
+                announce: Duration::from_secs(1),
+                ..PowConfig::default()
+            })),
+            other => Err(format!("unknown engine {other:?} (known: pbft, pow)")),
         }
     }
 }
@@ -177,6 +213,11 @@ pub struct SimConfig {
     pub txs: usize,
     /// One-way message latency is uniform in this range.
     pub latency_ms: (u64, u64),
+    /// Proof of work: each node's share of the hash power (empty: equal shares). A node with
+    /// share `s` solves a search for target `t` after an exponentially distributed time with
+    /// mean `block_interval × work(t) / work(initial_target) / s`, so the whole network finds
+    /// a block every `block_interval` at the initial difficulty.
+    pub hash_power: Vec<f64>,
 }
 
 impl SimConfig {
@@ -190,6 +231,7 @@ impl SimConfig {
             liveness: Duration::from_secs(20),
             txs: 60,
             latency_ms: (1, 30),
+            hash_power: Vec::new(),
         }
     }
 }
@@ -220,6 +262,10 @@ pub struct RunReport {
     pub events: u64,
     /// When blocks were committed again after the faults healed, if they were.
     pub recovered_after_ms: Option<u64>,
+    /// Proof of work: blocks mined at or below the final height.
+    pub mined_blocks: u64,
+    /// Proof of work: of those, blocks not in the final chain (orphaned/stale).
+    pub stale_blocks: u64,
 }
 
 enum Payload {
@@ -249,6 +295,12 @@ enum Item {
     },
     Heal(u64),
     EndOfFaults,
+    WorkFound {
+        node: usize,
+        token: u64,
+        header: Box<medchain_types::Header>,
+        nonce: u64,
+    },
 }
 
 struct Node {
@@ -260,6 +312,8 @@ struct Node {
     mempool: BTreeMap<u64, Transaction>,
     in_mempool: BTreeSet<Hash>,
     timers: BTreeMap<TimerId, u64>,
+    /// The current proof-of-work search (its token).
+    work: Option<u64>,
     up: bool,
     /// Set when the engine panicked: the node stays down.
     dead: bool,
@@ -290,6 +344,8 @@ struct World<'c> {
     height_at_heal: u64,
     recovered_after: Option<u64>,
     trace: bool,
+    /// Proof of work: every block mined, by height.
+    mined: Vec<(u64, Hash)>,
 }
 
 /// Runs one seed.
@@ -324,8 +380,16 @@ pub fn run_seed(cfg: &SimConfig, seed: u64) -> RunReport {
             ),
         });
     }
+    let top = w.finals.keys().next_back().copied().unwrap_or(0);
+    let settled: Vec<&(u64, Hash)> = w.mined.iter().filter(|(h, _)| *h <= top).collect();
+    let stale = settled
+        .iter()
+        .filter(|(h, hash)| w.finals.get(h) != Some(hash))
+        .count() as u64;
     RunReport {
         seed,
+        mined_blocks: settled.len() as u64,
+        stale_blocks: stale,
         height: w.finals.keys().next_back().copied().unwrap_or(0),
         committed_txs: w.executed_once.len() as u64,
         simulated_ms: w.now,
@@ -357,6 +421,7 @@ impl<'c> World<'c> {
                     mempool: BTreeMap::new(),
                     in_mempool: BTreeSet::new(),
                     timers: BTreeMap::new(),
+                    work: None,
                     up: false,
                     dead: false,
                     committed_height: 0,
@@ -386,6 +451,7 @@ impl<'c> World<'c> {
             height_at_heal: 0,
             recovered_after: None,
             trace: tracing_enabled(),
+            mined: Vec::new(),
         };
         for i in 0..cfg.nodes {
             w.boot(i);
@@ -598,6 +664,7 @@ impl<'c> World<'c> {
                     node.up = false;
                     node.engine = None;
                     node.timers.clear();
+                    node.work = None;
                     node.mempool.clear();
                     node.in_mempool.clear();
                 }
@@ -627,6 +694,34 @@ impl<'c> World<'c> {
                             self.blocked.remove(&p);
                         }
                     }
+                }
+            }
+            Item::WorkFound {
+                node,
+                token,
+                header,
+                nonce,
+            } => {
+                if self.nodes[node].up && self.nodes[node].work == Some(token) {
+                    self.nodes[node].work = None;
+                    let mut sealed = (*header).clone();
+                    sealed.seal.extend_from_slice(&nonce.to_le_bytes());
+                    self.mined.push((sealed.height, sealed.hash()));
+                    if self.trace {
+                        eprintln!(
+                            "{:>6} node {node} MINED n{} {}",
+                            self.now,
+                            sealed.height,
+                            short(&sealed.hash())
+                        );
+                    }
+                    self.engine_event(
+                        node,
+                        Event::WorkFound {
+                            header_hash: header.hash(),
+                            nonce,
+                        },
+                    );
                 }
             }
             Item::EndOfFaults => {
@@ -782,10 +877,47 @@ impl<'c> World<'c> {
                         });
                     self.send(i, target, Payload::BlockRequest { from_height });
                 }
-                Action::StartWork { .. } | Action::StopWork => {}
+                Action::StartWork { header, target } => self.start_work(i, header, target),
+                Action::StopWork => self.nodes[i].work = None,
             }
         }
         local
+    }
+
+    /// Schedules the solution of a proof-of-work search: an exponentially distributed time
+    /// from node `i`'s share of the hash power, and a real nonce (found by brute force).
+    fn start_work(&mut self, i: usize, header: medchain_types::Header, target: Hash) {
+        let EngineKind::Pow(cfg) = &self.cfg.engine else {
+            return;
+        };
+        let n = self.nodes.len();
+        let power = |j: usize| self.cfg.hash_power.get(j).copied().unwrap_or(1.0).max(0.0);
+        let total: f64 = (0..n).map(power).sum();
+        let share = if total > 0.0 { power(i) / total } else { 0.0 };
+        self.seq += 1;
+        let token = self.seq;
+        self.nodes[i].work = Some(token);
+        if share <= 0.0 {
+            return;
+        }
+        let relative =
+            medchain_pow::work(&target) as f64 / medchain_pow::work(&cfg.initial_target) as f64;
+        let mean_ms = cfg.block_interval.as_millis() as f64 * relative / share;
+        let u: f64 = self.rng.gen_range(f64::EPSILON..1.0);
+        let after = (-u.ln() * mean_ms).round().max(1.0) as u64;
+        let mut nonce: u64 = self.rng.gen();
+        while medchain_consensus::work_hash(&header, nonce) > target {
+            nonce = nonce.wrapping_add(1);
+        }
+        self.schedule(
+            self.now + after,
+            Item::WorkFound {
+                node: i,
+                token,
+                header: Box::new(header),
+                nonce,
+            },
+        );
     }
 
     /// Executes and stores a final block at node `i`, checking the invariants.
