@@ -351,6 +351,12 @@ async fn metrics(State(s): State<Arc<Shared>>) -> ApiResult {
     );
     gauge("view", "Consensus view (PBFT) or epoch.", "gauge", st.view);
     gauge(
+        "pow_hashes_total",
+        "Proof-of-work hashes tried by this node's miners.",
+        "counter",
+        s.miner.hashes.load(Relaxed),
+    );
+    gauge(
         "commits_total",
         "Blocks committed by this node.",
         "counter",

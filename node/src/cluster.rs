@@ -26,6 +26,8 @@ pub struct TestnetSpec {
     pub api_base: u16,
     /// Chain id.
     pub chain_id: String,
+    /// Block interval of proof of work (the engine's default if `None`).
+    pub block_interval: Option<Duration>,
 }
 
 impl TestnetSpec {
@@ -43,6 +45,7 @@ impl TestnetSpec {
             p2p_base,
             api_base,
             chain_id,
+            block_interval: None,
         }
     }
 }
@@ -52,10 +55,11 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
     if spec.nodes == 0 || spec.nodes > 100 {
         bail!("--nodes must be 1 to 100");
     }
-    if spec.engine != "pbft" {
+    if !crate::genesis::ENGINES.contains(&spec.engine.as_str()) {
         bail!(
-            "engine {:?} is not available (this build supports: pbft)",
-            spec.engine
+            "engine {:?} is not available (this build supports: {})",
+            spec.engine,
+            crate::genesis::ENGINES.join(", ")
         );
     }
     let genesis_path = dir.join("genesis.toml");
@@ -81,13 +85,20 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
             api: format!("http://127.0.0.1:{}", spec.api_base + i as u16),
         });
     }
-    let genesis = Genesis {
+    let mut genesis = Genesis {
         chain_id: spec.chain_id.clone(),
         engine: spec.engine.clone(),
         time_ms: crate::runtime::now_ms(),
         validators: validators.clone(),
         pbft: Default::default(),
+        pow: Default::default(),
     };
+    if let Some(interval) = spec.block_interval {
+        if interval.is_zero() {
+            bail!("--block-interval-ms must be positive");
+        }
+        genesis.pow.block_interval = interval;
+    }
     genesis.check()?;
     genesis.save(&genesis_path)?;
     for (i, v) in validators.iter().enumerate() {
@@ -108,6 +119,7 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
             },
             mempool: MempoolSection::default(),
             log: LogSection::default(),
+            mining: Default::default(),
         };
         cfg.save(&dir.join(format!("node{i}/node.toml")))?;
     }

@@ -77,6 +77,26 @@ impl Default for LogSection {
 }
 
 /// The whole node configuration.
+/// `[mining]`: proof of work only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MiningSection {
+    /// Nonce-search threads (0: validate and relay, never mine).
+    #[serde(default = "default_mining_threads")]
+    pub threads: usize,
+}
+
+impl Default for MiningSection {
+    fn default() -> Self {
+        MiningSection {
+            threads: default_mining_threads(),
+        }
+    }
+}
+
+fn default_mining_threads() -> usize {
+    1
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeConfig {
     /// `[node]`
@@ -91,6 +111,8 @@ pub struct NodeConfig {
     /// `[log]`
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub mining: MiningSection,
 }
 
 fn default_frame_max() -> usize {

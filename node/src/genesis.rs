@@ -6,10 +6,14 @@
 use anyhow::{bail, Context, Result};
 use medchain_consensus::ValidatorSet;
 use medchain_pbft::PbftConfig;
+use medchain_pow::PowConfig;
 use medchain_types::{codec, is_valid_name, limits::CHAIN_ID_LEN_MAX, Block, Hash, PublicKey};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::Path;
+
+/// Engines this build runs.
+pub const ENGINES: &[&str] = &["pbft", "pow"];
 
 /// One validator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +42,9 @@ pub struct Genesis {
     /// PBFT parameters (used when `engine = "pbft"`).
     #[serde(default)]
     pub pbft: PbftConfig,
+    /// Proof-of-work parameters (used when `engine = "pow"`).
+    #[serde(default)]
+    pub pow: PowConfig,
 }
 
 impl Genesis {
@@ -66,10 +73,11 @@ impl Genesis {
                 self.chain_id
             );
         }
-        if self.engine != "pbft" {
+        if !ENGINES.contains(&self.engine.as_str()) {
             bail!(
-                "engine {:?} is not available (this build supports: pbft)",
-                self.engine
+                "engine {:?} is not available (this build supports: {})",
+                self.engine,
+                ENGINES.join(", ")
             );
         }
         self.validator_set()?;

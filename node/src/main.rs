@@ -8,6 +8,7 @@ mod demo;
 mod genesis;
 mod keyfile;
 mod mempool;
+mod miner;
 mod runtime;
 
 use anyhow::{Context, Result};
@@ -93,6 +94,9 @@ enum Command {
         /// Overwrite an existing testnet in the directory.
         #[arg(long)]
         force: bool,
+        /// Proof of work: the block interval difficulty aims at, in milliseconds (default 3000).
+        #[arg(long)]
+        block_interval_ms: Option<u64>,
     },
     /// Run one node. Settings come from the TOML file and `MEDCHAIN__SECTION__KEY` variables.
     Node {
@@ -244,11 +248,12 @@ fn run(cli: Cli) -> Result<()> {
             api_port,
             chain_id,
             force,
-        } => cluster::testnet(
-            &cluster::TestnetSpec::new(nodes, engine, p2p_port, api_port, chain_id),
-            &out,
-            force,
-        ),
+            block_interval_ms,
+        } => {
+            let mut spec = cluster::TestnetSpec::new(nodes, engine, p2p_port, api_port, chain_id);
+            spec.block_interval = block_interval_ms.map(std::time::Duration::from_millis);
+            cluster::testnet(&spec, &out, force)
+        }
         Command::Up {
             nodes,
             engine,

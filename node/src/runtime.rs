@@ -78,6 +78,7 @@ enum Input {
     Consensus { from: PublicKey, bytes: Vec<u8> },
     Timer { id: TimerId, token: u64 },
     Synced(Vec<(Block, Certificate)>),
+    WorkFound { header_hash: Hash, nonce: u64 },
     Shutdown,
 }
 
@@ -243,6 +244,8 @@ pub struct Shared {
     /// Limits concurrent block-request serving.
     sync_servers: Arc<tokio::sync::Semaphore>,
     inbox: mpsc::Sender<Input>,
+    /// Proof-of-work search threads (none under the other engines).
+    pub miner: crate::miner::Miner,
     /// When the node started.
     pub started: Instant,
 }
@@ -469,6 +472,7 @@ impl std::fmt::Debug for Node {
 fn build_engine(genesis: &Genesis, ctx: EngineContext) -> Box<dyn Engine> {
     match genesis.engine.as_str() {
         "pbft" => Box::new(Pbft::new(ctx, genesis.pbft.clone())),
+        "pow" => Box::new(medchain_pow::Pow::new(ctx, genesis.pow.clone())),
         other => unreachable!("genesis check refuses engine {other:?}"),
     }
 }
@@ -522,6 +526,17 @@ impl Node {
             .with_context(|| format!("cannot listen on {}", config.network.listen))?;
 
         let (inbox, inbox_rx) = mpsc::channel(INBOX_MAX);
+        let found = inbox.clone();
+        let miner = crate::miner::Miner::start(
+            if genesis.engine == "pow" {
+                config.mining.threads
+            } else {
+                0
+            },
+            move |header_hash, nonce| {
+                let _ = found.blocking_send(Input::WorkFound { header_hash, nonce });
+            },
+        );
         let shared = Arc::new(Shared {
             mempool: Mutex::new(Mempool::new(
                 config.mempool.txs_max,
@@ -540,6 +555,7 @@ impl Node {
             pending_sync: Mutex::new(None),
             sync_servers: Arc::new(tokio::sync::Semaphore::new(SYNC_SERVERS_MAX)),
             inbox,
+            miner,
             started: Instant::now(),
             genesis: genesis.clone(),
         });
@@ -578,6 +594,7 @@ impl Node {
 
     /// Stops the engine thread and closes the transport.
     pub async fn stop(mut self) {
+        self.shared.miner.stop();
         let _ = self.shared.inbox.send(Input::Shutdown).await;
         if let Some(t) = self.engine_thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
@@ -654,6 +671,9 @@ fn engine_loop(
                     .into_iter()
                     .map(|(block, certificate)| Event::SyncedBlock { block, certificate }),
             ),
+            Input::WorkFound { header_hash, nonce } => {
+                local.push_back(Event::WorkFound { header_hash, nonce })
+            }
             Input::Shutdown => break,
         }
     }
@@ -751,7 +771,8 @@ fn execute(
                 None => *shared.pending_sync.lock().expect("sync lock") = Some(from_height),
             }
         }
-        Action::StartWork { .. } | Action::StopWork => {}
+        Action::StartWork { header, target } => shared.miner.work(header, target),
+        Action::StopWork => shared.miner.idle(),
     }
 }
 
