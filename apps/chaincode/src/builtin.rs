@@ -106,3 +106,39 @@ impl Chaincode for Kv {
         }
     }
 }
+
+/// `staking`: the record of proof-of-stake operations (stake, unstake, equivocation evidence).
+///
+/// The proof-of-stake engine keeps the authoritative stake table: it applies the operations of
+/// final blocks with [`StakeTable::apply`](medchain_types::staking::StakeTable::apply) at epoch
+/// boundaries. This chaincode refuses malformed operations and keeps each one in state under
+/// `op/<height>/<tx hash>`, so that operations can be audited with their receipts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Staking;
+
+impl Chaincode for Staking {
+    fn name(&self) -> &str {
+        medchain_types::staking::STAKING_CHAINCODE
+    }
+
+    fn execute(&self, stub: &mut dyn Stub, payload: &[u8]) -> Result<Vec<u8>, ChaincodeError> {
+        let op: medchain_types::staking::StakeOp =
+            codec::decode(payload).map_err(|e| ChaincodeError::BadRequest(e.to_string()))?;
+        let kind = match &op {
+            medchain_types::staking::StakeOp::Stake { .. } => "stake",
+            medchain_types::staking::StakeOp::Unstake { .. } => "unstake",
+            medchain_types::staking::StakeOp::Evidence(_) => "evidence",
+        };
+        let key = format!("op/{:020}/{}", stub.height(), stub.tx_hash());
+        stub.put(key.as_bytes(), payload)?;
+        let caller = *stub.caller();
+        stub.emit(kind, caller.as_bytes())?;
+        Ok(Vec::new())
+    }
+
+    fn query(&self, _view: &dyn StateView, _request: &[u8]) -> Result<Vec<u8>, ChaincodeError> {
+        Err(ChaincodeError::BadRequest(
+            "staking has no queries; read the engine status (stakes) instead".into(),
+        ))
+    }
+}

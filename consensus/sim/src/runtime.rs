@@ -12,6 +12,7 @@ use medchain_consensus::{
 };
 use medchain_ledger::{Executor, Ledger};
 use medchain_pbft::{Pbft, PbftConfig};
+use medchain_pos::{Pos, PosConfig};
 use medchain_pow::{Pow, PowConfig};
 use medchain_types::{Block, Certificate, Hash, PublicKey, SecretKey, Transaction, TxStatus};
 use rand::{Rng, SeedableRng};
@@ -28,6 +29,8 @@ pub enum EngineKind {
     Pbft(PbftConfig),
     /// Proof of work.
     Pow(PowConfig),
+    /// Proof of stake.
+    Pos(PosConfig),
 }
 
 impl EngineKind {
@@ -36,6 +39,7 @@ impl EngineKind {
         match self {
             EngineKind::Pbft(_) => "pbft",
             EngineKind::Pow(_) => "pow",
+            EngineKind::Pos(_) => "pos",
         }
     }
 
@@ -107,6 +111,24 @@ impl EngineKind {
                 }
                 None => "garbage".into(),
             },
+            EngineKind::Pos(_) => match medchain_pos::Wire::decode(bytes) {
+                Some(medchain_pos::Wire::Proposal { proposal, block }) => format!(
+                    "Proposal h{} r{} vr{:?} {} txs={}",
+                    proposal.body.height,
+                    proposal.body.round,
+                    proposal.body.valid_round,
+                    short(&proposal.body.block),
+                    block.txs.len()
+                ),
+                Some(medchain_pos::Wire::Vote(v)) => format!(
+                    "{:?} h{} r{} {}",
+                    v.body.kind,
+                    v.body.height,
+                    v.body.round,
+                    v.body.value.as_ref().map_or("nil".into(), short)
+                ),
+                None => "garbage".into(),
+            },
         }
     }
 
@@ -114,6 +136,7 @@ impl EngineKind {
         match self {
             EngineKind::Pbft(cfg) => Box::new(Pbft::new(ctx, cfg.clone())),
             EngineKind::Pow(cfg) => Box::new(Pow::new(ctx, cfg.clone())),
+            EngineKind::Pos(cfg) => Box::new(Pos::new(ctx, cfg.clone())),
         }
     }
 
@@ -137,7 +160,19 @@ impl EngineKind {
                 announce: Duration::from_secs(1),
                 ..PowConfig::default()
             })),
-            other => Err(format!("unknown engine {other:?} (known: pbft, pow)")),
+            // Short slots and 8-height epochs, so a run sees rounds, epochs and stake changes.
+            "pos" => Ok(EngineKind::Pos(PosConfig {
+                epoch_length: 8,
+                timeout_propose: Duration::from_millis(1000),
+                timeout_prevote: Duration::from_millis(500),
+                timeout_precommit: Duration::from_millis(500),
+                timeout_delta: Duration::from_millis(250),
+                empty_block_delay: Duration::from_millis(300),
+                poll_txs: Duration::from_millis(20),
+                rebroadcast: Duration::from_millis(500),
+                ..PosConfig::default()
+            })),
+            other => Err(format!("unknown engine {other:?} (known: pbft, pow, pos)")),
         }
     }
 }
@@ -218,6 +253,8 @@ pub struct SimConfig {
     /// mean `block_interval × work(t) / work(initial_target) / s`, so the whole network finds
     /// a block every `block_interval` at the initial difficulty.
     pub hash_power: Vec<f64>,
+    /// One node that runs another engine configuration (a Byzantine validator in tests).
+    pub byzantine: Option<(usize, EngineKind)>,
 }
 
 impl SimConfig {
@@ -232,6 +269,7 @@ impl SimConfig {
             txs: 60,
             latency_ms: (1, 30),
             hash_power: Vec::new(),
+            byzantine: None,
         }
     }
 }
@@ -266,6 +304,8 @@ pub struct RunReport {
     pub mined_blocks: u64,
     /// Proof of work: of those, blocks not in the final chain (orphaned/stale).
     pub stale_blocks: u64,
+    /// Every node's engine status at the end (default for a node that is down).
+    pub statuses: Vec<medchain_consensus::EngineStatus>,
 }
 
 enum Payload {
@@ -386,8 +426,14 @@ pub fn run_seed(cfg: &SimConfig, seed: u64) -> RunReport {
         .iter()
         .filter(|(h, hash)| w.finals.get(h) != Some(hash))
         .count() as u64;
+    let statuses = w
+        .nodes
+        .iter()
+        .map(|n| n.engine.as_ref().map(|e| e.status()).unwrap_or_default())
+        .collect();
     RunReport {
         seed,
+        statuses,
         mined_blocks: settled.len() as u64,
         stale_blocks: stale,
         height: w.finals.keys().next_back().copied().unwrap_or(0),
@@ -569,7 +615,10 @@ impl<'c> World<'c> {
         if let Some(what) = reverted {
             self.violation(what);
         }
-        let engine = self.cfg.engine.build(ctx);
+        let engine = match &self.cfg.byzantine {
+            Some((b, kind)) if *b == i => kind.build(ctx),
+            _ => self.cfg.engine.build(ctx),
+        };
         let node = &mut self.nodes[i];
         node.engine = Some(engine);
         node.up = true;

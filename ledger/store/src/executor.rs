@@ -74,6 +74,8 @@ impl Executor {
             .expect("built-in names are valid and distinct");
         e.install(Arc::new(builtin::Kv))
             .expect("built-in names are valid and distinct");
+        e.install(Arc::new(builtin::Staking))
+            .expect("built-in names are valid and distinct");
         e
     }
 

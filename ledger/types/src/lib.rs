@@ -13,6 +13,7 @@ mod hash;
 pub mod limits;
 pub mod merkle;
 mod receipt;
+pub mod staking;
 mod tx;
 
 pub use block::{Block, BlockError, Certificate, Header};
