@@ -92,6 +92,7 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
         validators: validators.clone(),
         pbft: Default::default(),
         pow: Default::default(),
+        pos: Default::default(),
     };
     if let Some(interval) = spec.block_interval {
         if interval.is_zero() {

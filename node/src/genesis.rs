@@ -6,6 +6,7 @@
 use anyhow::{bail, Context, Result};
 use medchain_consensus::ValidatorSet;
 use medchain_pbft::PbftConfig;
+use medchain_pos::PosConfig;
 use medchain_pow::PowConfig;
 use medchain_types::{codec, is_valid_name, limits::CHAIN_ID_LEN_MAX, Block, Hash, PublicKey};
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 /// Engines this build runs.
-pub const ENGINES: &[&str] = &["pbft", "pow"];
+pub const ENGINES: &[&str] = &["pbft", "pow", "pos"];
 
 /// One validator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +46,9 @@ pub struct Genesis {
     /// Proof-of-work parameters (used when `engine = "pow"`).
     #[serde(default)]
     pub pow: PowConfig,
+    /// Proof-of-stake parameters (used when `engine = "pos"`).
+    #[serde(default)]
+    pub pos: PosConfig,
 }
 
 impl Genesis {

@@ -473,6 +473,7 @@ fn build_engine(genesis: &Genesis, ctx: EngineContext) -> Box<dyn Engine> {
     match genesis.engine.as_str() {
         "pbft" => Box::new(Pbft::new(ctx, genesis.pbft.clone())),
         "pow" => Box::new(medchain_pow::Pow::new(ctx, genesis.pow.clone())),
+        "pos" => Box::new(medchain_pos::Pos::new(ctx, genesis.pos.clone())),
         other => unreachable!("genesis check refuses engine {other:?}"),
     }
 }

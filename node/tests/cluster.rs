@@ -410,7 +410,36 @@ async fn four_processes_commit_survive_a_dead_primary_and_a_restarted_replica() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proof_of_work_cluster_commits_and_a_killed_node_catches_up() {
     let _serial = SERIAL.lock().await;
-    let mut c = Cluster::start_with(4, &["--engine", "pow", "--block-interval-ms", "1000"]);
+    engine_cluster(
+        &["--engine", "pow", "--block-interval-ms", "1000"],
+        |engine| {
+            let number = |k: &str| engine[k].as_str().unwrap().parse::<f64>().unwrap();
+            assert!(number("difficulty") > 0.0);
+            assert!(number("hash_rate") > 0.0);
+            assert_eq!(engine["confirmations"], "6");
+        },
+    )
+    .await;
+}
+
+/// Proof of stake over QUIC: the same, with the stake table, epoch and slot on the status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proof_of_stake_cluster_commits_and_a_killed_node_catches_up() {
+    let _serial = SERIAL.lock().await;
+    engine_cluster(&["--engine", "pos"], |engine| {
+        assert_eq!(engine["total_stake"], "400");
+        assert_eq!(engine["stakes"].as_str().unwrap().split(',').count(), 4);
+        assert!(engine["slot"].as_str().unwrap().parse::<u64>().unwrap() > 0);
+        assert!(engine["epoch"].as_str().is_some());
+    })
+    .await;
+}
+
+/// 2,000 transactions on 4 nodes of an engine, the chains compared block by block, one node
+/// killed with SIGKILL and restarted, every ledger verified from disk.
+async fn engine_cluster(testnet_args: &[&str], check_status: impl Fn(&Value)) {
+    let mut c = Cluster::start_with(4, testnet_args);
+    let engine_name = testnet_args[1];
     c.wait("every node serves its API", 60, async |c: &Cluster| {
         for i in 0..4 {
             if c.status(i).await.is_none() {
@@ -421,7 +450,7 @@ async fn proof_of_work_cluster_commits_and_a_killed_node_catches_up() {
     })
     .await;
     let status = c.status(0).await.unwrap();
-    assert_eq!(status["engine"], "pow");
+    assert_eq!(status["engine"], engine_name);
     let chain = status["chain_id"].as_str().unwrap().to_owned();
     let client = SecretKey::from_seed([0xcd; 32]);
 
@@ -443,7 +472,9 @@ async fn proof_of_work_cluster_commits_and_a_killed_node_catches_up() {
     )
     .await;
     let (height, hash) = c.converge(&[0, 1, 2, 3], 60).await;
-    eprintln!("pow: 2,000 transactions final on all 4 nodes at height {height}, hash {hash}");
+    eprintln!(
+        "{engine_name}: 2,000 transactions final on all 4 nodes at height {height}, hash {hash}"
+    );
     for h in 1..=height {
         let hashes: Vec<Value> = futures_all(&c, &format!("/api/v1/blocks/{h}"))
             .await
@@ -456,24 +487,7 @@ async fn proof_of_work_cluster_commits_and_a_killed_node_catches_up() {
         );
     }
     let st = c.status(1).await.unwrap();
-    let engine = &st["engine_status"];
-    assert!(
-        engine["difficulty"]
-            .as_str()
-            .unwrap()
-            .parse::<f64>()
-            .unwrap()
-            > 0.0
-    );
-    assert!(
-        engine["hash_rate"]
-            .as_str()
-            .unwrap()
-            .parse::<f64>()
-            .unwrap()
-            > 0.0
-    );
-    assert_eq!(engine["confirmations"], "6");
+    check_status(&st["engine_status"]);
 
     // SIGKILL one node; the others keep finalizing; the restarted node catches up.
     c.kill9(2);
@@ -500,7 +514,7 @@ async fn proof_of_work_cluster_commits_and_a_killed_node_catches_up() {
     )
     .await;
     let (height, hash) = c.converge(&[0, 1, 2, 3], 60).await;
-    eprintln!("pow: node2 restarted and caught up: all at height {height}, hash {hash}");
+    eprintln!("{engine_name}: node2 restarted and caught up: all at height {height}, hash {hash}");
     for i in 0..4 {
         if let Some(child) = c.nodes[i].take() {
             nix_term(child);
