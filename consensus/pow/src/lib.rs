@@ -1031,6 +1031,9 @@ impl Engine for Pow {
         let mut extra = BTreeMap::new();
         extra.insert("best_height".into(), best.height().to_string());
         extra.insert("best_hash".into(), self.best.to_hex());
+        // Cumulative work of the heaviest chain since this engine started (comparable between
+        // nodes that started from the same block).
+        extra.insert("best_work".into(), best.work.to_string());
         extra.insert("confirmations".into(), self.cfg.confirmations.to_string());
         extra.insert("target".into(), target.to_hex());
         extra.insert(

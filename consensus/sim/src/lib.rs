@@ -13,7 +13,7 @@
 
 mod runtime;
 
-pub use runtime::{run_seed, EngineKind, Faults, RunReport, SimConfig, Violation};
+pub use runtime::{run_seed, Attack, EngineKind, Faults, RunReport, SimConfig, Violation};
 
 use std::time::Instant;
 

@@ -255,6 +255,25 @@ pub struct SimConfig {
     pub hash_power: Vec<f64>,
     /// One node that runs another engine configuration (a Byzantine validator in tests).
     pub byzantine: Option<(usize, EngineKind)>,
+    /// Proof of work: a private-chain (double-spend) attack.
+    pub attack: Option<Attack>,
+}
+
+/// A proof-of-work attacker that mines a private chain from `start_ms` on and releases it once
+/// it is heavier than the honest chain and the honest nodes have finalized a block it
+/// replaces. Its hash power share is its `hash_power` entry. A `late` honest node is down from
+/// just before the attack until after the release, as a node that joins or restarts then would
+/// be: it sees both chains and follows the heavier one. The attacker's own commits are not
+/// judged (it is the adversary); a late node that finalizes a block other than the honest
+/// nodes' final block at that height is the violation the attack aims at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attack {
+    /// The attacker's node index.
+    pub attacker: usize,
+    /// The late honest node's index.
+    pub late: usize,
+    /// When the attacker goes private.
+    pub start_ms: u64,
 }
 
 impl SimConfig {
@@ -270,6 +289,7 @@ impl SimConfig {
             latency_ms: (1, 30),
             hash_power: Vec::new(),
             byzantine: None,
+            attack: None,
         }
     }
 }
@@ -306,6 +326,8 @@ pub struct RunReport {
     pub stale_blocks: u64,
     /// Every node's engine status at the end (default for a node that is down).
     pub statuses: Vec<medchain_consensus::EngineStatus>,
+    /// Proof-of-work attack: when the attacker released its private chain, if it did.
+    pub attack_released_ms: Option<u64>,
 }
 
 enum Payload {
@@ -335,6 +357,8 @@ enum Item {
     },
     Heal(u64),
     EndOfFaults,
+    AttackStart,
+    AttackCheck,
     WorkFound {
         node: usize,
         token: u64,
@@ -386,6 +410,9 @@ struct World<'c> {
     trace: bool,
     /// Proof of work: every block mined, by height.
     mined: Vec<(u64, Hash)>,
+    /// The heaviest tip's height when the attack started (the fork point).
+    attack_base: Option<u64>,
+    attack_released: Option<u64>,
 }
 
 /// Runs one seed.
@@ -434,6 +461,7 @@ pub fn run_seed(cfg: &SimConfig, seed: u64) -> RunReport {
     RunReport {
         seed,
         statuses,
+        attack_released_ms: w.attack_released,
         mined_blocks: settled.len() as u64,
         stale_blocks: stale,
         height: w.finals.keys().next_back().copied().unwrap_or(0),
@@ -498,6 +526,8 @@ impl<'c> World<'c> {
             recovered_after: None,
             trace: tracing_enabled(),
             mined: Vec::new(),
+            attack_base: None,
+            attack_released: None,
         };
         for i in 0..cfg.nodes {
             w.boot(i);
@@ -559,6 +589,9 @@ impl<'c> World<'c> {
             }
         }
         self.schedule(window, Item::EndOfFaults);
+        if let Some(a) = self.cfg.attack {
+            self.schedule(a.start_ms, Item::AttackStart);
+        }
         // Clients: most transactions during the faults, the rest just after they heal.
         let client = SecretKey::from_seed([0xc1; 32]);
         for i in 0..self.cfg.txs as u64 {
@@ -773,10 +806,79 @@ impl<'c> World<'c> {
                     );
                 }
             }
+            Item::AttackStart => {
+                let a = self.cfg.attack.expect("scheduled with an attack");
+                let late = &mut self.nodes[a.late];
+                late.up = false;
+                late.engine = None;
+                late.timers.clear();
+                late.work = None;
+                for j in 0..self.nodes.len() {
+                    if j != a.attacker {
+                        *self.blocked.entry((a.attacker, j)).or_default() += 1;
+                        *self.blocked.entry((j, a.attacker)).or_default() += 1;
+                    }
+                }
+                // The fork point: the heaviest tip anyone has when the attacker goes private.
+                let best = (0..self.nodes.len())
+                    .filter_map(|i| {
+                        self.nodes[i]
+                            .engine
+                            .as_ref()?
+                            .status()
+                            .extra
+                            .get("best_height")?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .max()
+                    .unwrap_or(0);
+                self.attack_base = Some(best);
+                self.schedule(self.now + 500, Item::AttackCheck);
+            }
+            Item::AttackCheck => {
+                let a = self.cfg.attack.expect("scheduled with an attack");
+                let work = |w: &World, i: usize| -> u128 {
+                    w.nodes[i]
+                        .engine
+                        .as_ref()
+                        .and_then(|e| e.status().extra.get("best_work")?.parse().ok())
+                        .unwrap_or(0)
+                };
+                let honest = (0..self.nodes.len())
+                    .filter(|&i| i != a.attacker && i != a.late)
+                    .map(|i| work(self, i))
+                    .max()
+                    .unwrap_or(0);
+                let top = self.finals.keys().next_back().copied().unwrap_or(0);
+                // Honest nodes have finalized a block above the fork point.
+                let deep = top > self.attack_base.unwrap_or(0);
+                if deep && work(self, a.attacker) > honest {
+                    // Release: the attacker rejoins. The late node comes back a moment later
+                    // hearing only the attacker for 30 s (an eclipse, the usual companion of
+                    // this attack), then everyone.
+                    self.attack_released = Some(self.now);
+                    self.blocked.clear();
+                    let pairs: Vec<(usize, usize)> = (0..self.nodes.len())
+                        .filter(|&j| j != a.attacker && j != a.late)
+                        .flat_map(|j| [(a.late, j), (j, a.late)])
+                        .collect();
+                    for p in &pairs {
+                        *self.blocked.entry(*p).or_default() += 1;
+                    }
+                    self.partitions.insert(u64::MAX, pairs);
+                    self.schedule(self.now + 30_000, Item::Heal(u64::MAX));
+                    self.schedule(self.now + 100, Item::Restart(a.late));
+                } else {
+                    self.schedule(self.now + 500, Item::AttackCheck);
+                }
+            }
             Item::EndOfFaults => {
                 self.faulty = false;
                 self.drop_rate = 0.0;
-                self.blocked.clear();
+                if self.attack_released.is_some() || self.cfg.attack.is_none() {
+                    self.blocked.clear();
+                }
                 self.partitions.clear();
                 for i in 0..self.nodes.len() {
                     if !self.nodes[i].up && !self.nodes[i].dead {
@@ -973,6 +1075,17 @@ impl<'c> World<'c> {
     fn commit(&mut self, i: usize, block: Block, certificate: Certificate) -> Option<Event> {
         let height = block.header.height;
         let hash = block.hash();
+        if self.cfg.attack.is_some_and(|a| a.attacker == i) {
+            // The adversary's own ledger is not judged.
+            let (tip, _) = self
+                .executor
+                .apply(&self.nodes[i].ledger, &block, &certificate)
+                .ok()?;
+            return Some(Event::BlockExecuted {
+                height,
+                state_root: tip.state_root,
+            });
+        }
         match self.finals.get(&height) {
             Some(h) if *h != hash => {
                 self.violation(format!(

@@ -71,3 +71,54 @@ fn stale_rate_follows_the_propagation_delay() {
         );
     }
 }
+
+/// The private-chain attack of `SimConfig::attack` with an attacker holding `share` of the
+/// hash power; returns (runs where the attacker overtook the honest chain after finality,
+/// runs where an honest node finalized a conflicting block).
+fn attack(share: f64, seeds: u64, horizon_s: u64) -> (u64, u64) {
+    let mut cfg = SimConfig::new(pow(), 5);
+    cfg.faults = Faults::default();
+    cfg.txs = 0;
+    cfg.fault_window = std::time::Duration::from_secs(horizon_s);
+    let honest = (1.0 - share) / 3.0;
+    // Node 0 attacks; node 4 is the late node (no hash power).
+    cfg.hash_power = vec![share, honest, honest, honest, 0.0];
+    cfg.attack = Some(medchain_sim::Attack {
+        attacker: 0,
+        late: 4,
+        start_ms: 10_000,
+    });
+    let (mut released, mut reverted) = (0, 0);
+    for seed in 1..=seeds {
+        let r = medchain_sim::run_seed(&cfg, seed);
+        released += r.attack_released_ms.is_some() as u64;
+        let conflict = r
+            .violations
+            .iter()
+            .any(|v| v.what.contains("two different blocks final"));
+        reverted += conflict as u64;
+        assert!(
+            r.violations
+                .iter()
+                .all(|v| v.what.contains("two different blocks final")),
+            "seed {seed}: {:?}",
+            r.violations
+        );
+    }
+    (released, reverted)
+}
+
+#[test]
+fn a_majority_attacker_overtakes_final_blocks_and_a_minority_one_does_not() {
+    // What the engine promises: k confirmations make a block final against a minority of the
+    // hash power, not against a majority. A 51% attacker overtakes blocks the honest nodes
+    // had finalized (within 30 simulated minutes), and a node that hears the attacker first
+    // finalizes the attacker's blocks: the network splits, which the honest nodes cannot undo.
+    let (released, reverted) = attack(0.51, 4, 1800);
+    eprintln!("51% attacker: released {released}/4, conflicting finality {reverted}/4");
+    assert!(released >= 3 && reverted >= 3, "{released} {reverted}");
+    // A 20% attacker does not catch up six confirmations in the same time.
+    let (released, reverted) = attack(0.2, 4, 1800);
+    eprintln!("20% attacker: released {released}/4, conflicting finality {reverted}/4");
+    assert_eq!((released, reverted), (0, 0));
+}
