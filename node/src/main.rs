@@ -169,6 +169,9 @@ enum Command {
         /// Worker threads.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// One-way message latency in milliseconds: `MS` or `LO..HI` (uniform).
+        #[arg(long, default_value = "1..30")]
+        latency_ms: String,
     },
     /// Generate an ed25519 key file (mode 0600) and print its public key.
     Keygen {
@@ -303,6 +306,7 @@ fn run(cli: Cli) -> Result<()> {
             txs,
             fault_window,
             threads,
+            latency_ms,
         } => simulate(
             &engine,
             nodes,
@@ -312,6 +316,7 @@ fn run(cli: Cli) -> Result<()> {
             txs,
             fault_window,
             threads,
+            &latency_ms,
         ),
     }
 }
@@ -360,6 +365,7 @@ fn simulate(
     txs: usize,
     fault_window: u64,
     threads: usize,
+    latency: &str,
 ) -> Result<()> {
     use medchain_sim::{run_many, EngineKind, Faults, SimConfig};
     if nodes == 0 || nodes > 64 {
@@ -372,6 +378,18 @@ fn simulate(
     cfg.faults = Faults::parse(faults).map_err(anyhow::Error::msg)?;
     cfg.txs = txs;
     cfg.fault_window = std::time::Duration::from_secs(fault_window);
+    let parse = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .with_context(|| format!("--latency-ms {latency:?}: expected MS or LO..HI"))
+    };
+    cfg.latency_ms = match latency.split_once("..") {
+        Some((lo, hi)) => (parse(lo)?, parse(hi)?),
+        None => (parse(latency)?, parse(latency)?),
+    };
+    if cfg.latency_ms.0 > cfg.latency_ms.1 {
+        anyhow::bail!("--latency-ms {latency:?}: LO must not exceed HI");
+    }
     eprintln!(
         "simulating {engine} with {nodes} validators, seeds {first}..{}, faults: {faults}",
         first + seeds
@@ -401,6 +419,14 @@ fn simulate(
         summary.simulated_ms as f64 / 60_000.0
     );
     println!("real time       {:.1} s", summary.real_ms as f64 / 1000.0);
+    if summary.mined_blocks > 0 {
+        println!(
+            "stale blocks    {} of {} mined ({:.2}%; blocks not in the final chain)",
+            summary.stale_blocks,
+            summary.mined_blocks,
+            100.0 * summary.stale_blocks as f64 / summary.mined_blocks as f64
+        );
+    }
     if let Some(f) = summary.failures.first() {
         for r in &summary.failures {
             println!(
@@ -409,7 +435,7 @@ fn simulate(
             );
         }
         anyhow::bail!(
-            "{} seeds broke an invariant; replay one with: medchain sim --engine {engine} --nodes {nodes} --faults {faults} --txs {txs} --fault-window {fault_window} --seeds 1 --seed {}",
+            "{} seeds broke an invariant; replay one with: medchain sim --engine {engine} --nodes {nodes} --faults {faults} --txs {txs} --fault-window {fault_window} --latency-ms {latency} --seeds 1 --seed {}",
             summary.failures.len(),
             f.seed
         );
