@@ -172,8 +172,11 @@ fn worker(
         let mut s = lock.lock().expect("miner lock");
         if let Some(nonce) = solved {
             if s.generation == job.generation {
-                // One solution per job: the engine answers with a new template.
+                // One solution per job: the other workers stop; the engine answers with a new
+                // template.
                 s.job = None;
+                s.generation += 1;
+                generation.store(s.generation, Relaxed);
                 drop(s);
                 found(job.header.hash(), nonce);
                 continue;

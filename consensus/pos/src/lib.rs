@@ -42,6 +42,8 @@ use std::time::Duration;
 
 /// Persisted: this validator's signed votes and proposals at the current height, and its lock.
 pub const RECORD_VOTES: &[u8] = b"pos/votes";
+/// Persisted: the blocks a validator may have to propose again at the current height.
+pub const RECORD_BLOCKS: &[u8] = b"pos/blocks";
 /// Persisted: stake tables and randomness by epoch, and the pending stake operations.
 pub const RECORD_TABLE: &[u8] = b"pos/table";
 
@@ -54,6 +56,8 @@ const TIMER_REBROADCAST: TimerId = TimerId(5);
 const FUTURE_MAX: usize = 4096;
 /// Synced blocks kept until their turn.
 const SYNCED_MAX: usize = 256;
+/// Rounds ahead of this validator's for which messages are kept.
+const ROUND_AHEAD_MAX: u32 = 64;
 /// Least time between two block requests.
 const SYNC_INTERVAL_MS: u64 = 1_000;
 
@@ -178,7 +182,7 @@ struct TableRecord {
     applied: u64,
     /// Stake table and randomness by epoch (the current and the next).
     tables: BTreeMap<u64, (StakeTable, Hash)>,
-    pending: Vec<(PublicKey, StakeOp)>,
+    pending: Vec<(Hash, PublicKey, StakeOp)>,
     accum: Hash,
 }
 
@@ -280,6 +284,13 @@ impl Pos {
                 }
             }
         };
+        let saved: Vec<Block> = ctx
+            .records
+            .get(RECORD_BLOCKS)
+            .and_then(|b| codec::decode::<(u64, Vec<Block>)>(b).ok())
+            .filter(|(h, _)| *h == height)
+            .map(|(_, blocks)| blocks)
+            .unwrap_or_default();
         let mine: VoteRecord = ctx
             .records
             .get(RECORD_VOTES)
@@ -305,7 +316,7 @@ impl Pos {
             locked: mine.locked,
             valid: mine.valid,
             proposals: BTreeMap::new(),
-            blocks: BTreeMap::new(),
+            blocks: saved.into_iter().map(|b| (b.hash(), b)).collect(),
             validity: BTreeMap::new(),
             votes: BTreeMap::new(),
             mine,
@@ -362,9 +373,10 @@ impl Pos {
             ]
             .concat(),
         );
-        let mut x = u64::from_le_bytes(seed.0[..8].try_into().expect("8 bytes")) % total;
+        let mut x = u128::from_le_bytes(seed.0[..16].try_into().expect("16 bytes")) % total;
         for (k, s) in active {
-            if x < *s {
+            let s = u128::from(*s);
+            if x < s {
                 return *k;
             }
             x -= s;
@@ -379,6 +391,25 @@ impl Pos {
     fn set_timer(&mut self, id: TimerId, after: Duration, out: &mut Vec<Action>) {
         self.timers.insert(id, (self.height, self.round));
         out.push(Action::SetTimer { id, after });
+    }
+
+    /// Persists the blocks this validator may have to propose again after a restart: its
+    /// valid (polka) block, its lock, and its own proposals at this height.
+    fn persist_blocks(&self, out: &mut Vec<Action>) {
+        let mut hashes: Vec<Hash> = self
+            .valid
+            .iter()
+            .chain(self.locked.iter())
+            .map(|(_, h)| *h)
+            .chain(self.mine.proposals.iter().map(|p| p.block))
+            .collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        let blocks: Vec<&Block> = hashes.iter().filter_map(|h| self.blocks.get(h)).collect();
+        out.push(Action::Persist {
+            key: RECORD_BLOCKS.to_vec(),
+            value: Some(codec::encode(&(self.height, blocks))),
+        });
     }
 
     fn persist_mine(&self, out: &mut Vec<Action>) {
@@ -509,6 +540,8 @@ impl Pos {
             }
         } else {
             self.mine.proposals.push(body);
+            self.blocks.insert(body.block, block.clone());
+            self.persist_blocks(out);
             self.persist_mine(out);
         }
         let proposal = SignedProposal::sign(body, &self.key, &self.chain_id);
@@ -620,12 +653,12 @@ impl Pos {
         }
     }
 
-    fn power_for(&self, round: u32, kind: VoteKind, value: Option<Option<Hash>>) -> u64 {
+    fn power_for(&self, round: u32, kind: VoteKind, value: Option<Option<Hash>>) -> u128 {
         let table = self.current_table();
         self.votes.get(&(round, kind)).map_or(0, |m| {
             m.values()
                 .filter(|v| value.is_none_or(|x| v.body.value == x))
-                .map(|v| table.power(&v.validator))
+                .map(|v| u128::from(table.power(&v.validator)))
                 .sum()
         })
     }
@@ -638,10 +671,14 @@ impl Pos {
             return false;
         };
         let ok = self.check_block(now, block);
+        // A block a little ahead of this validator's clock becomes valid later: not cached.
+        let early = block.header.time_ms > now + self.cfg.clock_skew_max.as_millis() as u64;
         if !ok {
             self.count("rejected_block");
         }
-        self.validity.insert(*hash, ok);
+        if ok || !early {
+            self.validity.insert(*hash, ok);
+        }
         ok
     }
 
@@ -659,6 +696,8 @@ impl Pos {
             && h.state_root == self.tip_root
             && seal.slot == self.tip_slot() + u64::from(seal.round) + 1
             && table.power(&h.proposer) > 0
+            // The block's proposer is its slot's: nobody can reuse another's public reveal.
+            && h.proposer == self.proposer(h.height, seal.round)
             && h.proposer
                 .verify(
                     DOMAIN_REVEAL,
@@ -668,7 +707,10 @@ impl Pos {
                 )
                 .is_ok()
             && block.txs.len() <= self.cfg.block_txs_max
-            && block.check_structure().is_ok()
+            && block.check_structure().is_ok_and(|mut hashes| {
+                hashes.sort_unstable();
+                hashes.windows(2).all(|w| w[0] != w[1])
+            })
             && self.verifier.verify_block(block).is_ok()
     }
 
@@ -710,7 +752,7 @@ impl Pos {
                 .filter(|((vr, _), _)| *vr == r)
                 .flat_map(|(_, m)| m.keys().copied())
                 .collect();
-            let power: u64 = voters.iter().map(|v| table.power(v)).sum();
+            let power: u128 = voters.iter().map(|v| u128::from(table.power(v))).sum();
             if table.is_one_third(power) {
                 self.count("round_skips");
                 self.start_round(now, r, out);
@@ -773,14 +815,20 @@ impl Pos {
                 && self.is_valid(now, &v)
             {
                 self.polka_seen.insert(round);
-                if self.step == Step::Prevote {
+                self.valid = Some((round, v));
+                self.mine.valid = self.valid;
+                let lock = self.step == Step::Prevote;
+                if lock {
                     self.locked = Some((round, v));
                     self.mine.locked = self.locked;
+                }
+                // The block itself first: after a restart of every validator, the polka block
+                // must still exist somewhere to be re-proposed (TM l.14).
+                self.persist_blocks(out);
+                if lock {
                     self.vote(VoteKind::Precommit, Some(v), out);
                     self.step = Step::Precommit;
                 }
-                self.valid = Some((round, v));
-                self.mine.valid = self.valid;
                 self.persist_mine(out);
                 return true;
             }
@@ -833,7 +881,7 @@ impl Pos {
             for tx in &block.txs {
                 if tx.chaincode == STAKING_CHAINCODE {
                     if let Ok(op) = codec::decode::<StakeOp>(&tx.payload) {
-                        self.stakes.pending.push((tx.sender, op));
+                        self.stakes.pending.push((tx.hash(), tx.sender, op));
                     }
                 }
             }
@@ -845,8 +893,8 @@ impl Pos {
             if height % len == 0 {
                 let epoch = epoch_of(height, len);
                 let mut table = self.stakes.tables[&epoch].0.clone();
-                for (sender, op) in std::mem::take(&mut self.stakes.pending) {
-                    if let Err(why) = table.apply(&sender, &op, &self.chain_id) {
+                for (tx, sender, op) in std::mem::take(&mut self.stakes.pending) {
+                    if let Err(why) = table.apply(&tx, &sender, &op, &self.chain_id) {
                         *self
                             .counters
                             .entry(format!("stake_op_refused: {why}"))
@@ -955,6 +1003,14 @@ impl Pos {
         if height < self.height {
             return;
         }
+        let round = match &wire {
+            Wire::Proposal { proposal, .. } => proposal.body.round,
+            Wire::Vote(v) => v.body.round,
+        };
+        if round > self.round.saturating_add(ROUND_AHEAD_MAX) {
+            // Memory per height stays bounded; an honest validator is never this far ahead.
+            return self.count("rejected_round_too_far");
+        }
         if height > self.height || self.deciding {
             if height == self.height + 1 && self.future.len() < FUTURE_MAX {
                 self.future.push((from, wire));
@@ -1024,9 +1080,20 @@ impl Pos {
         if h < self.height || (h == self.height && self.deciding) {
             return;
         }
-        if self.synced.len() < SYNCED_MAX {
-            self.synced.insert(h, (block, certificate));
+        if self.synced.len() >= SYNCED_MAX {
+            // Keep the lowest heights: they are needed first (junk far ahead cannot crowd
+            // out the block this validator is waiting for).
+            match self.synced.last_key_value() {
+                Some((top, _)) if *top > h => {
+                    let top = *top;
+                    self.synced.remove(&top);
+                }
+                _ => return,
+            }
         }
+        // A second copy for one height replaces the first only if the first fails its checks
+        // (apply_synced removes what it refuses).
+        self.synced.entry(h).or_insert((block, certificate));
         self.apply_synced(now, out);
     }
 
@@ -1044,7 +1111,7 @@ impl Pos {
         };
         let table = self.current_table().clone();
         let mut signers = BTreeSet::new();
-        let mut power = 0;
+        let mut power: u128 = 0;
         let round = precommits.first().map(|v| v.body.round);
         for v in &precommits {
             let ok = v.body.height == self.height
@@ -1056,7 +1123,7 @@ impl Pos {
             if !ok {
                 return self.count("rejected_certificate");
             }
-            power += table.power(&v.validator);
+            power += u128::from(table.power(&v.validator));
         }
         if !table.is_quorum(power) || !self.check_block(now, &block) {
             return self.count("rejected_certificate");

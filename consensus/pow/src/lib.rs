@@ -64,6 +64,12 @@ const CLAIM_DEPTH_MAX: u64 = 64;
 const EXECUTED_WINDOW: usize = 2 * CLAIM_DEPTH_MAX as usize;
 /// Least time between two sync requests to one peer.
 const SYNC_INTERVAL_MS: u64 = 500;
+/// Blocks remembered as invalid (so a rebroadcast cannot make them best again).
+const INVALID_MAX: usize = 1024;
+/// Most bytes of blocks waiting in the orphan pool.
+const ORPHAN_BYTES_MAX: usize = 64 << 20;
+/// Ancestors whose transactions a miner leaves out of its template.
+const TEMPLATE_DEPTH_MAX: usize = 64;
 
 /// Proof-of-work parameters (from genesis).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +167,11 @@ pub fn parse_seal(h: &Header) -> Option<(Hash, u64)> {
     Some((target, nonce))
 }
 
+/// Estimated bytes of a block (for memory budgets).
+fn block_bytes(b: &Block) -> usize {
+    b.txs.iter().map(|t| t.payload.len() + 200).sum::<usize>() + 300
+}
+
 /// The template a sealed header was mined from (its seal without the nonce).
 pub fn template_of(h: &Header) -> Header {
     let mut t = h.clone();
@@ -233,6 +244,9 @@ pub struct Pow {
     orphans: BTreeMap<Hash, (Block, bool)>,
     orphan_order: VecDeque<Hash>,
     orphans_by_parent: BTreeMap<Hash, Vec<Hash>>,
+    orphan_bytes: usize,
+    invalid: BTreeSet<Hash>,
+    invalid_order: VecDeque<Hash>,
     final_height: u64,
     final_hash: Hash,
     window: Vec<WindowEntry>,
@@ -318,6 +332,9 @@ impl Pow {
             orphans: BTreeMap::new(),
             orphan_order: VecDeque::new(),
             orphans_by_parent: BTreeMap::new(),
+            orphan_bytes: 0,
+            invalid: BTreeSet::new(),
+            invalid_order: VecDeque::new(),
             final_height: height,
             final_hash: tip_hash,
             window,
@@ -364,6 +381,9 @@ impl Pow {
         let mut out = Vec::new();
         let mut cur = from;
         while let Some(e) = self.blocks.get(&cur) {
+            if out.len() >= TEMPLATE_DEPTH_MAX {
+                break;
+            }
             out.push(cur);
             if e.height() == 0 {
                 break;
@@ -429,6 +449,12 @@ impl Pow {
             self.count("stale_blocks_received");
             return Accepted::Refused;
         }
+        if self.invalid.contains(&hash) || self.invalid.contains(&h.parent) {
+            // Known bad, or built on a block found bad (its false state claim, at finality).
+            self.remember_invalid(hash);
+            self.count("rejected_invalid_ancestry");
+            return Accepted::Refused;
+        }
         if !self.validators.contains(&h.proposer) {
             self.count("rejected_proposer");
             return Accepted::Refused;
@@ -470,7 +496,7 @@ impl Pow {
             self.count("rejected_target");
             return Accepted::Refused;
         }
-        let claim_reach = h.state_height + CLAIM_DEPTH_MAX >= h.height;
+        let claim_reach = h.state_height.saturating_add(CLAIM_DEPTH_MAX) >= h.height;
         match self.executed.get(&h.state_height) {
             Some(root) if claim_reach && *root == h.state_root => {}
             None if claim_reach && h.state_height > self.last_executed().0 => {} // checked before commit
@@ -479,17 +505,12 @@ impl Pow {
                 return Accepted::Refused;
             }
         }
+        // Validity must be a function of the block and its ancestors alone, never of what a
+        // node happens to hold in memory: a transaction repeated from an ancestor is therefore
+        // not a reason to refuse a block (miners avoid it; the ledger records a repeat as a
+        // duplicate without executing it), only a repeat inside the block is.
         tx_hashes.sort_unstable();
         if tx_hashes.windows(2).any(|w| w[0] == w[1]) {
-            self.count("rejected_duplicate_tx");
-            return Accepted::Refused;
-        }
-        let ancestors = self.recent_chain(h.parent);
-        let repeats = ancestors.iter().any(|a| {
-            let theirs = &self.blocks[a].tx_hashes;
-            tx_hashes.iter().any(|t| theirs.binary_search(t).is_ok())
-        });
-        if repeats {
             self.count("rejected_duplicate_tx");
             return Accepted::Refused;
         }
@@ -524,8 +545,18 @@ impl Pow {
         relay: bool,
         out: &mut Vec<Action>,
     ) {
+        // Orphans are local policy (not validity): keep only those with at least a quarter of
+        // the work a block on the current tip needs, within a count and a byte budget.
+        let best_target = self.next_target(&self.best);
+        let (target, _) = parse_seal(&block.header).expect("checked before");
+        if work(&target).saturating_mul(4) < work(&best_target) {
+            return self.count("rejected_orphan_work");
+        }
+        let size = block_bytes(&block);
         self.count("orphans_received");
-        while self.orphans.len() >= self.cfg.orphans_max.max(1) {
+        while self.orphans.len() >= self.cfg.orphans_max.max(1)
+            || self.orphan_bytes + size > ORPHAN_BYTES_MAX
+        {
             let Some(old) = self.orphan_order.pop_front() else {
                 break;
             };
@@ -535,6 +566,7 @@ impl Pow {
             .entry(block.header.parent)
             .or_default()
             .push(hash);
+        self.orphan_bytes += size;
         self.orphans.insert(hash, (block, relay));
         self.orphan_order.push_back(hash);
         if let Some(peer) = from {
@@ -544,6 +576,7 @@ impl Pow {
 
     fn forget_orphan(&mut self, hash: &Hash) {
         if let Some((b, _)) = self.orphans.remove(hash) {
+            self.orphan_bytes = self.orphan_bytes.saturating_sub(block_bytes(&b));
             if let Some(v) = self.orphans_by_parent.get_mut(&b.header.parent) {
                 v.retain(|h| h != hash);
                 if v.is_empty() {
@@ -575,6 +608,7 @@ impl Pow {
                 for child in self.orphans_by_parent.remove(&hash).unwrap_or_default() {
                     self.orphan_order.retain(|h| *h != child);
                     if let Some((b, r)) = self.orphans.remove(&child) {
+                        self.orphan_bytes = self.orphan_bytes.saturating_sub(block_bytes(&b));
                         queue.push_back((b, r));
                     }
                 }
@@ -645,6 +679,19 @@ impl Pow {
             self.final_height = height;
             self.final_hash = next;
             self.committing = Some(height);
+            // Branches that do not contain the new final block are dead from now on.
+            self.prune();
+        }
+    }
+
+    fn remember_invalid(&mut self, hash: Hash) {
+        if self.invalid.insert(hash) {
+            self.invalid_order.push_back(hash);
+            while self.invalid_order.len() > INVALID_MAX {
+                if let Some(old) = self.invalid_order.pop_front() {
+                    self.invalid.remove(&old);
+                }
+            }
         }
     }
 
@@ -665,6 +712,7 @@ impl Pow {
         }
         for h in &dead {
             self.blocks.remove(h);
+            self.remember_invalid(*h);
         }
         let old = self.best;
         if dead.contains(&old) {
@@ -713,6 +761,10 @@ impl Pow {
                 descends.get(h).copied().unwrap_or(false)
             }
         });
+        if !self.blocks.contains_key(&self.best) {
+            // Cannot happen (the final block is chosen on the best chain); stay safe anyway.
+            self.best = self.choose_best();
+        }
         let stale: Vec<Hash> = self
             .orphans
             .iter()

@@ -175,12 +175,15 @@ pub struct StakeTable {
     pub stakes: BTreeMap<PublicKey, u64>,
     /// Validators convicted of equivocation (never active again).
     pub slashed: BTreeSet<PublicKey>,
+    /// Hashes of the transactions whose operations were applied: a replayed transaction
+    /// (the same signed operation in another block) has no effect.
+    pub applied: BTreeSet<Hash>,
 }
 
 impl StakeTable {
-    /// Total active stake.
-    pub fn total(&self) -> u64 {
-        self.stakes.values().sum()
+    /// Total active stake (u128: no sum of u64 stakes overflows it).
+    pub fn total(&self) -> u128 {
+        self.stakes.values().map(|s| u128::from(*s)).sum()
     }
 
     /// A validator's active stake (0 if not a member or slashed).
@@ -189,38 +192,63 @@ impl StakeTable {
     }
 
     /// True if `power` is more than two thirds of the total.
-    pub fn is_quorum(&self, power: u64) -> bool {
-        power as u128 * 3 > self.total() as u128 * 2
+    pub fn is_quorum(&self, power: u128) -> bool {
+        power * 3 > self.total() * 2
     }
 
     /// True if `power` is more than a third of the total (at least one honest validator).
-    pub fn is_one_third(&self, power: u64) -> bool {
-        power as u128 * 3 > self.total() as u128
+    pub fn is_one_third(&self, power: u128) -> bool {
+        power * 3 > self.total()
     }
 
-    /// Applies one operation from `sender`; `Err` says why it has no effect.
+    /// Applies the operation of transaction `tx` from `sender`; `Err` says why it has no
+    /// effect. Stake is a consortium's administrative weight, not a currency, so one rule keeps
+    /// it from concentrating: no `Stake` may leave its sender with a third of the total or
+    /// more (a single member could then stop finality alone).
     pub fn apply(
         &mut self,
+        tx: &Hash,
         sender: &PublicKey,
         op: &StakeOp,
         chain_id: &str,
     ) -> Result<(), String> {
+        if self.applied.contains(tx) {
+            return Err("a replayed operation".into());
+        }
+        self.apply_op(sender, op, chain_id)?;
+        self.applied.insert(*tx);
+        Ok(())
+    }
+
+    fn apply_op(&mut self, sender: &PublicKey, op: &StakeOp, chain_id: &str) -> Result<(), String> {
         match op {
             StakeOp::Stake { amount } => {
                 if self.slashed.contains(sender) {
                     return Err("slashed validators cannot stake".into());
                 }
+                let total = self.total();
                 let s = self
                     .stakes
                     .get_mut(sender)
                     .ok_or("only consortium members (genesis validators) can stake")?;
-                *s = s.checked_add(*amount).ok_or("stake overflows")?;
+                let new = s.checked_add(*amount).ok_or("stake overflows")?;
+                let new_total = total + u128::from(*amount);
+                if u128::from(new) * 3 >= new_total {
+                    return Err(format!(
+                        "stake {new} would be a third of the total {new_total} or more"
+                    ));
+                }
+                *s = new;
                 Ok(())
             }
             StakeOp::Unstake { amount } => {
+                let total = self.total();
                 let s = self.stakes.get_mut(sender).ok_or("not a validator")?;
                 if *amount > *s {
                     return Err(format!("unstake {amount} exceeds the stake {s}"));
+                }
+                if u128::from(*amount) == total {
+                    return Err("the last stake cannot be withdrawn".into());
                 }
                 *s -= amount;
                 Ok(())
@@ -283,29 +311,36 @@ mod tests {
 
     #[test]
     fn stake_rules() {
-        let (a, b) = (key(1), key(2));
+        let (a, b, c, d) = (key(1), key(2), key(3), key(4));
         let mut t = StakeTable::default();
-        t.stakes.insert(a.public(), 100);
-        t.stakes.insert(b.public(), 50);
-        assert!(t.is_quorum(101) && !t.is_quorum(100));
-        t.apply(&a.public(), &StakeOp::Stake { amount: 10 }, "c")
-            .unwrap();
-        assert!(t
-            .apply(&a.public(), &StakeOp::Unstake { amount: 111 }, "c")
-            .is_err());
-        assert!(t
-            .apply(&key(9).public(), &StakeOp::Stake { amount: 1 }, "c")
-            .is_err());
+        for k in [&a, &b, &c, &d] {
+            t.stakes.insert(k.public(), 100);
+        }
+        assert!(t.is_quorum(267) && !t.is_quorum(266));
+        let tx = |n: u8| Hash([n; 32]);
+        let op = |sender: &SecretKey, op: StakeOp, t: &mut StakeTable, n: u8| {
+            t.apply(&tx(n), &sender.public(), &op, "c")
+        };
+        op(&a, StakeOp::Stake { amount: 10 }, &mut t, 1).unwrap();
+        // The same transaction again (a replay in another block) has no effect.
+        assert!(op(&a, StakeOp::Stake { amount: 10 }, &mut t, 1).is_err());
+        assert_eq!(t.power(&a.public()), 110);
+        // No member may reach a third of the total.
+        assert!(op(&a, StakeOp::Stake { amount: 100 }, &mut t, 2).is_err());
+        assert!(op(&a, StakeOp::Stake { amount: u64::MAX }, &mut t, 3).is_err());
+        assert!(op(&a, StakeOp::Unstake { amount: 111 }, &mut t, 4).is_err());
+        assert!(op(&key(9), StakeOp::Stake { amount: 1 }, &mut t, 5).is_err());
         let e = Evidence::DoubleVote(vote(&b, Some(Hash([1; 32]))), vote(&b, None));
-        t.apply(&a.public(), &StakeOp::Evidence(Box::new(e.clone())), "c")
-            .unwrap();
+        op(&a, StakeOp::Evidence(Box::new(e.clone())), &mut t, 6).unwrap();
         assert_eq!(t.power(&b.public()), 0);
-        assert!(t
-            .apply(&b.public(), &StakeOp::Stake { amount: 5 }, "c")
-            .is_err());
-        assert!(t
-            .apply(&a.public(), &StakeOp::Evidence(Box::new(e)), "c")
-            .is_err());
-        assert_eq!(t.total(), 110);
+        assert!(op(&b, StakeOp::Stake { amount: 5 }, &mut t, 7).is_err());
+        assert!(op(&a, StakeOp::Evidence(Box::new(e)), &mut t, 8).is_err());
+        assert_eq!(t.total(), 310);
+        assert!(op(&c, StakeOp::Unstake { amount: 100 }, &mut t, 9).is_ok());
+        assert!(op(&d, StakeOp::Unstake { amount: 100 }, &mut t, 11).is_ok());
+        assert!(
+            op(&a, StakeOp::Unstake { amount: 110 }, &mut t, 10).is_err(),
+            "the last stake"
+        );
     }
 }
