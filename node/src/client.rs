@@ -93,6 +93,52 @@ pub async fn status(node: &str) -> Result<()> {
 }
 
 /// `medchain kv put`.
+/// `medchain stake add|remove`.
+pub async fn stake(
+    node: &str,
+    key_file: &std::path::Path,
+    op: medchain_types::staking::StakeOp,
+) -> Result<()> {
+    let signer = crate::keyfile::read(key_file)?;
+    let client = Client::new(node)?;
+    let status = client.status().await?;
+    if status["engine"] != "pos" {
+        bail!(
+            "{node} runs engine {}; stake operations apply to proof of stake only",
+            status["engine"]
+        );
+    }
+    let chain = client.chain_id().await?;
+    let tx = Transaction::signed(
+        &chain,
+        medchain_types::staking::STAKING_CHAINCODE,
+        codec::encode(&op),
+        rand::rngs::OsRng.next_u64(),
+        &signer,
+    );
+    let (code, v) = client.submit(&[tx], true).await?;
+    if !code.is_success() {
+        bail!(
+            "HTTP {code}: {}",
+            v["error"].as_str().unwrap_or(&v.to_string())
+        );
+    }
+    let r = &v["receipts"][0];
+    if r.is_null() {
+        bail!("not committed yet: {v}");
+    }
+    let epoch_length = status["engine_status"]["epoch_length"]
+        .as_str()
+        .unwrap_or("?");
+    println!(
+        "committed: tx {} at height {} ({}); the stake table changes at the next epoch boundary (every {epoch_length} heights) if the operation is allowed",
+        r["tx_hash"].as_str().unwrap_or("?"),
+        r["height"],
+        r["status"]
+    );
+    Ok(())
+}
+
 pub async fn kv_put(node: &str, key_file: &std::path::Path, key: &str, value: &str) -> Result<()> {
     let signer = crate::keyfile::read(key_file)?;
     let client = Client::new(node)?;

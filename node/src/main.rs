@@ -51,6 +51,32 @@ enum KvCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum StakeCommand {
+    /// Add AMOUNT to the signer's stake (proof of stake; effective at the next epoch).
+    Add {
+        /// How much.
+        amount: u64,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+        /// The validator's node key file (`nodeI/node.json`).
+        #[arg(long)]
+        key_file: PathBuf,
+    },
+    /// Withdraw AMOUNT from the signer's stake (to zero: it leaves the active set).
+    Remove {
+        /// How much.
+        amount: u64,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+        /// The validator's node key file (`nodeI/node.json`).
+        #[arg(long)]
+        key_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Command {
     /// Start a local consortium (creating it in DIR if absent), print the URLs, and stop every
     /// node cleanly on Ctrl-C or SIGTERM. Run again to resume from disk.
@@ -114,6 +140,13 @@ enum Command {
     Kv {
         #[command(subcommand)]
         command: KvCommand,
+    },
+    /// Proof of stake: stake or unstake a validator's weight (a `staking` transaction signed
+    /// with its node key; waits for the commit). The engine applies it at the next epoch
+    /// boundary; `medchain status` shows the stakes.
+    Stake {
+        #[command(subcommand)]
+        command: StakeCommand,
     },
     /// Offer signed transactions at a fixed rate and report throughput and commit latency.
     Load {
@@ -278,6 +311,22 @@ fn run(cli: Cli) -> Result<()> {
             } => tokio_runtime()?.block_on(client::kv_put(&node, &key_file, &key, &value)),
             KvCommand::Get { key, node } => tokio_runtime()?.block_on(client::kv_get(&node, &key)),
         },
+        Command::Stake { command } => {
+            use medchain_types::staking::StakeOp;
+            let (op, node, key_file) = match command {
+                StakeCommand::Add {
+                    amount,
+                    node,
+                    key_file,
+                } => (StakeOp::Stake { amount }, node, key_file),
+                StakeCommand::Remove {
+                    amount,
+                    node,
+                    key_file,
+                } => (StakeOp::Unstake { amount }, node, key_file),
+            };
+            tokio_runtime()?.block_on(client::stake(&node, &key_file, op))
+        }
         Command::Load {
             node,
             rate,

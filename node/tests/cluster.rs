@@ -488,6 +488,20 @@ async fn engine_cluster(testnet_args: &[&str], check_status: impl Fn(&Value)) {
     }
     let st = c.status(1).await.unwrap();
     check_status(&st["engine_status"]);
+    if engine_name == "pos" {
+        // A stake operation through the CLI, signed with a validator's node key.
+        let out = Command::new(BIN)
+            .args(["stake", "remove", "10", "--node", &c.apis[0], "--key-file"])
+            .arg(c.node_dir(0).join("node.json"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("committed") && text.contains("success"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // SIGKILL one node; the others keep finalizing; the restarted node catches up.
     c.kill9(2);

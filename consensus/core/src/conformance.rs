@@ -156,6 +156,11 @@ impl<'a> Harness<'a> {
         self.queue.push_back((to, Event::Message { from, bytes }));
     }
 
+    /// Node `i`'s engine status.
+    pub fn status(&self, i: usize) -> crate::EngineStatus {
+        self.nodes[i].engine.status()
+    }
+
     /// The committed chain of node `i` (genesis first).
     pub fn chain(&self, i: usize) -> &[(Block, Certificate)] {
         &self.nodes[i].chain
