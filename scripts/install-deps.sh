@@ -4,7 +4,7 @@
 # "Build choices") and libclang for bindgen. Safe to run again; prints what it does.
 set -euo pipefail
 
-packages=(librocksdb-dev libclang-dev pkg-config)
+packages=(librocksdb-dev libclang-dev pkg-config openssl)
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo is not on PATH. Install the Rust toolchain (rustup, stable >= 1.85) first." >&2

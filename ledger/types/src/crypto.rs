@@ -92,6 +92,13 @@ impl SecretKey {
         PublicKey(self.0.verifying_key().to_bytes())
     }
 
+    /// The X25519 secret scalar of this key (RFC 7748 form, from the same SHA-512 expansion
+    /// ed25519 signs with), so one key per actor both signs and receives encrypted keys.
+    /// Keep it secret.
+    pub fn x25519_secret(&self) -> [u8; 32] {
+        self.0.to_scalar_bytes()
+    }
+
     /// Signs `msg` for `domain` on chain `chain_id`.
     pub fn sign(&self, domain: Domain, chain_id: &str, msg: &[u8]) -> Signature {
         Signature(
@@ -103,6 +110,14 @@ impl SecretKey {
 }
 
 impl PublicKey {
+    /// The X25519 public key of this ed25519 key (the birational map to Montgomery form), or
+    /// `None` if the bytes are not a valid curve point.
+    pub fn x25519(&self) -> Option<[u8; 32]> {
+        verifying_key(self)
+            .ok()
+            .map(|k| k.to_montgomery().to_bytes())
+    }
+
     /// Checks `sig` over `msg` for `domain` on chain `chain_id`, with `verify_strict`.
     pub fn verify(
         &self,
