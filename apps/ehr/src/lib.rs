@@ -6,3 +6,6 @@
 pub mod vault;
 
 pub use vault::{unwrap_key, wrap_key, DocKey, Stored, Vault, VaultError, WrappedKey, CHUNK};
+pub mod chaincode;
+
+pub use chaincode::{Ehr, EhrOp, EhrQuery, Verdict};

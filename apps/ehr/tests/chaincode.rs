@@ -1,0 +1,538 @@
+//! The `ehr` chaincode's rules, over an in-memory state: every flow and its refusals.
+
+use medchain_chaincode::{Chaincode, ChaincodeError, Entries, StateView, Stub};
+use medchain_ehr::chaincode::{
+    AuditEvent, CaseRecord, DocKind, DocumentAnchor, GrantRecord, Hospital, HospitalProfile, Scope,
+    Users,
+};
+use medchain_ehr::{Ehr, EhrOp, EhrQuery, Verdict};
+use medchain_types::{codec, sha256, Hash, PublicKey, SecretKey};
+use std::collections::BTreeMap;
+
+#[derive(Default)]
+struct World {
+    state: BTreeMap<Vec<u8>, Vec<u8>>,
+    time: u64,
+    height: u64,
+    events: Vec<String>,
+}
+
+struct MemStub<'a> {
+    w: &'a mut World,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    caller: PublicKey,
+    tx: Hash,
+    events: Vec<String>,
+}
+
+impl StateView for World {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChaincodeError> {
+        Ok(self.state.get(key).cloned())
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, ChaincodeError> {
+        Ok(self
+            .state
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(k, _)| after.is_none_or(|a| k.as_slice() > a))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+impl StateView for MemStub<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChaincodeError> {
+        match self.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.w.get(key),
+        }
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, ChaincodeError> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .w
+            .scan(prefix, after, usize::MAX)?
+            .into_iter()
+            .collect();
+        for (k, v) in &self.writes {
+            if k.starts_with(prefix) && after.is_none_or(|a| k.as_slice() > a) {
+                match v {
+                    Some(v) => merged.insert(k.clone(), v.clone()),
+                    None => merged.remove(k),
+                };
+            }
+        }
+        Ok(merged.into_iter().take(limit).collect())
+    }
+}
+
+impl Stub for MemStub<'_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), ChaincodeError> {
+        self.writes.insert(key.to_vec(), Some(value.to_vec()));
+        Ok(())
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<(), ChaincodeError> {
+        self.writes.insert(key.to_vec(), None);
+        Ok(())
+    }
+    fn emit(&mut self, kind: &str, _data: &[u8]) -> Result<(), ChaincodeError> {
+        self.events.push(kind.to_owned());
+        Ok(())
+    }
+    fn caller(&self) -> &PublicKey {
+        &self.caller
+    }
+    fn tx_hash(&self) -> &Hash {
+        &self.tx
+    }
+    fn height(&self) -> u64 {
+        self.w.height
+    }
+    fn time_ms(&self) -> u64 {
+        self.w.time
+    }
+}
+
+struct T {
+    cc: Ehr,
+    w: World,
+}
+
+impl T {
+    fn new(admin: &SecretKey) -> T {
+        T {
+            cc: Ehr::new([admin.public()]),
+            w: World {
+                time: 1_000_000,
+                ..World::default()
+            },
+        }
+    }
+
+    /// Runs one transaction; like the executor, writes only on success.
+    fn tx(&mut self, from: &SecretKey, op: EhrOp) -> Result<(), ChaincodeError> {
+        self.w.height += 1;
+        self.w.time += 1_000;
+        let tx = sha256(&self.w.height.to_le_bytes());
+        let mut stub = MemStub {
+            caller: from.public(),
+            tx,
+            writes: BTreeMap::new(),
+            events: Vec::new(),
+            w: &mut self.w,
+        };
+        let r = self.cc.execute(&mut stub, &Ehr::payload(&op));
+        let (writes, events) = (stub.writes, stub.events);
+        if r.is_ok() {
+            for (k, v) in writes {
+                match v {
+                    Some(v) => self.w.state.insert(k, v),
+                    None => self.w.state.remove(&k),
+                };
+            }
+            self.w.events.extend(events);
+        }
+        r.map(|_| ())
+    }
+
+    fn q<R: serde::de::DeserializeOwned>(&self, q: EhrQuery) -> R {
+        codec::decode(&self.cc.query(&self.w, &Ehr::request(&q)).unwrap()).unwrap()
+    }
+}
+
+fn k(n: u8) -> SecretKey {
+    SecretKey::from_seed([n; 32])
+}
+
+fn forbidden(r: Result<(), ChaincodeError>) -> bool {
+    matches!(r, Err(ChaincodeError::Forbidden(_)))
+}
+
+fn profile(name: &str) -> HospitalProfile {
+    HospitalProfile {
+        name: name.into(),
+        address: "1 Main St".into(),
+        contact: "+1 555 0100".into(),
+        treatments: vec!["Cardiology".into(), "Diabetes care".into()],
+    }
+}
+
+#[test]
+fn every_flow_with_its_refusals() {
+    let (admin, hosp, hosp2, doc, doc2, pat, pat2, stranger) =
+        (k(1), k(2), k(3), k(4), k(5), k(6), k(7), k(8));
+    let mut t = T::new(&admin);
+
+    // Registration and approval.
+    t.tx(&hosp, EhrOp::RegisterHospital(profile("St Mary")))
+        .unwrap();
+    t.tx(&hosp2, EhrOp::RegisterHospital(profile("General")))
+        .unwrap();
+    let commit = sha256(b"salt||doctor profile");
+    assert!(
+        forbidden(t.tx(
+            &hosp,
+            EhrOp::RegisterDoctor {
+                doctor: doc.public(),
+                profile_commitment: commit
+            }
+        )),
+        "not approved yet"
+    );
+    assert!(
+        forbidden(t.tx(
+            &stranger,
+            EhrOp::ApproveHospital {
+                hospital: hosp.public()
+            }
+        )),
+        "only admins approve"
+    );
+    t.tx(
+        &admin,
+        EhrOp::ApproveHospital {
+            hospital: hosp.public(),
+        },
+    )
+    .unwrap();
+    t.tx(
+        &admin,
+        EhrOp::ApproveHospital {
+            hospital: hosp2.public(),
+        },
+    )
+    .unwrap();
+    t.tx(
+        &hosp,
+        EhrOp::RegisterDoctor {
+            doctor: doc.public(),
+            profile_commitment: commit,
+        },
+    )
+    .unwrap();
+    t.tx(
+        &hosp2,
+        EhrOp::RegisterDoctor {
+            doctor: doc2.public(),
+            profile_commitment: commit,
+        },
+    )
+    .unwrap();
+    assert!(
+        forbidden(t.tx(
+            &hosp2,
+            EhrOp::RegisterDoctor {
+                doctor: doc.public(),
+                profile_commitment: commit
+            }
+        )),
+        "another hospital's doctor"
+    );
+    for p in [&pat, &pat2] {
+        t.tx(
+            p,
+            EhrOp::RegisterPatient {
+                profile_commitment: sha256(b"salt||profile"),
+                profile_blob: Some(Hash([3; 32])),
+            },
+        )
+        .unwrap();
+    }
+    assert!(
+        forbidden(t.tx(
+            &doc,
+            EhrOp::RegisterPatient {
+                profile_commitment: commit,
+                profile_blob: None
+            }
+        )),
+        "one role per key"
+    );
+
+    // Search.
+    let found: Vec<Hospital> = t.q(EhrQuery::Hospitals {
+        search: "diabetes".into(),
+        pending: false,
+    });
+    assert_eq!(found.len(), 2);
+    let found: Vec<Hospital> = t.q(EhrQuery::Hospitals {
+        search: "mary".into(),
+        pending: false,
+    });
+    assert_eq!(found[0].key, hosp.public());
+
+    // Request, grant, use, expire, revoke.
+    t.tx(
+        &hosp,
+        EhrOp::RequestAccess {
+            patient: pat.public(),
+            purpose: "follow-up".into(),
+            scopes: vec![Scope::Cases, Scope::Documents],
+        },
+    )
+    .unwrap();
+    assert!(forbidden(t.tx(
+        &stranger,
+        EhrOp::RequestAccess {
+            patient: pat.public(),
+            purpose: "x".into(),
+            scopes: vec![Scope::Cases]
+        }
+    )));
+    let case = |id: &str, p: &SecretKey| EhrOp::RecordCase {
+        patient: p.public(),
+        case_id: id.into(),
+        blob: Hash([5; 32]),
+        content_sha256: sha256(id.as_bytes()),
+    };
+    assert!(forbidden(t.tx(&hosp, case("c1", &pat))), "no grant yet");
+    let until = t.w.time + 60_000;
+    t.tx(
+        &pat,
+        EhrOp::Grant {
+            grantee: hosp.public(),
+            scopes: vec![Scope::Cases, Scope::Documents],
+            write: true,
+            expires_ms: until,
+        },
+    )
+    .unwrap();
+    t.tx(&hosp, case("c1", &pat)).unwrap();
+    t.tx(&doc, case("c2", &pat)).unwrap();
+    assert!(
+        forbidden(t.tx(&hosp, case("c3", &pat2))),
+        "another patient's id"
+    );
+    assert!(
+        forbidden(t.tx(&doc2, case("c4", &pat))),
+        "a doctor of another hospital"
+    );
+    let cases: Vec<CaseRecord> = t.q(EhrQuery::Cases(pat.public()));
+    assert_eq!(cases.len(), 2);
+    assert_eq!(cases[1].hospital, hosp.public());
+
+    // Documents: issue, verify, supersede.
+    let report = b"REPORT: patient fine".to_vec();
+    let issue = |id: &str, body: &[u8], sup: Option<&str>| EhrOp::IssueDocument {
+        doc_id: id.into(),
+        patient: pat.public(),
+        kind: DocKind::Report,
+        plaintext_sha256: sha256(body),
+        blob: Hash([9; 32]),
+        supersedes: sup.map(Into::into),
+    };
+    assert!(
+        forbidden(t.tx(&hosp, issue("d1", &report, None))),
+        "hospitals do not issue, doctors do"
+    );
+    t.tx(&doc, issue("d1", &report, None)).unwrap();
+    assert!(matches!(
+        t.tx(&doc, issue("d1", &report, None)),
+        Err(ChaincodeError::Rejected(_))
+    ));
+    let v: Verdict = t.q(EhrQuery::Verify {
+        sha256: sha256(&report),
+        doc_id: None,
+    });
+    assert!(matches!(v, Verdict::Authentic(ref d) if d.issuer == doc.public() && d.doc_id == "d1"));
+    let mut forged = report.clone();
+    forged[0] ^= 1;
+    let v: Verdict = t.q(EhrQuery::Verify {
+        sha256: sha256(&forged),
+        doc_id: Some("d1".into()),
+    });
+    assert!(matches!(v, Verdict::Tampered { .. }));
+    let v: Verdict = t.q(EhrQuery::Verify {
+        sha256: sha256(&forged),
+        doc_id: None,
+    });
+    assert_eq!(v, Verdict::Unknown);
+    t.tx(&doc, issue("d2", b"REPORT v2", Some("d1"))).unwrap();
+    let d1: Option<DocumentAnchor> = t.q(EhrQuery::Document("d1".into()));
+    assert_eq!(d1.unwrap().superseded_by.as_deref(), Some("d2"));
+
+    // Reads are logged; the patient's own are not; a revoked or expired grant reads nothing.
+    t.tx(
+        &hosp,
+        EhrOp::LogRead {
+            patient: pat.public(),
+            object: "doc/d1".into(),
+        },
+    )
+    .unwrap();
+    t.tx(
+        &pat,
+        EhrOp::LogRead {
+            patient: pat.public(),
+            object: "doc/d1".into(),
+        },
+    )
+    .unwrap();
+    assert!(
+        forbidden(t.tx(
+            &hosp,
+            EhrOp::LogRead {
+                patient: pat.public(),
+                object: "profile".into()
+            }
+        )),
+        "profile not granted"
+    );
+    t.tx(
+        &pat,
+        EhrOp::Revoke {
+            grantee: hosp.public(),
+        },
+    )
+    .unwrap();
+    assert!(
+        forbidden(t.tx(
+            &hosp,
+            EhrOp::LogRead {
+                patient: pat.public(),
+                object: "doc/d1".into()
+            }
+        )),
+        "revoked"
+    );
+    t.tx(
+        &pat,
+        EhrOp::Grant {
+            grantee: hosp.public(),
+            scopes: vec![Scope::Documents],
+            write: false,
+            expires_ms: t.w.time + 5_000,
+        },
+    )
+    .unwrap();
+    assert!(
+        forbidden(t.tx(&doc, issue("d3", b"x", None))),
+        "read-only grant"
+    );
+    t.tx(
+        &hosp,
+        EhrOp::LogRead {
+            patient: pat.public(),
+            object: "doc/d2".into(),
+        },
+    )
+    .unwrap();
+    t.w.time += 10_000;
+    assert!(
+        forbidden(t.tx(
+            &hosp,
+            EhrOp::LogRead {
+                patient: pat.public(),
+                object: "doc/d2".into()
+            }
+        )),
+        "expired"
+    );
+    let grants: Vec<GrantRecord> = t.q(EhrQuery::Grants(pat.public()));
+    assert_eq!(grants.len(), 1);
+
+    // Break-glass: allowed for a doctor, audited and flagged.
+    assert!(forbidden(t.tx(
+        &doc2,
+        EhrOp::LogRead {
+            patient: pat.public(),
+            object: "profile".into()
+        }
+    )));
+    assert!(
+        forbidden(t.tx(
+            &hosp2,
+            EhrOp::BreakGlass {
+                patient: pat.public(),
+                reason: "ER".into()
+            }
+        )),
+        "doctors only"
+    );
+    t.tx(
+        &doc2,
+        EhrOp::BreakGlass {
+            patient: pat.public(),
+            reason: "unconscious in ER".into(),
+        },
+    )
+    .unwrap();
+    t.tx(
+        &doc2,
+        EhrOp::LogRead {
+            patient: pat.public(),
+            object: "profile".into(),
+        },
+    )
+    .unwrap();
+    let audit: Vec<AuditEvent> = t.q(EhrQuery::Audit(pat.public()));
+    let flagged: Vec<&AuditEvent> = audit.iter().filter(|e| e.flagged).collect();
+    assert_eq!(flagged.len(), 2, "{audit:?}");
+    assert!(audit
+        .iter()
+        .any(|e| e.reader == hosp.public() && e.object == "doc/d1" && e.basis == "grant"));
+    assert!(!audit.iter().any(|e| e.reader == pat.public()));
+
+    // Erasure: only by the patient; recorded.
+    assert!(forbidden(t.tx(
+        &doc,
+        EhrOp::Erase {
+            doc_id: "d2".into()
+        }
+    )));
+    assert!(forbidden(t.tx(
+        &pat2,
+        EhrOp::Erase {
+            doc_id: "d2".into()
+        }
+    )));
+    t.tx(
+        &pat,
+        EhrOp::Erase {
+            doc_id: "d2".into(),
+        },
+    )
+    .unwrap();
+    let d2: Option<DocumentAnchor> = t.q(EhrQuery::Document("d2".into()));
+    assert!(d2.unwrap().erased_ms.is_some());
+    assert!(t.w.events.iter().any(|e| e == "erased"));
+
+    // The administrator's overview holds pseudonyms, commitments and hospital profiles only.
+    let users: Users = t.q(EhrQuery::Users);
+    assert_eq!(
+        (
+            users.hospitals.len(),
+            users.doctors.len(),
+            users.patients.len()
+        ),
+        (2, 2, 2)
+    );
+    // Malformed input is a clean refusal.
+    assert!(matches!(
+        t.cc.execute(
+            &mut MemStub {
+                caller: pat.public(),
+                tx: Hash::ZERO,
+                writes: BTreeMap::new(),
+                events: vec![],
+                w: &mut t.w
+            },
+            b"\x01garbage"
+        ),
+        Err(ChaincodeError::BadRequest(_))
+    ));
+    assert!(matches!(
+        t.tx(&hosp, case("Bad Id!", &pat)),
+        Err(ChaincodeError::BadRequest(_))
+    ));
+}
