@@ -67,6 +67,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/blocks/{id}", get(block))
         .route("/api/v1/state/{chaincode}/{key}", get(state))
         .route("/metrics", get(metrics))
+        .merge(crate::ehr_api::routes())
         .fallback(|| async { not_found("no such endpoint; see /api/v1/status") })
         .method_not_allowed_fallback(|| async {
             ApiError(

@@ -402,3 +402,87 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
     }
     Ok(())
 }
+
+/// `medchain ehr tx`: signs an `ehr` operation (JSON), submits it and waits for its commit.
+/// Fails unless the receipt says success.
+pub async fn ehr_tx(node: &str, key_file: &std::path::Path, op_json: &str) -> Result<()> {
+    let op: medchain_ehr::EhrOp = serde_json::from_str(op_json)
+        .context("the operation is not an EhrOp in JSON (see `medchain ehr tx --help`)")?;
+    let signer = crate::keyfile::read(key_file)?;
+    let client = Client::new(node)?;
+    let chain = client.chain_id().await?;
+    let tx = Transaction::signed(
+        &chain,
+        medchain_ehr::chaincode::NAME,
+        medchain_ehr::Ehr::payload(&op),
+        rand::rngs::OsRng.next_u64(),
+        &signer,
+    );
+    let (code, v) = client.submit(&[tx], true).await?;
+    if !code.is_success() {
+        bail!(
+            "HTTP {code}: {}",
+            v["error"].as_str().unwrap_or(&v.to_string())
+        );
+    }
+    let r = &v["receipts"][0];
+    println!("{}", serde_json::to_string_pretty(r)?);
+    if r["status"] != "success" {
+        bail!("the transaction committed but failed: {}", r["status"]);
+    }
+    Ok(())
+}
+
+/// `medchain ehr query`: a JSON `EhrQuery`, answered as JSON.
+pub async fn ehr_query(node: &str, query_json: &str) -> Result<()> {
+    let _: medchain_ehr::EhrQuery = serde_json::from_str(query_json)
+        .context("the query is not an EhrQuery in JSON (see `medchain ehr query --help`)")?;
+    let client = Client::new(node)?;
+    let r = client
+        .http
+        .post(format!("{}/api/v1/ehr/query", client.base))
+        .header("content-type", "application/json")
+        .body(query_json.to_owned())
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {node}"))?;
+    let code = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    if !code.is_success() {
+        bail!(
+            "HTTP {code}: {}",
+            v["error"].as_str().unwrap_or(&v.to_string())
+        );
+    }
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+/// `medchain ehr doc verify`: re-hashes a file (streaming SHA-256) and asks the chain. Prints
+/// the verdict as JSON; `Ok(true)` only for `authentic`.
+pub async fn ehr_verify(node: &str, file: &std::path::Path, doc: Option<&str>) -> Result<bool> {
+    let path = file.to_owned();
+    let sha = tokio::task::spawn_blocking(move || -> Result<medchain_types::Hash> {
+        let f = std::fs::File::open(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut w = medchain_types::Sha256Writer::new();
+        std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, f), &mut w)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(w.finish())
+    })
+    .await??;
+    let client = Client::new(node)?;
+    let q = match doc {
+        Some(d) => format!("?doc={d}"),
+        None => String::new(),
+    };
+    let (code, v) = client.get(&format!("/api/v1/ehr/verify/{sha}{q}")).await?;
+    if !code.is_success() {
+        bail!(
+            "HTTP {code}: {}",
+            v["error"].as_str().unwrap_or(&v.to_string())
+        );
+    }
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(v["verdict"] == "authentic")
+}

@@ -85,6 +85,9 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
             api: format!("http://127.0.0.1:{}", spec.api_base + i as u16),
         });
     }
+    // The consortium administrator of the health-record app (approves hospitals).
+    let admin = SecretKey::generate(&mut rand::rngs::OsRng);
+    crate::keyfile::write(&dir.join("admin.json"), &admin, force)?;
     let mut genesis = Genesis {
         chain_id: spec.chain_id.clone(),
         engine: spec.engine.clone(),
@@ -93,6 +96,9 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
         pbft: Default::default(),
         pow: Default::default(),
         pos: Default::default(),
+        ehr: crate::genesis::EhrGenesis {
+            admins: vec![admin.public()],
+        },
     };
     if let Some(interval) = spec.block_interval {
         if interval.is_zero() {
@@ -137,6 +143,10 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
         println!("  {}  api {}  p2p {}  key {}", v.name, v.api, v.p2p, v.key);
     }
     println!("client key: {}", dir.join("client.json").display());
+    println!(
+        "health-record administrator key: {}",
+        dir.join("admin.json").display()
+    );
     Ok(())
 }
 

@@ -49,6 +49,17 @@ pub struct Genesis {
     /// Proof-of-stake parameters (used when `engine = "pos"`).
     #[serde(default)]
     pub pos: PosConfig,
+    /// The health-record app's settings.
+    #[serde(default)]
+    pub ehr: EhrGenesis,
+}
+
+/// The health-record app's consortium settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EhrGenesis {
+    /// Consortium administrators (they approve hospitals).
+    #[serde(default)]
+    pub admins: Vec<PublicKey>,
 }
 
 impl Genesis {

@@ -5,6 +5,7 @@ mod client;
 mod cluster;
 mod config;
 mod demo;
+mod ehr_api;
 mod genesis;
 mod keyfile;
 mod mempool;
@@ -44,6 +45,57 @@ enum KvCommand {
     Get {
         /// The key.
         key: String,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EhrCommand {
+    /// Sign and submit an `ehr` operation given as JSON; waits for the commit and fails unless
+    /// it succeeded. Operations: RegisterHospital, ApproveHospital, RegisterDoctor,
+    /// RegisterPatient, RequestAccess, Grant, Revoke, RecordCase, IssueDocument, LogRead,
+    /// BreakGlass, Erase. Keys and hashes are 64 hex characters. Example:
+    /// `{"Grant":{"grantee":"<hospital key>","scopes":["Cases"],"write":true,"expires_ms":1900000000000}}`
+    Tx {
+        /// The operation (JSON).
+        op: String,
+        /// The sender's key file.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+    },
+    /// Answer a query given as JSON: Hospitals, Doctor, Patient, Grants, Requests, Cases,
+    /// Documents, Document, Verify, Audit, Users, Access. Example:
+    /// `{"Hospitals":{"search":"cardio","pending":false}}`
+    Query {
+        /// The query (JSON).
+        query: String,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+    },
+    /// Documents.
+    Doc {
+        #[command(subcommand)]
+        command: EhrDocCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EhrDocCommand {
+    /// Re-hash FILE and ask the chain: prints the verdict (authentic: anchored, by whom, when,
+    /// for which document; tampered: --doc names a document whose anchored hash differs;
+    /// unknown) as JSON. Exits 0 only for authentic.
+    Verify {
+        /// The file.
+        file: PathBuf,
+        /// The document it claims to be.
+        #[arg(long)]
+        doc: Option<String>,
         /// A node's API URL.
         #[arg(long, default_value = "http://127.0.0.1:8700")]
         node: String,
@@ -140,6 +192,11 @@ enum Command {
     Kv {
         #[command(subcommand)]
         command: KvCommand,
+    },
+    /// The health-record app: signed operations, queries and document verification.
+    Ehr {
+        #[command(subcommand)]
+        command: EhrCommand,
     },
     /// Proof of stake: stake or unstake a validator's weight (a `staking` transaction signed
     /// with its node key; waits for the commit). The engine applies it at the next epoch
@@ -310,6 +367,24 @@ fn run(cli: Cli) -> Result<()> {
                 key_file,
             } => tokio_runtime()?.block_on(client::kv_put(&node, &key_file, &key, &value)),
             KvCommand::Get { key, node } => tokio_runtime()?.block_on(client::kv_get(&node, &key)),
+        },
+        Command::Ehr { command } => match command {
+            EhrCommand::Tx { op, key_file, node } => {
+                tokio_runtime()?.block_on(client::ehr_tx(&node, &key_file, &op))
+            }
+            EhrCommand::Query { query, node } => {
+                tokio_runtime()?.block_on(client::ehr_query(&node, &query))
+            }
+            EhrCommand::Doc {
+                command: EhrDocCommand::Verify { file, doc, node },
+            } => {
+                let authentic =
+                    tokio_runtime()?.block_on(client::ehr_verify(&node, &file, doc.as_deref()))?;
+                if !authentic {
+                    anyhow::bail!("the file is not authentic (verdict above)");
+                }
+                Ok(())
+            }
         },
         Command::Stake { command } => {
             use medchain_types::staking::StakeOp;

@@ -496,7 +496,12 @@ impl Node {
             Ledger::open(&ledger_dir, &genesis.chain_id)
                 .with_context(|| format!("cannot open the ledger in {}", ledger_dir.display()))?,
         );
-        let executor = Executor::with_builtins(&genesis.chain_id);
+        let mut executor = Executor::with_builtins(&genesis.chain_id);
+        executor
+            .install(Arc::new(medchain_ehr::Ehr::new(
+                genesis.ehr.admins.iter().copied(),
+            )))
+            .map_err(anyhow::Error::msg)?;
         let g = genesis.block();
         match ledger.block(0)? {
             None => {

@@ -1007,6 +1007,35 @@ impl Ehr {
         })
     }
 
+    /// Answers a query as JSON (for the HTTP API and the CLI).
+    pub fn query_json(
+        &self,
+        view: &dyn StateView,
+        q: &EhrQuery,
+    ) -> Result<serde_json::Value, ChaincodeError> {
+        fn j<T: serde::de::DeserializeOwned + Serialize>(
+            b: &[u8],
+        ) -> Result<serde_json::Value, ChaincodeError> {
+            let v: T = codec::decode(b).map_err(|e| ChaincodeError::Storage(e.to_string()))?;
+            serde_json::to_value(v).map_err(|e| ChaincodeError::Storage(e.to_string()))
+        }
+        let b = self.answer(view, q.clone())?;
+        match q {
+            EhrQuery::Hospitals { .. } => j::<Vec<Hospital>>(&b),
+            EhrQuery::Doctor(_) => j::<Option<Doctor>>(&b),
+            EhrQuery::Patient(_) => j::<Option<Patient>>(&b),
+            EhrQuery::Grants(_) => j::<Vec<GrantRecord>>(&b),
+            EhrQuery::Requests(_) => j::<Vec<AccessRequest>>(&b),
+            EhrQuery::Cases(_) => j::<Vec<CaseRecord>>(&b),
+            EhrQuery::Documents(_) => j::<Vec<DocumentAnchor>>(&b),
+            EhrQuery::Document(_) => j::<Option<DocumentAnchor>>(&b),
+            EhrQuery::Verify { .. } => j::<Verdict>(&b),
+            EhrQuery::Audit(_) => j::<Vec<AuditEvent>>(&b),
+            EhrQuery::Users => j::<Users>(&b),
+            EhrQuery::Access { .. } => j::<bool>(&b),
+        }
+    }
+
     /// The verdict on a file hash (and the document it claims to be).
     pub fn verify(
         view: &dyn StateView,

@@ -1,0 +1,267 @@
+//! The health-record app through the CLI against a running 4-node consortium (`medchain up`):
+//! registration and approval, a doctor, a patient, an access request and grant, a document
+//! anchored by the doctor and verified by anyone from another node (authentic, tampered,
+//! unknown), with the refusals (wrong role, no grant, another patient's record).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_medchain");
+
+struct Up {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    apis: Vec<String>,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_base() -> (u16, u16) {
+    let seed = std::process::id() as u64 * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+    for attempt in 0..200u64 {
+        let p2p = 20_000 + ((seed + attempt * 977) % 15_000) as u16;
+        let api = p2p + 20_000;
+        if (0..4).all(|i| {
+            std::net::UdpSocket::bind(("127.0.0.1", p2p + i)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", api + i)).is_ok()
+        }) {
+            return (p2p, api);
+        }
+    }
+    panic!("no free ports")
+}
+
+fn up() -> Up {
+    let dir = tempfile::tempdir().unwrap();
+    let (p2p, api) = free_base();
+    let child = Command::new(BIN)
+        .args(["up", "--nodes", "4", "--dir"])
+        .arg(dir.path().join("net"))
+        .args([
+            "--p2p-port",
+            &p2p.to_string(),
+            "--api-port",
+            &api.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let u = Up {
+        child: Some(child),
+        dir,
+        apis: (0..4)
+            .map(|i| format!("http://127.0.0.1:{}", api + i))
+            .collect(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ready = u.apis.iter().all(|a| {
+            Command::new(BIN)
+                .args(["status", "--node", a])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        if ready {
+            return u;
+        }
+        assert!(Instant::now() < deadline, "the consortium did not come up");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(format!("{name}.json"));
+    let out = Command::new(BIN)
+        .arg("keygen")
+        .arg("--out")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    (
+        path,
+        String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+    )
+}
+
+fn pubkey(path: &Path) -> String {
+    let out = Command::new(BIN)
+        .arg("pubkey")
+        .arg("--key")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Runs `medchain ehr tx`; returns whether it succeeded (committed with success).
+fn tx(node: &str, key: &Path, op: &str) -> bool {
+    let out = Command::new(BIN)
+        .args(["ehr", "tx", op, "--node", node, "--key-file"])
+        .arg(key)
+        .output()
+        .unwrap();
+    out.status.success()
+}
+
+fn query(node: &str, q: &str) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["ehr", "query", q, "--node", node])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn verify(node: &str, file: &Path, doc: Option<&str>) -> (bool, serde_json::Value) {
+    let mut c = Command::new(BIN);
+    c.args(["ehr", "doc", "verify"])
+        .arg(file)
+        .args(["--node", node]);
+    if let Some(d) = doc {
+        c.args(["--doc", d]);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn register_grant_anchor_and_verify_across_nodes() {
+    let u = up();
+    let d = u.dir.path();
+    let admin = d.join("net/admin.json");
+    let (hosp, hosp_key) = keygen(d, "hospital");
+    let (doc, doc_key) = keygen(d, "doctor");
+    let (pat, pat_key) = keygen(d, "patient");
+    let (pat2, pat2_key) = keygen(d, "patient2");
+    let (stranger, _) = keygen(d, "stranger");
+    assert_eq!(pubkey(&admin).len(), 64);
+    let n = |i: usize| u.apis[i].as_str();
+
+    let register = r#"{"RegisterHospital":{"name":"St Mary Cardiac Centre","address":"1 Main St","contact":"+1 555 0100","treatments":["Cardiology","Diabetes care"]}}"#;
+    assert!(tx(n(0), &hosp, register));
+    let approve = format!(r#"{{"ApproveHospital":{{"hospital":"{hosp_key}"}}}}"#);
+    assert!(
+        !tx(n(1), &stranger, &approve),
+        "only administrators approve"
+    );
+    assert!(tx(n(1), &admin, &approve));
+    let commitment = "11".repeat(32);
+    assert!(tx(
+        n(2),
+        &hosp,
+        &format!(
+            r#"{{"RegisterDoctor":{{"doctor":"{doc_key}","profile_commitment":"{commitment}"}}}}"#
+        )
+    ));
+    for p in [&pat, &pat2] {
+        assert!(tx(
+            n(3),
+            p,
+            &format!(
+                r#"{{"RegisterPatient":{{"profile_commitment":"{commitment}","profile_blob":null}}}}"#
+            )
+        ));
+    }
+    let found = query(n(2), r#"{"Hospitals":{"search":"cardio","pending":false}}"#);
+    assert_eq!(found[0]["key"], hosp_key.as_str(), "{found}");
+
+    // A document: refused without a grant, anchored with one.
+    let file = d.join("report.txt");
+    std::fs::write(
+        &file,
+        b"Medical report: blood pressure 120/80, glucose 5.4 mmol/L",
+    )
+    .unwrap();
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(&file).unwrap()))
+    };
+    let issue = |id: &str, patient: &str| {
+        format!(
+            r#"{{"IssueDocument":{{"doc_id":"{id}","patient":"{patient}","kind":"Report","plaintext_sha256":"{sha}","blob":"{}","supersedes":null}}}}"#,
+            "22".repeat(32)
+        )
+    };
+    assert!(!tx(n(0), &doc, &issue("rep-1", &pat_key)), "no grant yet");
+    assert!(tx(
+        n(0),
+        &hosp,
+        &format!(
+            r#"{{"RequestAccess":{{"patient":"{pat_key}","purpose":"cardiology follow-up","scopes":["Documents"]}}}}"#
+        )
+    ));
+    let requests = query(n(1), &format!(r#"{{"Requests":"{pat_key}"}}"#));
+    assert_eq!(requests[0]["purpose"], "cardiology follow-up");
+    assert!(tx(
+        n(1),
+        &pat,
+        &format!(
+            r#"{{"Grant":{{"grantee":"{hosp_key}","scopes":["Documents"],"write":true,"expires_ms":4102444800000}}}}"#
+        )
+    ));
+    assert!(
+        !tx(n(0), &doc, &issue("rep-x", &pat2_key)),
+        "another patient's record"
+    );
+    assert!(tx(n(0), &doc, &issue("rep-1", &pat_key)));
+
+    // Anyone re-hashes the file through another node.
+    let (ok, v) = verify(n(3), &file, None);
+    assert!(ok, "{v}");
+    assert_eq!(v["verdict"], "authentic");
+    assert_eq!(v["document"]["issuer"], doc_key.as_str());
+    assert_eq!(v["document"]["patient"], pat_key.as_str());
+    let forged = d.join("forged.txt");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[20] ^= 1;
+    std::fs::write(&forged, &bytes).unwrap();
+    let (ok, v) = verify(n(2), &forged, Some("rep-1"));
+    assert!(!ok);
+    assert_eq!(v["verdict"], "tampered");
+    let (ok, v) = verify(n(1), &forged, None);
+    assert!(!ok);
+    assert_eq!(v["verdict"], "unknown");
+
+    // Revocation ends the doctor's writes; the patient sees the audit of the issuance.
+    assert!(tx(
+        n(2),
+        &pat,
+        &format!(r#"{{"Revoke":{{"grantee":"{hosp_key}"}}}}"#)
+    ));
+    assert!(!tx(n(0), &doc, &issue("rep-2", &pat_key)), "revoked");
+    let audit = query(n(3), &format!(r#"{{"Audit":"{pat_key}"}}"#));
+    assert_eq!(audit[0]["object"], "doc/rep-1", "{audit}");
+}
