@@ -68,6 +68,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/state/{chaincode}/{key}", get(state))
         .route("/metrics", get(metrics))
         .merge(crate::ehr_api::routes())
+        .merge(crate::ehr_vault::routes())
         .fallback(|| async { not_found("no such endpoint; see /api/v1/status") })
         .method_not_allowed_fallback(|| async {
             ApiError(

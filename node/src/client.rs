@@ -1,4 +1,4 @@
-//! Client commands over the HTTP API: `medchain status`, `medchain kv put|get`, and the load
+//! Client commands over the HTTP API: `medchain status`, `medchain kv put|get`, `medchain ehr`, and the load
 //! generator `medchain load`.
 
 use anyhow::{bail, Context, Result};
@@ -485,4 +485,337 @@ pub async fn ehr_verify(node: &str, file: &std::path::Path, doc: Option<&str>) -
     }
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(v["verdict"] == "authentic")
+}
+
+impl Client {
+    /// A request signed with `key` (see `ehr_vault` for the scheme).
+    fn signed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &SecretKey,
+        chain: &str,
+    ) -> reqwest::RequestBuilder {
+        let created = crate::runtime::now_ms();
+        let mut nonce = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let nonce = hex::encode(nonce);
+        let sig = key.sign(
+            crate::ehr_vault::DOMAIN_REQUEST,
+            chain,
+            &crate::ehr_vault::request_bytes(method.as_str(), path, created, &nonce),
+        );
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header("x-medchain-key", key.public().to_hex())
+            .header("x-medchain-created", created.to_string())
+            .header("x-medchain-nonce", nonce)
+            .header("x-medchain-signature", sig.to_hex())
+    }
+
+    async fn ehr_json(&self, q: &medchain_ehr::EhrQuery) -> Result<Value> {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/ehr/query", self.base))
+            .json(q)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let code = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if !code.is_success() {
+            bail!(
+                "HTTP {code}: {}",
+                v["error"].as_str().unwrap_or(&v.to_string())
+            );
+        }
+        Ok(v)
+    }
+
+    /// Submits one signed transaction and waits; fails unless its receipt is a success.
+    async fn commit_one(&self, tx: Transaction) -> Result<Value> {
+        let (code, v) = self.submit(&[tx], true).await?;
+        if !code.is_success() {
+            bail!(
+                "HTTP {code}: {}",
+                v["error"].as_str().unwrap_or(&v.to_string())
+            );
+        }
+        let r = v["receipts"][0].clone();
+        if r["status"] != "success" {
+            bail!("the transaction failed: {}", r["status"]);
+        }
+        Ok(r)
+    }
+}
+
+/// Prints progress of a long transfer to stderr (at most every 5%).
+fn progress_printer(what: &'static str, total: u64) -> impl Fn(u64) + Sync {
+    let last = AtomicU64::new(u64::MAX);
+    move |done: u64| {
+        let pct = done.saturating_mul(100).checked_div(total).unwrap_or(100);
+        let step = pct / 5;
+        if last.swap(step, Relaxed) != step {
+            eprint!("\r{what}: {pct:>3}% ({} of {} MB)", done >> 20, total >> 20);
+            if pct >= 100 {
+                eprintln!();
+            }
+        }
+    }
+}
+
+fn scratch_dir() -> std::path::PathBuf {
+    let mut t = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut t);
+    std::env::temp_dir().join(format!("medchain-ehr-{}", hex::encode(t)))
+}
+
+/// `medchain ehr doc upload`: encrypts FILE locally under a fresh key (the node never sees the
+/// plaintext), stores the ciphertext on the node, anchors the document (SHA-256 of the
+/// plaintext, blob address, kind, issuer, patient) and leaves the key wrapped for the patient,
+/// the issuer and the issuer's hospital.
+pub async fn ehr_doc_upload(
+    node: &str,
+    key_file: &std::path::Path,
+    file: &std::path::Path,
+    doc_id: &str,
+    patient: &str,
+    kind: medchain_ehr::chaincode::DocKind,
+    supersedes: Option<String>,
+) -> Result<()> {
+    use medchain_ehr::{wrap_key, DocKey, Vault};
+    let patient: medchain_types::PublicKey = patient
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--patient: {e}"))?;
+    let signer = crate::keyfile::read(key_file)?;
+    let client = Client::new(node)?;
+    let chain = client.chain_id().await?;
+    let doctor = client
+        .ehr_json(&medchain_ehr::EhrQuery::Doctor(signer.public()))
+        .await?;
+    let hospital: medchain_types::PublicKey = serde_json::from_value(doctor["hospital"].clone())
+        .context("the key file's key is not a registered doctor")?;
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
+    let scratch = scratch_dir();
+    let key = DocKey::generate();
+    let (vault, stored) = {
+        let (file, scratch, key) = (file.to_owned(), scratch.clone(), key.clone());
+        tokio::task::spawn_blocking(move || -> Result<_> {
+            let vault = Vault::open(&scratch)?;
+            let f = std::fs::File::open(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let stored = vault.put(f, &key, &progress_printer("encrypt", size))?;
+            Ok((vault, stored))
+        })
+        .await??
+    };
+    let result = async {
+        // The ciphertext, streamed.
+        let path = format!("/api/v1/ehr/blobs/{}", stored.blob);
+        let blob_file = tokio::fs::File::open(vault.path(&stored.blob)).await?;
+        let stream = futures_util::stream::unfold(blob_file, |mut f| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 256 << 10];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), f))
+                }
+                Err(e) => Some((Err(e), f)),
+            }
+        });
+        let r = client
+            .signed(reqwest::Method::PUT, &path, &signer, &chain)
+            .header("content-type", "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {node}"))?;
+        if !r.status().is_success() {
+            let code = r.status();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            bail!(
+                "storing the blob: HTTP {code}: {}",
+                v["error"].as_str().unwrap_or(&v.to_string())
+            );
+        }
+        eprintln!("stored blob {} ({} bytes)", stored.blob, stored.blob_size);
+        // The anchor.
+        let op = medchain_ehr::EhrOp::IssueDocument {
+            doc_id: doc_id.to_owned(),
+            patient,
+            kind,
+            plaintext_sha256: stored.plaintext_sha256,
+            blob: stored.blob,
+            supersedes,
+        };
+        let tx = Transaction::signed(
+            &chain,
+            medchain_ehr::chaincode::NAME,
+            medchain_ehr::Ehr::payload(&op),
+            rand::rngs::OsRng.next_u64(),
+            &signer,
+        );
+        let receipt = client.commit_one(tx).await?;
+        // The key, for the patient, the issuer and its hospital.
+        let mut readers = vec![patient, signer.public(), hospital];
+        readers.dedup();
+        let wrapped = readers
+            .iter()
+            .map(|r| wrap_key(&key, r, doc_id.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let path = format!("/api/v1/ehr/docs/{doc_id}/keys");
+        let r = client
+            .signed(reqwest::Method::PUT, &path, &signer, &chain)
+            .json(&wrapped)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            let code = r.status();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            bail!(
+                "storing the keys: HTTP {code}: {}",
+                v["error"].as_str().unwrap_or(&v.to_string())
+            );
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "doc": doc_id,
+                "sha256": stored.plaintext_sha256,
+                "blob": stored.blob,
+                "size": stored.size,
+                "height": receipt["height"],
+                "tx": receipt["tx_hash"],
+            }))?
+        );
+        Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// `medchain ehr doc get`: logs the read on the chain (unless the reader is the patient),
+/// fetches the reader's wrapped key and the ciphertext, checks the ciphertext against its
+/// anchored address, decrypts into OUT and checks the plaintext against the anchored SHA-256.
+pub async fn ehr_doc_get(
+    node: &str,
+    key_file: &std::path::Path,
+    doc_id: &str,
+    out: &std::path::Path,
+) -> Result<()> {
+    use medchain_ehr::{unwrap_key, Vault, WrappedKey};
+    let signer = crate::keyfile::read(key_file)?;
+    let client = Client::new(node)?;
+    let chain = client.chain_id().await?;
+    let (code, anchor) = client.get(&format!("/api/v1/ehr/docs/{doc_id}")).await?;
+    if !code.is_success() {
+        bail!(
+            "document {doc_id}: HTTP {code}: {}",
+            anchor["error"].as_str().unwrap_or(&anchor.to_string())
+        );
+    }
+    let anchor: medchain_ehr::chaincode::DocumentAnchor = serde_json::from_value(anchor)?;
+    if anchor.erased_ms.is_some() {
+        bail!("document {doc_id} was erased at the patient's request");
+    }
+    if anchor.patient != signer.public() {
+        let op = medchain_ehr::EhrOp::LogRead {
+            patient: anchor.patient,
+            object: format!("doc/{doc_id}"),
+        };
+        let tx = Transaction::signed(
+            &chain,
+            medchain_ehr::chaincode::NAME,
+            medchain_ehr::Ehr::payload(&op),
+            rand::rngs::OsRng.next_u64(),
+            &signer,
+        );
+        client
+            .commit_one(tx)
+            .await
+            .context("logging the read (is there a valid grant?)")?;
+    }
+    let path = format!("/api/v1/ehr/docs/{doc_id}/key");
+    let r = client
+        .signed(reqwest::Method::GET, &path, &signer, &chain)
+        .send()
+        .await?;
+    let code = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    if !code.is_success() {
+        bail!(
+            "the key: HTTP {code}: {}",
+            v["error"].as_str().unwrap_or(&v.to_string())
+        );
+    }
+    let wrapped: WrappedKey = serde_json::from_value(v)?;
+    let key = unwrap_key(&wrapped, &signer, doc_id.as_bytes())?;
+    let path = format!("/api/v1/ehr/docs/{doc_id}/blob");
+    let mut r = client
+        .signed(reqwest::Method::GET, &path, &signer, &chain)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        let code = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        bail!(
+            "the blob: HTTP {code}: {}",
+            v["error"].as_str().unwrap_or(&v.to_string())
+        );
+    }
+    let total = r.content_length().unwrap_or(0);
+    let scratch = scratch_dir();
+    std::fs::create_dir_all(&scratch)?;
+    let result = async {
+        let part = scratch.join("download.part");
+        {
+            use tokio::io::AsyncWriteExt;
+            let mut f = tokio::fs::File::create(&part).await?;
+            let show = progress_printer("download", total);
+            let mut done = 0u64;
+            while let Some(chunk) = r.chunk().await? {
+                f.write_all(&chunk).await?;
+                done += chunk.len() as u64;
+                show(done);
+            }
+            f.flush().await?;
+        }
+        let (out_path, blob, expected) = (out.to_owned(), anchor.blob, anchor.plaintext_sha256);
+        let scratch2 = scratch.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let vault = Vault::open(scratch2.join("vault"))?;
+            vault
+                .import(std::fs::File::open(&part)?, &blob)
+                .context("the ciphertext does not match its anchored address")?;
+            let tmp_out = out_path.with_extension("medchain-part");
+            let sha = vault.get(&blob, &key, std::fs::File::create(&tmp_out)?, &|_| {})?;
+            if sha != expected {
+                let _ = std::fs::remove_file(&tmp_out);
+                bail!(
+                    "the decrypted document's SHA-256 {sha} differs from the anchored {expected}"
+                );
+            }
+            std::fs::rename(&tmp_out, &out_path)?;
+            Ok(())
+        })
+        .await??;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "doc": doc_id,
+                "out": out.display().to_string(),
+                "sha256": anchor.plaintext_sha256,
+                "verified": true,
+            }))?
+        );
+        Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
 }

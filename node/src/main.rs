@@ -6,6 +6,7 @@ mod cluster;
 mod config;
 mod demo;
 mod ehr_api;
+mod ehr_vault;
 mod genesis;
 mod keyfile;
 mod mempool;
@@ -87,6 +88,46 @@ enum EhrCommand {
 
 #[derive(Subcommand, Debug)]
 enum EhrDocCommand {
+    /// Encrypt FILE locally (the node never sees the plaintext), store the ciphertext on the
+    /// node, anchor its SHA-256 on the chain (signed by the doctor) and leave the key wrapped
+    /// for the patient, the doctor and its hospital. Shows progress on stderr.
+    Upload {
+        /// The document.
+        file: PathBuf,
+        /// Its id (1 to 64 of a-z 0-9 - _ .).
+        #[arg(long)]
+        id: String,
+        /// The patient's pseudonym (its key, 64 hex characters).
+        #[arg(long)]
+        patient: String,
+        /// report, certificate or prescription.
+        #[arg(long = "type", default_value = "report")]
+        kind: String,
+        /// An earlier document of the patient this one replaces.
+        #[arg(long)]
+        supersedes: Option<String>,
+        /// The doctor's key file.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+    },
+    /// Fetch document ID into OUT: logs the read on the chain (unless you are the patient),
+    /// fetches your wrapped key and the ciphertext, checks both against the chain, decrypts.
+    Get {
+        /// The document's id.
+        id: String,
+        /// Where to write the document.
+        #[arg(long)]
+        out: PathBuf,
+        /// The reader's key file (the patient, the doctor, or a hospital with a grant).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+    },
     /// Re-hash FILE and ask the chain: prints the verdict (authentic: anchored, by whom, when,
     /// for which document; tampered: --doc names a document whose anchored hash differs;
     /// unknown) as JSON. Exits 0 only for authentic.
@@ -375,6 +416,40 @@ fn run(cli: Cli) -> Result<()> {
             EhrCommand::Query { query, node } => {
                 tokio_runtime()?.block_on(client::ehr_query(&node, &query))
             }
+            EhrCommand::Doc {
+                command:
+                    EhrDocCommand::Upload {
+                        file,
+                        id,
+                        patient,
+                        kind,
+                        supersedes,
+                        key_file,
+                        node,
+                    },
+            } => {
+                use medchain_ehr::chaincode::DocKind;
+                let kind = match kind.as_str() {
+                    "report" => DocKind::Report,
+                    "certificate" => DocKind::Certificate,
+                    "prescription" => DocKind::Prescription,
+                    other => {
+                        anyhow::bail!("--type {other:?}: one of report, certificate, prescription")
+                    }
+                };
+                tokio_runtime()?.block_on(client::ehr_doc_upload(
+                    &node, &key_file, &file, &id, &patient, kind, supersedes,
+                ))
+            }
+            EhrCommand::Doc {
+                command:
+                    EhrDocCommand::Get {
+                        id,
+                        out,
+                        key_file,
+                        node,
+                    },
+            } => tokio_runtime()?.block_on(client::ehr_doc_get(&node, &key_file, &id, &out)),
             EhrCommand::Doc {
                 command: EhrDocCommand::Verify { file, doc, node },
             } => {

@@ -744,6 +744,16 @@ fn execute(
                             }
                         }
                     }
+                    // Crypto-shredding: an erasure destroys this node's copy at once.
+                    for r in &receipts {
+                        for e in &r.events {
+                            if e.chaincode == medchain_ehr::chaincode::NAME && e.kind == "erased" {
+                                if let Ok(doc) = std::str::from_utf8(&e.data) {
+                                    crate::ehr_vault::on_erased(shared, doc);
+                                }
+                            }
+                        }
+                    }
                     m.commit_ms
                         .fetch_add(started.elapsed().as_millis() as u64, Relaxed);
                     tracing::debug!(height, txs = receipts.len(), "committed");

@@ -1,0 +1,517 @@
+//! The health-record vault behind the node's API: encrypted blobs and wrapped document keys,
+//! with signed requests, access checks against the chain, audit-before-read, and erasure.
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `PUT /api/v1/ehr/blobs/{blob}` | a registered doctor or hospital (signed request) | stores a ciphertext blob, streamed; refused unless its bytes hash (BLAKE3) to `{blob}` |
+//! | `PUT /api/v1/ehr/docs/{id}/keys` | the document's issuer (signed) | the document key wrapped for each reader (JSON list of `WrappedKey`) |
+//! | `GET /api/v1/ehr/docs/{id}/key` | a reader with access (signed) | that reader's wrapped key |
+//! | `GET /api/v1/ehr/docs/{id}/blob` | a reader with access (signed) | the ciphertext, streamed |
+//!
+//! A reader other than the patient must first commit a `LogRead` of `doc/{id}` (within the
+//! last 10 minutes): every read of personal data is on the chain before the data leaves the
+//! node. An erased document answers 410 on every node: the runtime destroys the blob and the
+//! wrapped keys when the `Erase` transaction commits (crypto-shredding).
+//!
+//! **Signed requests.** Headers `x-medchain-key` (the caller's ed25519 key, hex),
+//! `x-medchain-created` (milliseconds since the Unix epoch), `x-medchain-nonce` (16 random
+//! bytes, hex) and `x-medchain-signature` over `METHOD \n PATH \n created \n nonce` (domain
+//! `http-request`, the chain id). Requests more than 5 minutes old or ahead, and any nonce seen
+//! before, are refused.
+
+// Handlers refuse with a ready HTTP response; the error path is cold, so its size is fine.
+#![allow(clippy::result_large_err)]
+
+use crate::runtime::Shared;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use bytes::Bytes;
+use medchain_ehr::chaincode::{AuditEvent, DocumentAnchor, Scope, NAME};
+use medchain_ehr::{Ehr, EhrQuery, Vault, WrappedKey};
+use medchain_types::{Domain, Hash, PublicKey, Signature};
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Signature domain of signed HTTP requests.
+pub const DOMAIN_REQUEST: Domain = Domain("http-request");
+/// How far a signed request's time may be from the node's.
+const REQUEST_SKEW_MS: u64 = 5 * 60 * 1000;
+/// Nonces remembered (per node; older than the skew window are forgotten first).
+const NONCES_MAX: usize = 100_000;
+/// How recent the reader's `LogRead` must be.
+const AUDIT_FRESH_MS: u64 = 10 * 60 * 1000;
+/// Largest blob accepted.
+const BLOB_MAX: u64 = 4 << 30;
+
+fn err(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": msg.into() }))).into_response()
+}
+
+/// The routes (merged into the node's router; no body limit: blobs stream).
+pub fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/api/v1/ehr/blobs/{blob}", put(put_blob))
+        .route("/api/v1/ehr/docs/{id}/keys", put(put_keys))
+        .route("/api/v1/ehr/docs/{id}/key", get(get_key))
+        .route("/api/v1/ehr/docs/{id}/blob", get(get_blob))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+/// The node's vault.
+pub fn vault(s: &Shared) -> Result<Vault, Response> {
+    Vault::open(s.config.node.data_dir.join("vault"))
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn keys_path(s: &Shared, doc: &str) -> std::path::PathBuf {
+    s.config
+        .node
+        .data_dir
+        .join("vault-keys")
+        .join(format!("{doc}.json"))
+}
+
+/// The bytes a request signature covers.
+pub fn request_bytes(method: &str, path: &str, created: u64, nonce: &str) -> Vec<u8> {
+    format!("{method}\n{path}\n{created}\n{nonce}").into_bytes()
+}
+
+/// Checks a signed request; returns the caller.
+fn authenticate(
+    s: &Shared,
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
+) -> Result<PublicKey, Response> {
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| err(StatusCode::UNAUTHORIZED, format!("missing header {name}")))
+    };
+    let key: PublicKey = h("x-medchain-key")?
+        .parse()
+        .map_err(|_| err(StatusCode::UNAUTHORIZED, "x-medchain-key: not a key"))?;
+    let created: u64 = h("x-medchain-created")?
+        .parse()
+        .map_err(|_| err(StatusCode::UNAUTHORIZED, "x-medchain-created: not a number"))?;
+    let nonce = h("x-medchain-nonce")?;
+    if nonce.len() != 32 || hex::decode(nonce).is_err() {
+        return Err(err(
+            StatusCode::UNAUTHORIZED,
+            "x-medchain-nonce: 32 hex characters",
+        ));
+    }
+    let sig: Signature = h("x-medchain-signature")?.parse().map_err(|_| {
+        err(
+            StatusCode::UNAUTHORIZED,
+            "x-medchain-signature: not a signature",
+        )
+    })?;
+    let now = crate::runtime::now_ms();
+    if created.abs_diff(now) > REQUEST_SKEW_MS {
+        return Err(err(
+            StatusCode::UNAUTHORIZED,
+            "stale request (more than 5 minutes from the node's clock)",
+        ));
+    }
+    key.verify(
+        DOMAIN_REQUEST,
+        &s.genesis.chain_id,
+        &request_bytes(method.as_str(), path, created, nonce),
+        &sig,
+    )
+    .map_err(|_| err(StatusCode::UNAUTHORIZED, "bad request signature"))?;
+    static SEEN: OnceLock<Mutex<HashMap<(PublicKey, String), u64>>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .expect("nonce lock");
+    if seen.len() >= NONCES_MAX {
+        seen.retain(|_, t| t.abs_diff(now) <= REQUEST_SKEW_MS);
+        if seen.len() >= NONCES_MAX {
+            return Err(err(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many signed requests; retry later",
+            ));
+        }
+    }
+    if seen.insert((key, nonce.to_owned()), created).is_some() {
+        return Err(err(
+            StatusCode::UNAUTHORIZED,
+            "replayed request (nonce seen before)",
+        ));
+    }
+    Ok(key)
+}
+
+fn ehr(s: &Shared) -> Ehr {
+    Ehr::new(s.genesis.ehr.admins.iter().copied())
+}
+
+fn anchor(s: &Shared, id: &str) -> Result<DocumentAnchor, Response> {
+    let v = s.ledger.view(NAME);
+    let bytes = ehr(s)
+        .query_json(&v, &EhrQuery::Document(id.to_owned()))
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let d: Option<DocumentAnchor> = serde_json::from_value(bytes)
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let d = d.ok_or_else(|| err(StatusCode::NOT_FOUND, format!("no document {id:?}")))?;
+    if d.erased_ms.is_some() {
+        return Err(err(
+            StatusCode::GONE,
+            format!("document {id} was erased at the patient's request"),
+        ));
+    }
+    Ok(d)
+}
+
+/// The reader may read document `d` now, and (unless it is the patient) logged the read.
+fn may_read(s: &Shared, reader: &PublicKey, d: &DocumentAnchor) -> Result<(), Response> {
+    let view = s.ledger.view(NAME);
+    let now = crate::runtime::now_ms();
+    let basis = Ehr::access(&view, &d.patient, reader, Scope::Documents, false, now)
+        .map_err(|e| err(StatusCode::FORBIDDEN, e.to_string()))?;
+    if basis == medchain_ehr::chaincode::Basis::Owner {
+        return Ok(());
+    }
+    let audit: Vec<AuditEvent> = serde_json::from_value(
+        ehr(s)
+            .query_json(&view, &EhrQuery::Audit(d.patient))
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+    )
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let object = format!("doc/{}", d.doc_id);
+    let logged = audit
+        .iter()
+        .any(|e| e.reader == *reader && e.object == object && e.at_ms + AUDIT_FRESH_MS >= now);
+    if !logged {
+        return Err(err(
+            StatusCode::PRECONDITION_REQUIRED,
+            format!("commit a LogRead of {object} first (every read of personal data is audited)"),
+        ));
+    }
+    Ok(())
+}
+
+/// A blocking reader over a request body (chunks arrive through a channel).
+struct BodyReader {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    cur: Bytes,
+    total: u64,
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        self.total += n as u64;
+        if self.total > BLOB_MAX {
+            return Err(std::io::Error::other(
+                "blob larger than the vault's maximum (4 GiB)",
+            ));
+        }
+        Ok(n)
+    }
+}
+
+async fn put_blob(
+    State(s): State<Arc<Shared>>,
+    Path(blob): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let path = format!("/api/v1/ehr/blobs/{blob}");
+    let caller = match authenticate(&s, &headers, &Method::PUT, &path) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let Ok(blob) = blob.parse::<Hash>() else {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "the blob address is 64 hex characters",
+        );
+    };
+    // Only the consortium's staff store blobs (documents and cases come from them).
+    let view = s.ledger.view(NAME);
+    let staff = ehr(&s)
+        .query_json(&view, &EhrQuery::Doctor(caller))
+        .is_ok_and(|v| !v.is_null())
+        || ehr(&s)
+            .query_json(
+                &view,
+                &EhrQuery::Hospitals {
+                    search: String::new(),
+                    pending: false,
+                },
+            )
+            .is_ok_and(|v| {
+                v.as_array()
+                    .is_some_and(|a| a.iter().any(|h| h["key"] == caller.to_hex()))
+            });
+    if !staff {
+        return err(
+            StatusCode::FORBIDDEN,
+            "only registered doctors and approved hospitals store blobs",
+        );
+    }
+    let vault = match vault(&s) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if vault.contains(&blob) {
+        return (
+            StatusCode::OK,
+            Json(json!({ "blob": blob, "stored": "already" })),
+        )
+            .into_response();
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let writer = tokio::task::spawn_blocking(move || {
+        let reader = BodyReader {
+            rx,
+            cur: Bytes::new(),
+            total: 0,
+        };
+        vault.import(reader, &blob)
+    });
+    let mut body = body;
+    use http_body_util::BodyExt;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Ok(data) = f.into_data() {
+                    if tx.send(Ok(data)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string())).await;
+                break;
+            }
+        }
+    }
+    drop(tx);
+    match writer.await {
+        Ok(Ok(size)) => (
+            StatusCode::CREATED,
+            Json(json!({ "blob": blob, "bytes": size })),
+        )
+            .into_response(),
+        Ok(Err(medchain_ehr::VaultError::Corrupted(_))) => err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the bytes do not hash to the blob address; nothing was stored",
+        ),
+        Ok(Err(e)) => err(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn put_keys(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = format!("/api/v1/ehr/docs/{id}/keys");
+    let caller = match authenticate(&s, &headers, &Method::PUT, &path) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let d = match anchor(&s, &id) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    if d.issuer != caller {
+        return err(
+            StatusCode::FORBIDDEN,
+            "only the document's issuer stores its keys",
+        );
+    }
+    let keys: Vec<WrappedKey> = match serde_json::from_slice(&body) {
+        Ok(k) => k,
+        Err(e) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!("not a list of wrapped keys: {e}"),
+            )
+        }
+    };
+    if keys.is_empty() || keys.len() > 64 || !keys.iter().any(|k| k.reader == d.patient) {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "1 to 64 wrapped keys, one of them for the patient",
+        );
+    }
+    let p = keys_path(&s, &id);
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(p.parent().expect("a parent"))?;
+        let tmp = p.with_extension("tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(&keys).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &p)
+    };
+    match write() {
+        Ok(()) => (
+            StatusCode::CREATED,
+            Json(json!({ "doc": id, "keys": keys.len() })),
+        )
+            .into_response(),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn get_key(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/api/v1/ehr/docs/{id}/key");
+    let reader = match authenticate(&s, &headers, &Method::GET, &path) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let d = match anchor(&s, &id) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    if let Err(r) = may_read(&s, &reader, &d) {
+        return r;
+    }
+    let keys: Vec<WrappedKey> = match std::fs::read(keys_path(&s, &id)) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+        Err(_) => {
+            return err(
+                StatusCode::NOT_FOUND,
+                "this node holds no keys for that document",
+            )
+        }
+    };
+    match keys.into_iter().find(|k| k.reader == reader) {
+        Some(k) => Json(k).into_response(),
+        None => err(
+            StatusCode::NOT_FOUND,
+            "no key is wrapped for this reader (ask the patient to share)",
+        ),
+    }
+}
+
+/// A response body fed by a blocking file reader.
+struct ChannelBody(tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|o| o.map(|r| r.map(http_body::Frame::data)))
+    }
+}
+
+async fn get_blob(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/api/v1/ehr/docs/{id}/blob");
+    let reader = match authenticate(&s, &headers, &Method::GET, &path) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let d = match anchor(&s, &id) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    if let Err(r) = may_read(&s, &reader, &d) {
+        return r;
+    }
+    let vault = match vault(&s) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let file = match std::fs::File::open(vault.path(&d.blob)) {
+        Ok(f) => f,
+        Err(_) => return err(StatusCode::NOT_FOUND, "this node does not hold the blob"),
+    };
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::io::BufReader::with_capacity(1 << 20, file);
+        loop {
+            let mut buf = vec![0u8; 256 << 10];
+            match file.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/octet-stream")
+        .header("content-length", size)
+        .header("x-medchain-blob", d.blob.to_hex())
+        .body(Body::new(ChannelBody(rx)))
+        .unwrap_or_else(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// Crypto-shredding after an `Erase` commits: the blob and every wrapped key go.
+pub fn on_erased(s: &Shared, doc_id: &str) {
+    let v = s.ledger.view(NAME);
+    let blob = ehr(s)
+        .query_json(&v, &EhrQuery::Document(doc_id.to_owned()))
+        .ok()
+        .and_then(|j| {
+            serde_json::from_value::<Option<DocumentAnchor>>(j)
+                .ok()
+                .flatten()
+        })
+        .map(|d| d.blob);
+    if let Some(blob) = blob {
+        if let Ok(vault) = Vault::open(s.config.node.data_dir.join("vault")) {
+            if let Err(e) = vault.erase(&blob) {
+                tracing::error!(doc = doc_id, error = %e, "could not erase a blob");
+            }
+        }
+    }
+    let p = keys_path(s, doc_id);
+    if let Err(e) = std::fs::remove_file(&p) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::error!(doc = doc_id, error = %e, "could not erase wrapped keys");
+        }
+    }
+    tracing::info!(
+        doc = doc_id,
+        "document erased (blob and wrapped keys destroyed)"
+    );
+}
