@@ -142,6 +142,58 @@ fn query(node: &str, q: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// A signed request is accepted once; the same request again (same nonce) and one signed
+/// 10 minutes ago are refused.
+fn signed_requests_refuse_replays_and_stale_times(node: &str, key_file: &Path, doc: &str) {
+    let kf: serde_json::Value = serde_json::from_slice(&std::fs::read(key_file).unwrap()).unwrap();
+    let seed: [u8; 32] = hex::decode(kf["secret_key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let key = medchain_types::SecretKey::from_seed(seed);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let status: serde_json::Value = http
+            .get(format!("{node}/api/v1/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let chain = status["chain_id"].as_str().unwrap().to_owned();
+        let path = format!("/api/v1/ehr/docs/{doc}/key");
+        let send = |created: u64, nonce: &str| {
+            let sig = key.sign(
+                medchain_types::Domain("http-request"),
+                &chain,
+                format!("GET\n{path}\n{created}\n{nonce}").as_bytes(),
+            );
+            http.get(format!("{node}{path}"))
+                .header("x-medchain-key", key.public().to_hex())
+                .header("x-medchain-created", created.to_string())
+                .header("x-medchain-nonce", nonce.to_owned())
+                .header("x-medchain-signature", sig.to_hex())
+                .send()
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let nonce = "0123456789abcdef0123456789abcdef";
+        assert_eq!(send(now, nonce).await.unwrap().status().as_u16(), 200);
+        let replay = send(now, nonce).await.unwrap();
+        assert_eq!(replay.status().as_u16(), 401);
+        assert!(replay.text().await.unwrap().contains("replayed"));
+        let stale = send(now - 10 * 60 * 1000, "fedcba9876543210fedcba9876543210")
+            .await
+            .unwrap();
+        assert_eq!(stale.status().as_u16(), 401);
+        assert!(stale.text().await.unwrap().contains("stale"));
+    });
+}
+
 /// A key that has no role anywhere.
 fn doc2_placeholder(d: &Path) -> PathBuf {
     keygen(d, "nobody").0
@@ -305,6 +357,7 @@ fn register_grant_anchor_and_verify_across_nodes() {
     let o = get(&pat, &mine);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read(&mine).unwrap(), content);
+    signed_requests_refuse_replays_and_stale_times(n(0), &pat, "scan-1");
     let theirs = d.join("theirs.bin");
     let o = get(&hosp, &theirs);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
