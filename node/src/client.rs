@@ -496,21 +496,12 @@ impl Client {
         key: &SecretKey,
         chain: &str,
     ) -> reqwest::RequestBuilder {
-        let created = crate::runtime::now_ms();
-        let mut nonce = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let nonce = hex::encode(nonce);
-        let sig = key.sign(
-            crate::ehr_vault::DOMAIN_REQUEST,
-            chain,
-            &crate::ehr_vault::request_bytes(method.as_str(), path, created, &nonce),
-        );
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .header("x-medchain-key", key.public().to_hex())
-            .header("x-medchain-created", created.to_string())
-            .header("x-medchain-nonce", nonce)
-            .header("x-medchain-signature", sig.to_hex())
+        let headers = crate::ehr_vault::sign_headers(key, chain, method.as_str(), path);
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req
     }
 
     async fn ehr_json(&self, q: &medchain_ehr::EhrQuery) -> Result<Value> {

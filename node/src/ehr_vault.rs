@@ -8,6 +8,13 @@
 //! | `GET /api/v1/ehr/docs/{id}/key` | a reader with access (signed) | that reader's wrapped key |
 //! | `GET /api/v1/ehr/docs/{id}/blob` | a reader with access (signed) | the ciphertext, streamed |
 //!
+//! | `GET /api/v1/ehr/peer/blobs/{blob}` | another validator node (signed with its node key) | a blob, for a node that lacks it |
+//! | `GET /api/v1/ehr/peer/keys/{id}` | another validator node | a document's wrapped keys |
+//!
+//! A node asked for a document it does not hold fetches the blob and the wrapped keys from the
+//! other validators, checks the blob against its address (BLAKE3) as it arrives, keeps them, and
+//! serves them: a document uploaded through one node can be read through any other.
+//!
 //! A reader other than the patient must first commit a `LogRead` of `doc/{id}` (within the
 //! last 10 minutes): every read of personal data is on the chain before the data leaves the
 //! node. An erased document answers 410 on every node: the runtime destroys the blob and the
@@ -60,6 +67,8 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/api/v1/ehr/docs/{id}/keys", put(put_keys))
         .route("/api/v1/ehr/docs/{id}/key", get(get_key))
         .route("/api/v1/ehr/docs/{id}/blob", get(get_blob))
+        .route("/api/v1/ehr/peer/blobs/{blob}", get(peer_blob))
+        .route("/api/v1/ehr/peer/keys/{id}", get(peer_keys))
         .layer(axum::extract::DefaultBodyLimit::disable())
 }
 
@@ -398,12 +407,10 @@ async fn get_key(
     }
     let keys: Vec<WrappedKey> = match std::fs::read(keys_path(&s, &id)) {
         Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
-        Err(_) => {
-            return err(
-                StatusCode::NOT_FOUND,
-                "this node holds no keys for that document",
-            )
-        }
+        Err(_) => match fetch_keys(&s, &id).await {
+            Ok(k) => k,
+            Err(e) => return err(StatusCode::NOT_FOUND, e),
+        },
     };
     match keys.into_iter().find(|k| k.reader == reader) {
         Some(k) => Json(k).into_response(),
@@ -451,7 +458,160 @@ async fn get_blob(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let file = match std::fs::File::open(vault.path(&d.blob)) {
+    if !vault.contains(&d.blob) {
+        if let Err(e) = fetch_blob(&s, &vault, d.blob).await {
+            return err(StatusCode::NOT_FOUND, format!("the blob: {e}"));
+        }
+    }
+    stream_file(vault.path(&d.blob), d.blob)
+}
+
+/// Signed-request headers for `method path` with `key`.
+pub fn sign_headers(
+    key: &medchain_types::SecretKey,
+    chain: &str,
+    method: &str,
+    path: &str,
+) -> [(&'static str, String); 4] {
+    let created = crate::runtime::now_ms();
+    let mut nonce = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+    let nonce = hex::encode(nonce);
+    let sig = key.sign(
+        DOMAIN_REQUEST,
+        chain,
+        &request_bytes(method, path, created, &nonce),
+    );
+    [
+        ("x-medchain-key", key.public().to_hex()),
+        ("x-medchain-created", created.to_string()),
+        ("x-medchain-nonce", nonce),
+        ("x-medchain-signature", sig.to_hex()),
+    ]
+}
+
+fn peer_only(s: &Shared, headers: &HeaderMap, path: &str) -> Result<(), Response> {
+    let caller = authenticate(s, headers, &Method::GET, path)?;
+    if s.genesis.validator(&caller).is_none() {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "only consortium nodes use peer routes",
+        ));
+    }
+    Ok(())
+}
+
+async fn peer_blob(
+    State(s): State<Arc<Shared>>,
+    Path(blob): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/api/v1/ehr/peer/blobs/{blob}");
+    if let Err(r) = peer_only(&s, &headers, &path) {
+        return r;
+    }
+    let Ok(blob) = blob.parse::<Hash>() else {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "the blob address is 64 hex characters",
+        );
+    };
+    let vault = match vault(&s) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    stream_file(vault.path(&blob), blob)
+}
+
+async fn peer_keys(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/api/v1/ehr/peer/keys/{id}");
+    if let Err(r) = peer_only(&s, &headers, &path) {
+        return r;
+    }
+    match std::fs::read(keys_path(&s, &id)) {
+        Ok(b) => (StatusCode::OK, [("content-type", "application/json")], b).into_response(),
+        Err(_) => err(StatusCode::NOT_FOUND, "no keys for that document here"),
+    }
+}
+
+/// Asks the other validators for `path` until one answers 200.
+async fn from_peers(s: &Shared, path: &str) -> Option<reqwest::Response> {
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(600))
+        .build()
+        .ok()?;
+    for v in s.genesis.validators.iter().filter(|v| v.key != s.me) {
+        let mut req = http.get(format!("{}{path}", v.api.trim_end_matches('/')));
+        for (k, val) in sign_headers(&s.node_key, &s.genesis.chain_id, "GET", path) {
+            req = req.header(k, val);
+        }
+        if let Ok(r) = req.send().await {
+            if r.status().is_success() {
+                return Some(r);
+            }
+        }
+    }
+    None
+}
+
+/// Fetches a blob this node lacks from another node, checking it on arrival.
+async fn fetch_blob(s: &Shared, vault: &Vault, blob: Hash) -> Result<(), String> {
+    let mut r = from_peers(s, &format!("/api/v1/ehr/peer/blobs/{blob}"))
+        .await
+        .ok_or("no other node holds the blob")?;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let v = vault.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        v.import(
+            BodyReader {
+                rx,
+                cur: Bytes::new(),
+                total: 0,
+            },
+            &blob,
+        )
+    });
+    loop {
+        match r.chunk().await {
+            Ok(Some(c)) => {
+                if tx.send(Ok(c)).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string())).await;
+                break;
+            }
+        }
+    }
+    drop(tx);
+    writer
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Fetches a document's wrapped keys from another node and keeps them.
+async fn fetch_keys(s: &Shared, id: &str) -> Result<Vec<WrappedKey>, String> {
+    let r = from_peers(s, &format!("/api/v1/ehr/peer/keys/{id}"))
+        .await
+        .ok_or("no other node holds keys for that document")?;
+    let keys: Vec<WrappedKey> = r.json().await.map_err(|e| e.to_string())?;
+    let p = keys_path(s, id);
+    std::fs::create_dir_all(p.parent().expect("a parent")).map_err(|e| e.to_string())?;
+    std::fs::write(&p, serde_json::to_vec(&keys).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    Ok(keys)
+}
+
+fn stream_file(path: std::path::PathBuf, blob: Hash) -> Response {
+    let file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(_) => return err(StatusCode::NOT_FOUND, "this node does not hold the blob"),
     };
@@ -480,7 +640,7 @@ async fn get_blob(
         .status(StatusCode::OK)
         .header("content-type", "application/octet-stream")
         .header("content-length", size)
-        .header("x-medchain-blob", d.blob.to_hex())
+        .header("x-medchain-blob", blob.to_hex())
         .body(Body::new(ChannelBody(rx)))
         .unwrap_or_else(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }

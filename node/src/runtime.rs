@@ -222,6 +222,8 @@ pub struct Shared {
     pub genesis: Genesis,
     /// This node's key.
     pub me: PublicKey,
+    /// This node's key (signs node-to-node vault requests).
+    pub node_key: SecretKey,
     /// The ledger.
     pub ledger: Arc<Ledger>,
     /// The chaincodes.
@@ -551,6 +553,7 @@ impl Node {
             verified: Mutex::new(VerifiedCache::default()),
             config,
             me,
+            node_key: key.clone(),
             ledger: ledger.clone(),
             executor,
             network,

@@ -366,6 +366,19 @@ fn register_grant_anchor_and_verify_across_nodes() {
         !get(&stranger, &d.join("x.bin")).status.success(),
         "a stranger"
     );
+    // Through another node, which does not hold the blob yet: it fetches and checks it.
+    let elsewhere = d.join("elsewhere.bin");
+    let o = Command::new(BIN)
+        .args(["ehr", "doc", "get", "scan-1", "--node", n(2), "--out"])
+        .arg(&elsewhere)
+        .arg("--key-file")
+        .arg(&hosp)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(&elsewhere).unwrap(), content);
+    let copy = d.join("net/node2/data/vault").join(&blob);
+    assert!(copy.exists(), "node2 keeps the fetched blob");
     assert!(
         !get(&doc2_placeholder(d), &d.join("x.bin")).status.success(),
         "an unregistered key"
@@ -397,6 +410,10 @@ fn register_grant_anchor_and_verify_across_nodes() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!stored.exists(), "the blob is destroyed on erasure");
+    while copy.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!copy.exists(), "every node's copy is destroyed");
     assert!(
         !get(&pat, &d.join("z.bin")).status.success(),
         "erased: nobody gets it"
