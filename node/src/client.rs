@@ -458,6 +458,54 @@ pub async fn ehr_query(node: &str, query_json: &str) -> Result<()> {
     Ok(())
 }
 
+fn short(key: &str) -> &str {
+    &key[..key.len().min(16)]
+}
+
+/// `medchain ehr audit`: the node's vault re-hashed against the chain, a line per record
+/// (intact in green, tampered in red on a terminal). `Ok(false)` if anything is tampered.
+pub async fn ehr_audit(node: &str, json_out: bool) -> Result<bool> {
+    use std::io::IsTerminal;
+    let client = Client::new(node)?;
+    let (code, v) = client.get("/api/v1/ehr/vault-audit").await?;
+    if !code.is_success() {
+        bail!(
+            "HTTP {code}: {}",
+            v["error"].as_str().unwrap_or(&v.to_string())
+        );
+    }
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let color = std::io::stdout().is_terminal();
+        for r in v["records"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let status = r["status"].as_str().unwrap_or("?");
+            let paint = match (color, status) {
+                (true, "intact") => "\x1b[32m",
+                (true, "tampered") => "\x1b[31m",
+                (true, _) => "\x1b[33m",
+                (false, _) => "",
+            };
+            let reset = if color { "\x1b[0m" } else { "" };
+            println!(
+                "{paint}{status:<9}{reset} {:<40} patient {} blob {}",
+                r["record"].as_str().unwrap_or("?"),
+                short(r["patient"].as_str().unwrap_or("?")),
+                r["blob"].as_str().unwrap_or("?"),
+            );
+        }
+        println!(
+            "{} intact, {} tampered, {} missing on this node, {} erased",
+            v["intact"], v["tampered"], v["missing"], v["erased"]
+        );
+    }
+    Ok(v["tampered"] == 0)
+}
+
 /// `medchain ehr doc verify`: re-hashes a file (streaming SHA-256) and asks the chain. Prints
 /// the verdict as JSON; `Ok(true)` only for `authentic`.
 pub async fn ehr_verify(node: &str, file: &std::path::Path, doc: Option<&str>) -> Result<bool> {

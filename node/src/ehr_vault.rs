@@ -8,6 +8,7 @@
 //! | `GET /api/v1/ehr/docs/{id}/key` | a reader with access (signed) | that reader's wrapped key |
 //! | `GET /api/v1/ehr/docs/{id}/blob` | a reader with access (signed) | the ciphertext, streamed |
 //!
+//! | `GET /api/v1/ehr/vault-audit` | anyone (a verifier) | every anchored record re-hashed against its anchor: `intact`, `tampered`, `missing` (not on this node) or `erased` |
 //! | `GET /api/v1/ehr/peer/blobs/{blob}` | another validator node (signed with its node key) | a blob, for a node that lacks it |
 //! | `GET /api/v1/ehr/peer/keys/{id}` | another validator node | a document's wrapped keys |
 //!
@@ -67,6 +68,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/api/v1/ehr/docs/{id}/keys", put(put_keys))
         .route("/api/v1/ehr/docs/{id}/key", get(get_key))
         .route("/api/v1/ehr/docs/{id}/blob", get(get_blob))
+        .route("/api/v1/ehr/vault-audit", get(vault_audit))
         .route("/api/v1/ehr/peer/blobs/{blob}", get(peer_blob))
         .route("/api/v1/ehr/peer/keys/{id}", get(peer_keys))
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -643,6 +645,61 @@ fn stream_file(path: std::path::PathBuf, blob: Hash) -> Response {
         .header("x-medchain-blob", blob.to_hex())
         .body(Body::new(ChannelBody(rx)))
         .unwrap_or_else(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// The verifier's audit: every anchored record of this node's vault re-hashed.
+async fn vault_audit(State(s): State<Arc<Shared>>) -> Response {
+    let anchors = match ehr(&s).query_json(&s.ledger.view(NAME), &EhrQuery::Anchors) {
+        Ok(v) => v,
+        Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let anchors: Vec<medchain_ehr::chaincode::AnchoredBlob> = match serde_json::from_value(anchors)
+    {
+        Ok(a) => a,
+        Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let vault = match vault(&s) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let checked = tokio::task::spawn_blocking(move || {
+        anchors
+            .into_iter()
+            .map(|a| {
+                let status = if a.erased {
+                    "erased"
+                } else {
+                    match vault.verify(&a.blob) {
+                        Ok(()) => "intact",
+                        Err(medchain_ehr::VaultError::NotFound(_)) => "missing",
+                        Err(medchain_ehr::VaultError::Corrupted(_)) => "tampered",
+                        Err(_) => "unreadable",
+                    }
+                };
+                json!({
+                    "record": a.record,
+                    "patient": a.patient,
+                    "blob": a.blob,
+                    "status": status,
+                })
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let records = match checked {
+        Ok(r) => r,
+        Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let count = |st: &str| records.iter().filter(|r| r["status"] == st).count();
+    Json(json!({
+        "node": s.me,
+        "intact": count("intact"),
+        "tampered": count("tampered"),
+        "missing": count("missing"),
+        "erased": count("erased"),
+        "records": records,
+    }))
+    .into_response()
 }
 
 /// Crypto-shredding after an `Erase` commits: the blob and every wrapped key go.

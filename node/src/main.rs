@@ -84,6 +84,17 @@ enum EhrCommand {
         #[command(subcommand)]
         command: EhrDocCommand,
     },
+    /// The verifier's audit: re-hash every anchored record in the node's vault and compare with
+    /// the chain; prints intact (green) or tampered (red) per record, and exits 1 if any record
+    /// is tampered.
+    Audit {
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -412,6 +423,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Ehr { command } => match command {
             EhrCommand::Tx { op, key_file, node } => {
                 tokio_runtime()?.block_on(client::ehr_tx(&node, &key_file, &op))
+            }
+            EhrCommand::Audit { node, json } => {
+                if !tokio_runtime()?.block_on(client::ehr_audit(&node, json))? {
+                    anyhow::bail!("tampered records found (see above)");
+                }
+                Ok(())
             }
             EhrCommand::Query { query, node } => {
                 tokio_runtime()?.block_on(client::ehr_query(&node, &query))

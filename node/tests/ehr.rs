@@ -389,9 +389,32 @@ fn register_grant_anchor_and_verify_across_nodes() {
         !original.windows(64).any(|w| w == &content[1000..1064]),
         "no plaintext in the vault"
     );
+    let audit_run = || {
+        Command::new(BIN)
+            .args(["ehr", "audit", "--node", n(0)])
+            .output()
+            .unwrap()
+    };
+    let o = audit_run();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success() && text.contains("intact") && text.contains("doc/scan-1"),
+        "{text}"
+    );
     let mut altered = original.clone();
     altered[5000] ^= 1;
     std::fs::write(&stored, &altered).unwrap();
+    let o = audit_run();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        !o.status.success(),
+        "the audit fails on a tampered blob: {text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("tampered") && l.contains("doc/scan-1")),
+        "{text}"
+    );
     let o = get(&pat, &d.join("y.bin"));
     assert!(!o.status.success(), "an altered blob is refused");
     std::fs::write(&stored, &original).unwrap();

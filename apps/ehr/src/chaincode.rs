@@ -346,6 +346,8 @@ pub enum EhrQuery {
     Audit(PublicKey),
     /// The administrator's overview: hospitals, doctors and patient pseudonyms.
     Users,
+    /// Every anchored vault record (documents and cases), for the verifier's audit.
+    Anchors,
     /// May `actor` read (or write) `scope` of `patient` now (`now_ms`)?
     Access {
         /// The patient.
@@ -359,6 +361,19 @@ pub enum EhrQuery {
         /// The time to judge expiry at.
         now_ms: u64,
     },
+}
+
+/// A vault record and the blob address anchored for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchoredBlob {
+    /// `doc/<id>` or `case/<id>`.
+    pub record: String,
+    /// The patient pseudonym.
+    pub patient: PublicKey,
+    /// The anchored blob address.
+    pub blob: Hash,
+    /// Erased at the patient's request.
+    pub erased: bool,
 }
 
 /// The administrator's overview.
@@ -992,6 +1007,26 @@ impl Ehr {
                 view,
                 &key(&[b"audit", hex(&p).as_bytes(), b""]),
             )?),
+            EhrQuery::Anchors => {
+                let docs: Vec<DocumentAnchor> = list(view, b"doc/")?;
+                let cases: Vec<CaseRecord> = list(view, b"case/")?;
+                let mut out: Vec<AnchoredBlob> = docs
+                    .into_iter()
+                    .map(|d| AnchoredBlob {
+                        record: format!("doc/{}", d.doc_id),
+                        patient: d.patient,
+                        blob: d.blob,
+                        erased: d.erased_ms.is_some(),
+                    })
+                    .collect();
+                out.extend(cases.into_iter().map(|c| AnchoredBlob {
+                    record: format!("case/{}", c.case_id),
+                    patient: c.patient,
+                    blob: c.blob,
+                    erased: false,
+                }));
+                codec::encode(&out)
+            }
             EhrQuery::Users => codec::encode(&Users {
                 hospitals: list(view, b"hospital/")?,
                 doctors: list(view, b"doctor/")?,
@@ -1032,6 +1067,7 @@ impl Ehr {
             EhrQuery::Verify { .. } => j::<Verdict>(&b),
             EhrQuery::Audit(_) => j::<Vec<AuditEvent>>(&b),
             EhrQuery::Users => j::<Users>(&b),
+            EhrQuery::Anchors => j::<Vec<AnchoredBlob>>(&b),
             EhrQuery::Access { .. } => j::<bool>(&b),
         }
     }
