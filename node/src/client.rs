@@ -858,3 +858,239 @@ pub async fn ehr_doc_get(
     let _ = std::fs::remove_dir_all(&scratch);
     result
 }
+
+/// A patient's profile: personal data, only ever stored encrypted in the vault. The random
+/// salt makes the on-chain commitment (the SHA-256 of this document) unguessable.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Profile {
+    /// Random, hex.
+    pub salt: String,
+    /// Full name.
+    pub name: String,
+    /// Email.
+    pub email: String,
+    /// Date of birth (YYYY-MM-DD).
+    pub date_of_birth: String,
+    /// Gender.
+    pub gender: String,
+    /// Blood group.
+    pub blood_group: String,
+    /// Height in centimetres.
+    pub height_cm: Option<u32>,
+    /// Phone or other contact.
+    pub contact: String,
+    /// Postal address.
+    pub address: String,
+}
+
+async fn put_keys(
+    client: &Client,
+    signer: &SecretKey,
+    chain: &str,
+    path: &str,
+    keys: &[medchain_ehr::WrappedKey],
+) -> Result<()> {
+    let r = client
+        .signed(reqwest::Method::PUT, path, signer, chain)
+        .json(keys)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        let code = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        bail!(
+            "storing keys: HTTP {code}: {}",
+            v["error"].as_str().unwrap_or(&v.to_string())
+        );
+    }
+    Ok(())
+}
+
+/// `medchain ehr patient register`: encrypts the profile locally, stores it in the vault, and
+/// registers the pseudonym with the profile's salted commitment.
+pub async fn ehr_patient_register(
+    node: &str,
+    key_file: &std::path::Path,
+    mut profile: Profile,
+) -> Result<()> {
+    use medchain_ehr::{wrap_key, DocKey, Vault};
+    let signer = crate::keyfile::read(key_file)?;
+    let client = Client::new(node)?;
+    let chain = client.chain_id().await?;
+    let mut salt = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    profile.salt = hex::encode(salt);
+    let plain = serde_json::to_vec(&profile)?;
+    let scratch = scratch_dir();
+    let key = DocKey::generate();
+    let result = async {
+        let vault = Vault::open(&scratch)?;
+        let stored = vault.put(&plain[..], &key, &|_| {})?;
+        let bytes = std::fs::read(vault.path(&stored.blob))?;
+        let path = format!("/api/v1/ehr/blobs/{}", stored.blob);
+        let r = client
+            .signed(reqwest::Method::PUT, &path, &signer, &chain)
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            let code = r.status();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            bail!(
+                "storing the profile: HTTP {code}: {}",
+                v["error"].as_str().unwrap_or(&v.to_string())
+            );
+        }
+        let op = medchain_ehr::EhrOp::RegisterPatient {
+            profile_commitment: stored.plaintext_sha256,
+            profile_blob: Some(stored.blob),
+        };
+        let tx = Transaction::signed(
+            &chain,
+            medchain_ehr::chaincode::NAME,
+            medchain_ehr::Ehr::payload(&op),
+            rand::rngs::OsRng.next_u64(),
+            &signer,
+        );
+        let receipt = client.commit_one(tx).await?;
+        let id = format!("profile-{}", signer.public().to_hex());
+        let wrapped = wrap_key(&key, &signer.public(), id.as_bytes())?;
+        put_keys(
+            &client,
+            &signer,
+            &chain,
+            &format!("/api/v1/ehr/profiles/{}/keys", signer.public()),
+            &[wrapped],
+        )
+        .await?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "patient": signer.public(),
+                "profile_commitment": stored.plaintext_sha256,
+                "profile_blob": stored.blob,
+                "height": receipt["height"],
+            }))?
+        );
+        Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// Fetches and decrypts a patient's profile as `reader` (logging the read unless the reader is
+/// the patient) and checks it against the on-chain commitment.
+async fn fetch_profile(
+    client: &Client,
+    chain: &str,
+    reader: &SecretKey,
+    patient: &medchain_types::PublicKey,
+) -> Result<(medchain_ehr::DocKey, Profile)> {
+    use medchain_ehr::{unwrap_key, Vault, WrappedKey};
+    let record = client
+        .ehr_json(&medchain_ehr::EhrQuery::Patient(*patient))
+        .await?;
+    let commitment: medchain_types::Hash =
+        serde_json::from_value(record["profile_commitment"].clone()).context("no such patient")?;
+    let blob: medchain_types::Hash = serde_json::from_value(record["profile_blob"].clone())
+        .context("the patient registered no profile")?;
+    if reader.public() != *patient {
+        let op = medchain_ehr::EhrOp::LogRead {
+            patient: *patient,
+            object: "profile".into(),
+        };
+        let tx = Transaction::signed(
+            chain,
+            medchain_ehr::chaincode::NAME,
+            medchain_ehr::Ehr::payload(&op),
+            rand::rngs::OsRng.next_u64(),
+            reader,
+        );
+        client
+            .commit_one(tx)
+            .await
+            .context("logging the read (is there a profile grant?)")?;
+    }
+    let base = format!("/api/v1/ehr/profiles/{patient}");
+    let r = client
+        .signed(reqwest::Method::GET, &format!("{base}/key"), reader, chain)
+        .send()
+        .await?;
+    let code = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    if !code.is_success() {
+        bail!(
+            "the profile key: HTTP {code}: {}",
+            v["error"].as_str().unwrap_or(&v.to_string())
+        );
+    }
+    let wrapped: WrappedKey = serde_json::from_value(v)?;
+    let key = unwrap_key(
+        &wrapped,
+        reader,
+        format!("profile-{}", patient.to_hex()).as_bytes(),
+    )?;
+    let r = client
+        .signed(reqwest::Method::GET, &format!("{base}/blob"), reader, chain)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("the profile: HTTP {}", r.status());
+    }
+    let bytes = r.bytes().await?;
+    let scratch = scratch_dir();
+    let result = (|| -> Result<Profile> {
+        let vault = Vault::open(&scratch)?;
+        vault.import(&bytes[..], &blob)?;
+        let mut plain = Vec::new();
+        let sha = vault.get(&blob, &key, &mut plain, &|_| {})?;
+        if sha != commitment {
+            bail!("the profile does not match the patient's on-chain commitment");
+        }
+        Ok(serde_json::from_slice(&plain)?)
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok((key, result?))
+}
+
+/// `medchain ehr patient profile`: prints a patient's profile (checked against the chain).
+pub async fn ehr_patient_profile(
+    node: &str,
+    key_file: &std::path::Path,
+    patient: &str,
+) -> Result<()> {
+    let patient: medchain_types::PublicKey = patient
+        .parse()
+        .map_err(|e| anyhow::anyhow!("patient: {e}"))?;
+    let reader = crate::keyfile::read(key_file)?;
+    let client = Client::new(node)?;
+    let chain = client.chain_id().await?;
+    let (_, profile) = fetch_profile(&client, &chain, &reader, &patient).await?;
+    println!("{}", serde_json::to_string_pretty(&profile)?);
+    Ok(())
+}
+
+/// `medchain ehr patient share`: the patient wraps its profile key for a hospital (which also
+/// needs a `Profile` grant to read it).
+pub async fn ehr_patient_share(node: &str, key_file: &std::path::Path, with: &str) -> Result<()> {
+    let with: medchain_types::PublicKey =
+        with.parse().map_err(|e| anyhow::anyhow!("--with: {e}"))?;
+    let me = crate::keyfile::read(key_file)?;
+    let client = Client::new(node)?;
+    let chain = client.chain_id().await?;
+    let (key, _) = fetch_profile(&client, &chain, &me, &me.public()).await?;
+    let id = format!("profile-{}", me.public().to_hex());
+    let wrapped = medchain_ehr::wrap_key(&key, &with, id.as_bytes())?;
+    put_keys(
+        &client,
+        &me,
+        &chain,
+        &format!("/api/v1/ehr/profiles/{}/keys", me.public()),
+        &[wrapped],
+    )
+    .await?;
+    println!("profile key shared with {with}");
+    Ok(())
+}

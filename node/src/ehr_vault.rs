@@ -8,6 +8,8 @@
 //! | `GET /api/v1/ehr/docs/{id}/key` | a reader with access (signed) | that reader's wrapped key |
 //! | `GET /api/v1/ehr/docs/{id}/blob` | a reader with access (signed) | the ciphertext, streamed |
 //!
+//! | `PUT /api/v1/ehr/profiles/{patient}/keys` | the patient (signed) | its profile key wrapped for itself and the hospitals it shares with |
+//! | `GET /api/v1/ehr/profiles/{patient}/key`, `.../blob` | the patient, or a reader with a profile grant that logged the read (signed) | the reader's wrapped key; the encrypted profile |
 //! | `GET /api/v1/ehr/vault-audit` | anyone (a verifier) | every anchored record re-hashed against its anchor: `intact`, `tampered`, `missing` (not on this node) or `erased` |
 //! | `GET /api/v1/ehr/peer/blobs/{blob}` | another validator node (signed with its node key) | a blob, for a node that lacks it |
 //! | `GET /api/v1/ehr/peer/keys/{id}` | another validator node | a document's wrapped keys |
@@ -54,8 +56,10 @@ const REQUEST_SKEW_MS: u64 = 5 * 60 * 1000;
 const NONCES_MAX: usize = 100_000;
 /// How recent the reader's `LogRead` must be.
 const AUDIT_FRESH_MS: u64 = 10 * 60 * 1000;
-/// Largest blob accepted.
+/// Largest blob accepted from the consortium's staff.
 const BLOB_MAX: u64 = 4 << 30;
+/// Largest blob accepted from anyone else (an encrypted profile).
+const PROFILE_BLOB_MAX: u64 = 1 << 20;
 
 fn err(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, Json(json!({ "error": msg.into() }))).into_response()
@@ -69,6 +73,9 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/api/v1/ehr/docs/{id}/key", get(get_key))
         .route("/api/v1/ehr/docs/{id}/blob", get(get_blob))
         .route("/api/v1/ehr/vault-audit", get(vault_audit))
+        .route("/api/v1/ehr/profiles/{patient}/keys", put(put_profile_keys))
+        .route("/api/v1/ehr/profiles/{patient}/key", get(get_profile_key))
+        .route("/api/v1/ehr/profiles/{patient}/blob", get(get_profile_blob))
         .route("/api/v1/ehr/peer/blobs/{blob}", get(peer_blob))
         .route("/api/v1/ehr/peer/keys/{id}", get(peer_keys))
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -216,6 +223,7 @@ struct BodyReader {
     rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
     cur: Bytes,
     total: u64,
+    limit: u64,
 }
 
 impl Read for BodyReader {
@@ -231,10 +239,11 @@ impl Read for BodyReader {
         buf[..n].copy_from_slice(&self.cur[..n]);
         self.cur = self.cur.slice(n..);
         self.total += n as u64;
-        if self.total > BLOB_MAX {
-            return Err(std::io::Error::other(
-                "blob larger than the vault's maximum (4 GiB)",
-            ));
+        if self.total > self.limit {
+            return Err(std::io::Error::other(format!(
+                "blob larger than this caller's maximum ({} bytes)",
+                self.limit
+            )));
         }
         Ok(n)
     }
@@ -274,12 +283,8 @@ async fn put_blob(
                 v.as_array()
                     .is_some_and(|a| a.iter().any(|h| h["key"] == caller.to_hex()))
             });
-    if !staff {
-        return err(
-            StatusCode::FORBIDDEN,
-            "only registered doctors and approved hospitals store blobs",
-        );
-    }
+    // Anyone else (a patient's encrypted profile) stores small blobs only.
+    let limit = if staff { BLOB_MAX } else { PROFILE_BLOB_MAX };
     let vault = match vault(&s) {
         Ok(v) => v,
         Err(r) => return r,
@@ -297,6 +302,7 @@ async fn put_blob(
             rx,
             cur: Bytes::new(),
             total: 0,
+            limit,
         };
         vault.import(reader, &blob)
     });
@@ -407,19 +413,9 @@ async fn get_key(
     if let Err(r) = may_read(&s, &reader, &d) {
         return r;
     }
-    let keys: Vec<WrappedKey> = match std::fs::read(keys_path(&s, &id)) {
-        Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
-        Err(_) => match fetch_keys(&s, &id).await {
-            Ok(k) => k,
-            Err(e) => return err(StatusCode::NOT_FOUND, e),
-        },
-    };
-    match keys.into_iter().find(|k| k.reader == reader) {
-        Some(k) => Json(k).into_response(),
-        None => err(
-            StatusCode::NOT_FOUND,
-            "no key is wrapped for this reader (ask the patient to share)",
-        ),
+    match key_for(&s, &id, &reader).await {
+        Ok(k) => Json(k).into_response(),
+        Err(r) => r,
     }
 }
 
@@ -573,6 +569,7 @@ async fn fetch_blob(s: &Shared, vault: &Vault, blob: Hash) -> Result<(), String>
                 rx,
                 cur: Bytes::new(),
                 total: 0,
+                limit: BLOB_MAX,
             },
             &blob,
         )
@@ -599,17 +596,63 @@ async fn fetch_blob(s: &Shared, vault: &Vault, blob: Hash) -> Result<(), String>
         .map_err(|e| e.to_string())
 }
 
-/// Fetches a document's wrapped keys from another node and keeps them.
+/// Collects a document's (or profile's) wrapped keys from every other node, merges them with
+/// this node's (one per reader) and keeps the result. Nodes can hold different subsets: keys are
+/// stored where they were put and shared later through any node.
 async fn fetch_keys(s: &Shared, id: &str) -> Result<Vec<WrappedKey>, String> {
-    let r = from_peers(s, &format!("/api/v1/ehr/peer/keys/{id}"))
-        .await
-        .ok_or("no other node holds keys for that document")?;
-    let keys: Vec<WrappedKey> = r.json().await.map_err(|e| e.to_string())?;
-    let p = keys_path(s, id);
-    std::fs::create_dir_all(p.parent().expect("a parent")).map_err(|e| e.to_string())?;
-    std::fs::write(&p, serde_json::to_vec(&keys).map_err(|e| e.to_string())?)
+    let path = format!("/api/v1/ehr/peer/keys/{id}");
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
         .map_err(|e| e.to_string())?;
-    Ok(keys)
+    let mut merged: Vec<WrappedKey> = std::fs::read(keys_path(s, id))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    for v in s.genesis.validators.iter().filter(|v| v.key != s.me) {
+        let mut req = http.get(format!("{}{path}", v.api.trim_end_matches('/')));
+        for (k, val) in sign_headers(&s.node_key, &s.genesis.chain_id, "GET", &path) {
+            req = req.header(k, val);
+        }
+        let Ok(r) = req.send().await else { continue };
+        if !r.status().is_success() {
+            continue;
+        }
+        if let Ok(theirs) = r.json::<Vec<WrappedKey>>().await {
+            for k in theirs {
+                if !merged.iter().any(|m| m.reader == k.reader) && merged.len() < 64 {
+                    merged.push(k);
+                }
+            }
+        }
+    }
+    if merged.is_empty() {
+        return Err("no node holds keys for that record".into());
+    }
+    store_keys(s, id, &merged).map_err(|e| e.to_string())?;
+    Ok(merged)
+}
+
+/// The reader's wrapped key for record `id`, from this node or, failing that, the others.
+async fn key_for(s: &Shared, id: &str, reader: &PublicKey) -> Result<WrappedKey, Response> {
+    let local: Vec<WrappedKey> = std::fs::read(keys_path(s, id))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if let Some(k) = local.into_iter().find(|k| k.reader == *reader) {
+        return Ok(k);
+    }
+    let all = fetch_keys(s, id)
+        .await
+        .map_err(|e| err(StatusCode::NOT_FOUND, e))?;
+    all.into_iter()
+        .find(|k| k.reader == *reader)
+        .ok_or_else(|| {
+            err(
+                StatusCode::NOT_FOUND,
+                "no key is wrapped for this reader (ask the patient to share)",
+            )
+        })
 }
 
 fn stream_file(path: std::path::PathBuf, blob: Hash) -> Response {
@@ -645,6 +688,185 @@ fn stream_file(path: std::path::PathBuf, blob: Hash) -> Response {
         .header("x-medchain-blob", blob.to_hex())
         .body(Body::new(ChannelBody(rx)))
         .unwrap_or_else(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn profile_id(patient: &PublicKey) -> String {
+    format!("profile-{}", patient.to_hex())
+}
+
+fn registered_profile(s: &Shared, patient: &str) -> Result<(PublicKey, Hash), Response> {
+    let p: PublicKey = patient
+        .parse()
+        .map_err(|_| err(StatusCode::BAD_REQUEST, "the patient is 64 hex characters"))?;
+    let v = ehr(s)
+        .query_json(&s.ledger.view(NAME), &EhrQuery::Patient(p))
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let blob: Option<Hash> = serde_json::from_value(v["profile_blob"].clone())
+        .ok()
+        .flatten();
+    match blob {
+        Some(b) => Ok((p, b)),
+        None => Err(err(
+            StatusCode::NOT_FOUND,
+            "no registered profile for that patient",
+        )),
+    }
+}
+
+/// The reader may read the patient's `object` now under `scope`, and logged it if not the
+/// patient.
+fn may_read_object(
+    s: &Shared,
+    reader: &PublicKey,
+    patient: &PublicKey,
+    scope: Scope,
+    object: &str,
+) -> Result<(), Response> {
+    let view = s.ledger.view(NAME);
+    let now = crate::runtime::now_ms();
+    let basis = Ehr::access(&view, patient, reader, scope, false, now)
+        .map_err(|e| err(StatusCode::FORBIDDEN, e.to_string()))?;
+    if basis == medchain_ehr::chaincode::Basis::Owner {
+        return Ok(());
+    }
+    let audit: Vec<AuditEvent> = serde_json::from_value(
+        ehr(s)
+            .query_json(&view, &EhrQuery::Audit(*patient))
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+    )
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let logged = audit
+        .iter()
+        .any(|e| e.reader == *reader && e.object == object && e.at_ms + AUDIT_FRESH_MS >= now);
+    if !logged {
+        return Err(err(
+            StatusCode::PRECONDITION_REQUIRED,
+            format!("commit a LogRead of {object} first (every read of personal data is audited)"),
+        ));
+    }
+    Ok(())
+}
+
+async fn put_profile_keys(
+    State(s): State<Arc<Shared>>,
+    Path(patient): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = format!("/api/v1/ehr/profiles/{patient}/keys");
+    let caller = match authenticate(&s, &headers, &Method::PUT, &path) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let (p, _) = match registered_profile(&s, &patient) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if caller != p {
+        return err(
+            StatusCode::FORBIDDEN,
+            "only the patient stores its profile keys",
+        );
+    }
+    let keys: Vec<WrappedKey> = match serde_json::from_slice(&body) {
+        Ok(k) => k,
+        Err(e) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!("not a list of wrapped keys: {e}"),
+            )
+        }
+    };
+    if keys.is_empty() || keys.len() > 64 {
+        return err(StatusCode::BAD_REQUEST, "1 to 64 wrapped keys");
+    }
+    // Merge with the keys already shared (one per reader; the newest wins).
+    let id = profile_id(&p);
+    let mut merged: Vec<WrappedKey> = std::fs::read(keys_path(&s, &id))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    merged.retain(|old| !keys.iter().any(|k| k.reader == old.reader));
+    merged.extend(keys);
+    if merged.len() > 64 || !merged.iter().any(|k| k.reader == p) {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "at most 64 readers, and the patient's own key first",
+        );
+    }
+    match store_keys(&s, &id, &merged) {
+        Ok(()) => (
+            StatusCode::CREATED,
+            Json(json!({ "patient": p, "keys": merged.len() })),
+        )
+            .into_response(),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn store_keys(s: &Shared, id: &str, keys: &[WrappedKey]) -> std::io::Result<()> {
+    let p = keys_path(s, id);
+    std::fs::create_dir_all(p.parent().expect("a parent"))?;
+    let tmp = p.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(keys).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &p)
+}
+
+async fn get_profile_key(
+    State(s): State<Arc<Shared>>,
+    Path(patient): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/api/v1/ehr/profiles/{patient}/key");
+    let reader = match authenticate(&s, &headers, &Method::GET, &path) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let (p, _) = match registered_profile(&s, &patient) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if let Err(r) = may_read_object(&s, &reader, &p, Scope::Profile, "profile") {
+        return r;
+    }
+    let id = profile_id(&p);
+    match key_for(&s, &id, &reader).await {
+        Ok(k) => Json(k).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn get_profile_blob(
+    State(s): State<Arc<Shared>>,
+    Path(patient): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/api/v1/ehr/profiles/{patient}/blob");
+    let reader = match authenticate(&s, &headers, &Method::GET, &path) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let (p, blob) = match registered_profile(&s, &patient) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if let Err(r) = may_read_object(&s, &reader, &p, Scope::Profile, "profile") {
+        return r;
+    }
+    let vault = match vault(&s) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if !vault.contains(&blob) {
+        if let Err(e) = fetch_blob(&s, &vault, blob).await {
+            return err(StatusCode::NOT_FOUND, format!("the profile: {e}"));
+        }
+    }
+    stream_file(vault.path(&blob), blob)
 }
 
 /// The verifier's audit: every anchored record of this node's vault re-hashed.

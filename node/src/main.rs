@@ -84,6 +84,11 @@ enum EhrCommand {
         #[command(subcommand)]
         command: EhrDocCommand,
     },
+    /// Patients: registration with an encrypted profile, reading and sharing it.
+    Patient {
+        #[command(subcommand)]
+        command: EhrPatientCommand,
+    },
     /// The verifier's audit: re-hash every anchored record in the node's vault and compare with
     /// the chain; prints intact (green) or tampered (red) per record, and exits 1 if any record
     /// is tampered.
@@ -94,6 +99,68 @@ enum EhrCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EhrPatientCommand {
+    /// Register the key file's key as a patient pseudonym. The profile is encrypted locally and
+    /// stored in the vault; the chain gets only its salted commitment and the blob address.
+    Register {
+        /// The patient's key file (its pseudonym for life).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Full name.
+        #[arg(long)]
+        name: String,
+        /// Email.
+        #[arg(long, default_value = "")]
+        email: String,
+        /// Date of birth (YYYY-MM-DD).
+        #[arg(long, default_value = "")]
+        date_of_birth: String,
+        /// Gender.
+        #[arg(long, default_value = "")]
+        gender: String,
+        /// Blood group.
+        #[arg(long, default_value = "")]
+        blood_group: String,
+        /// Height in centimetres.
+        #[arg(long)]
+        height_cm: Option<u32>,
+        /// Phone or other contact.
+        #[arg(long, default_value = "")]
+        contact: String,
+        /// Postal address.
+        #[arg(long, default_value = "")]
+        address: String,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+    },
+    /// Print a patient's profile (the patient, or a hospital with a Profile grant and the shared
+    /// key; the read is logged on the chain first). Checked against the on-chain commitment.
+    Profile {
+        /// The patient's pseudonym (64 hex characters).
+        patient: String,
+        /// The reader's key file.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+    },
+    /// Wrap the patient's profile key for a hospital (give it a Profile grant too).
+    Share {
+        /// The hospital's key (64 hex characters).
+        #[arg(long)]
+        with: String,
+        /// The patient's key file.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
     },
 }
 
@@ -424,6 +491,45 @@ fn run(cli: Cli) -> Result<()> {
             EhrCommand::Tx { op, key_file, node } => {
                 tokio_runtime()?.block_on(client::ehr_tx(&node, &key_file, &op))
             }
+            EhrCommand::Patient { command } => match command {
+                EhrPatientCommand::Register {
+                    key_file,
+                    name,
+                    email,
+                    date_of_birth,
+                    gender,
+                    blood_group,
+                    height_cm,
+                    contact,
+                    address,
+                    node,
+                } => tokio_runtime()?.block_on(client::ehr_patient_register(
+                    &node,
+                    &key_file,
+                    client::Profile {
+                        salt: String::new(),
+                        name,
+                        email,
+                        date_of_birth,
+                        gender,
+                        blood_group,
+                        height_cm,
+                        contact,
+                        address,
+                    },
+                )),
+                EhrPatientCommand::Profile {
+                    patient,
+                    key_file,
+                    node,
+                } => tokio_runtime()?
+                    .block_on(client::ehr_patient_profile(&node, &key_file, &patient)),
+                EhrPatientCommand::Share {
+                    with,
+                    key_file,
+                    node,
+                } => tokio_runtime()?.block_on(client::ehr_patient_share(&node, &key_file, &with)),
+            },
             EhrCommand::Audit { node, json } => {
                 if !tokio_runtime()?.block_on(client::ehr_audit(&node, json))? {
                     anyhow::bail!("tampered records found (see above)");

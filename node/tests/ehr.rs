@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_medchain");
 
+/// The tests of this file start a consortium each: one at a time on two cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Up {
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -216,6 +219,7 @@ fn verify(node: &str, file: &Path, doc: Option<&str>) -> (bool, serde_json::Valu
 
 #[test]
 fn register_grant_anchor_and_verify_across_nodes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let u = up();
     let d = u.dir.path();
     let admin = d.join("net/admin.json");
@@ -451,4 +455,179 @@ fn register_grant_anchor_and_verify_across_nodes() {
     assert!(!tx(n(0), &doc, &issue("rep-2", &pat_key)), "revoked");
     let audit = query(n(3), &format!(r#"{{"Audit":"{pat_key}"}}"#));
     assert_eq!(audit[0]["object"], "doc/rep-1", "{audit}");
+}
+
+/// Patients registered with known personal data: the data is readable by the patient and, after
+/// a grant and a shared key, by the hospital (through another node); and no byte of it is in
+/// any node's directory (ledger, vault, keys, logs, configuration) in clear.
+#[test]
+fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let u = up();
+    let d = u.dir.path();
+    let n = |i: usize| u.apis[i].as_str();
+    let admin = d.join("net/admin.json");
+    let (hosp, hosp_key) = keygen(d, "hospital");
+    let register = r#"{"RegisterHospital":{"name":"Riverside Clinic","address":"2 River Rd","contact":"+1 555 0199","treatments":["General practice"]}}"#;
+    assert!(tx(n(0), &hosp, register));
+    assert!(tx(
+        n(0),
+        &admin,
+        &format!(r#"{{"ApproveHospital":{{"hospital":"{hosp_key}"}}}}"#)
+    ));
+    let people = [
+        (
+            "Zelda Quintanilla-Okonkwo",
+            "zelda.q.okonkwo@example.org",
+            "1987-03-14",
+            "+44 7700 900123",
+            "77 Larkspur Crescent, Dunwich",
+        ),
+        (
+            "Bartholomew Ngata-Fairweather",
+            "b.fairweather@example.net",
+            "1952-11-02",
+            "+61 491 570 156",
+            "12 Wattle Grove, Ballarat",
+        ),
+    ];
+    let mut patients = Vec::new();
+    for (i, (name, email, dob, phone, address)) in people.iter().enumerate() {
+        let (key, pk) = keygen(d, &format!("patient{i}"));
+        let out = Command::new(BIN)
+            .args(["ehr", "patient", "register", "--node", n(i), "--key-file"])
+            .arg(&key)
+            .args([
+                "--name",
+                name,
+                "--email",
+                email,
+                "--date-of-birth",
+                dob,
+                "--gender",
+                "F",
+            ])
+            .args([
+                "--blood-group",
+                "AB-",
+                "--height-cm",
+                "171",
+                "--contact",
+                phone,
+                "--address",
+                address,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        patients.push((key, pk));
+    }
+    // The patient reads its own profile back; the hospital cannot until granted and shared.
+    let profile = |reader: &Path, patient: &str, node: &str| {
+        Command::new(BIN)
+            .args([
+                "ehr",
+                "patient",
+                "profile",
+                patient,
+                "--node",
+                node,
+                "--key-file",
+            ])
+            .arg(reader)
+            .output()
+            .unwrap()
+    };
+    let o = profile(&patients[0].0, &patients[0].1, n(3));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(people[0].0));
+    assert!(
+        !profile(&hosp, &patients[0].1, n(3)).status.success(),
+        "no grant"
+    );
+    assert!(tx(
+        n(1),
+        &patients[0].0,
+        &format!(
+            r#"{{"Grant":{{"grantee":"{hosp_key}","scopes":["Profile"],"write":false,"expires_ms":4102444800000}}}}"#
+        )
+    ));
+    let share = Command::new(BIN)
+        .args([
+            "ehr",
+            "patient",
+            "share",
+            "--with",
+            &hosp_key,
+            "--node",
+            n(1),
+            "--key-file",
+        ])
+        .arg(&patients[0].0)
+        .output()
+        .unwrap();
+    assert!(
+        share.status.success(),
+        "{}",
+        String::from_utf8_lossy(&share.stderr)
+    );
+    let o = profile(&hosp, &patients[0].1, n(2));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        text.contains(people[0].1) && text.contains(people[0].4),
+        "{text}"
+    );
+    assert!(
+        !profile(&hosp, &patients[1].1, n(2)).status.success(),
+        "another patient"
+    );
+
+    // Every byte of every node's directory: none of the personal data in clear.
+    let mut files = Vec::new();
+    let mut stack = vec![d.join("net")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    let ledger_files = files
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/ledger/"))
+        .count();
+    let vault_files = files
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/vault/"))
+        .count();
+    assert!(
+        ledger_files >= 4 * 3 && vault_files >= 4,
+        "{ledger_files} ledger files, {vault_files} vault files"
+    );
+    let mut scanned = 0u64;
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap_or_default();
+        scanned += bytes.len() as u64;
+        for (name, email, dob, phone, address) in &people {
+            for needle in [name, email, dob, phone, address] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "{needle:?} found in clear in {}",
+                    f.display()
+                );
+            }
+        }
+    }
+    eprintln!(
+        "scanned {} files ({scanned} bytes): no personal data in clear",
+        files.len()
+    );
 }

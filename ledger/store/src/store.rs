@@ -147,6 +147,11 @@ fn column_families() -> Vec<ColumnFamilyDescriptor> {
         .iter()
         .map(|&name| {
             let mut opts = Options::default();
+            // No compression: the ledger is hashes, signatures and opaque payloads (Snappy
+            // gains little), and an uncompressed ledger can be audited byte for byte (the
+            // privacy test scans every node's ledger files for personal data).
+            opts.set_compression_type(rocksdb::DBCompressionType::None);
+            opts.set_blob_compression_type(rocksdb::DBCompressionType::None);
             match name {
                 CF_TX_INDEX => {
                     opts.set_prefix_extractor(SliceTransform::create_fixed_prefix(8));
