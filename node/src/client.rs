@@ -621,6 +621,7 @@ pub async fn ehr_doc_upload(
     patient: &str,
     kind: medchain_ehr::chaincode::DocKind,
     supersedes: Option<String>,
+    quiet: bool,
 ) -> Result<()> {
     use medchain_ehr::{wrap_key, DocKey, Vault};
     let patient: medchain_types::PublicKey = patient
@@ -645,7 +646,10 @@ pub async fn ehr_doc_upload(
             let vault = Vault::open(&scratch)?;
             let f = std::fs::File::open(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let stored = vault.put(f, &key, &progress_printer("encrypt", size))?;
+            let show = progress_printer("encrypt", size);
+            let noop = |_: u64| {};
+            let progress: &(dyn Fn(u64) + Sync) = if quiet { &noop } else { &show };
+            let stored = vault.put(f, &key, progress)?;
             Ok((vault, stored))
         })
         .await??
@@ -681,7 +685,9 @@ pub async fn ehr_doc_upload(
                 v["error"].as_str().unwrap_or(&v.to_string())
             );
         }
-        eprintln!("stored blob {} ({} bytes)", stored.blob, stored.blob_size);
+        if !quiet {
+            eprintln!("stored blob {} ({} bytes)", stored.blob, stored.blob_size);
+        }
         // The anchor.
         let op = medchain_ehr::EhrOp::IssueDocument {
             doc_id: doc_id.to_owned(),
@@ -720,6 +726,9 @@ pub async fn ehr_doc_upload(
                 v["error"].as_str().unwrap_or(&v.to_string())
             );
         }
+        if quiet {
+            return Ok(());
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
@@ -746,8 +755,9 @@ pub async fn ehr_doc_get(
     key_file: &std::path::Path,
     doc_id: &str,
     out: &std::path::Path,
+    quiet: bool,
 ) -> Result<()> {
-    use medchain_ehr::{unwrap_key, Vault, WrappedKey};
+    use medchain_ehr::{unwrap_key, WrappedKey};
     let signer = crate::keyfile::read(key_file)?;
     let client = Client::new(node)?;
     let chain = client.chain_id().await?;
@@ -808,41 +818,62 @@ pub async fn ehr_doc_get(
         );
     }
     let total = r.content_length().unwrap_or(0);
-    let scratch = scratch_dir();
-    std::fs::create_dir_all(&scratch)?;
-    let result = async {
-        let part = scratch.join("download.part");
-        {
-            use tokio::io::AsyncWriteExt;
-            let mut f = tokio::fs::File::create(&part).await?;
-            let show = progress_printer("download", total);
-            let mut done = 0u64;
-            while let Some(chunk) = r.chunk().await? {
-                f.write_all(&chunk).await?;
-                done += chunk.len() as u64;
-                show(done);
-            }
-            f.flush().await?;
+    // One pass: the ciphertext is authenticated, checked against its anchored address and
+    // decrypted while it arrives; the output appears only if everything matches.
+    let tmp_out = out.with_extension("medchain-part");
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+    let (tmp, blob, expected) = (tmp_out.clone(), anchor.blob, anchor.plaintext_sha256);
+    let decryptor = tokio::task::spawn_blocking(move || -> Result<()> {
+        let input = ChunkReader {
+            rx,
+            cur: bytes::Bytes::new(),
+        };
+        let file = std::fs::File::create(&tmp)?;
+        let sha = medchain_ehr::decrypt_verified(
+            input,
+            &blob,
+            &key,
+            std::io::BufWriter::with_capacity(1 << 20, file),
+            &|_| {},
+        )?;
+        if sha != expected {
+            bail!("the decrypted document's SHA-256 {sha} differs from the anchored {expected}");
         }
-        let (out_path, blob, expected) = (out.to_owned(), anchor.blob, anchor.plaintext_sha256);
-        let scratch2 = scratch.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            let vault = Vault::open(scratch2.join("vault"))?;
-            vault
-                .import(std::fs::File::open(&part)?, &blob)
-                .context("the ciphertext does not match its anchored address")?;
-            let tmp_out = out_path.with_extension("medchain-part");
-            let sha = vault.get(&blob, &key, std::fs::File::create(&tmp_out)?, &|_| {})?;
-            if sha != expected {
-                let _ = std::fs::remove_file(&tmp_out);
-                bail!(
-                    "the decrypted document's SHA-256 {sha} differs from the anchored {expected}"
-                );
+        Ok(())
+    });
+    let show = progress_printer("download", total);
+    let mut done = 0u64;
+    let mut fetch_error = None;
+    loop {
+        match r.chunk().await {
+            Ok(Some(chunk)) => {
+                done += chunk.len() as u64;
+                if !quiet {
+                    show(done);
+                }
+                if tx.send(chunk).await.is_err() {
+                    break;
+                }
             }
-            std::fs::rename(&tmp_out, &out_path)?;
-            Ok(())
-        })
-        .await??;
+            Ok(None) => break,
+            Err(e) => {
+                fetch_error = Some(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let decrypted = decryptor.await?;
+    if let Some(e) = fetch_error {
+        let _ = std::fs::remove_file(&tmp_out);
+        return Err(e.into());
+    }
+    if let Err(e) = decrypted {
+        let _ = std::fs::remove_file(&tmp_out);
+        return Err(e);
+    }
+    std::fs::rename(&tmp_out, out)?;
+    if !quiet {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
@@ -852,11 +883,29 @@ pub async fn ehr_doc_get(
                 "verified": true,
             }))?
         );
-        Ok(())
     }
-    .await;
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
+    Ok(())
+}
+
+/// A blocking reader over chunks arriving through a channel.
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    cur: bytes::Bytes,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.cur = b,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
 }
 
 /// A patient's profile: personal data, only ever stored encrypted in the vault. The random

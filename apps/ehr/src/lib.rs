@@ -5,7 +5,9 @@
 
 pub mod vault;
 
-pub use vault::{unwrap_key, wrap_key, DocKey, Stored, Vault, VaultError, WrappedKey, CHUNK};
+pub use vault::{
+    decrypt_verified, unwrap_key, wrap_key, DocKey, Stored, Vault, VaultError, WrappedKey, CHUNK,
+};
 pub mod chaincode;
 
 pub use chaincode::{Ehr, EhrOp, EhrQuery, Verdict};
