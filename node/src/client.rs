@@ -609,6 +609,21 @@ fn scratch_dir() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("medchain-ehr-{}", hex::encode(t)))
 }
 
+/// What `ehr_doc_upload` uploads.
+#[derive(Debug, Clone)]
+pub struct DocUpload {
+    /// The file.
+    pub file: std::path::PathBuf,
+    /// The document id.
+    pub doc_id: String,
+    /// The patient's pseudonym (hex).
+    pub patient: String,
+    /// Its kind.
+    pub kind: medchain_ehr::chaincode::DocKind,
+    /// The document it replaces.
+    pub supersedes: Option<String>,
+}
+
 /// `medchain ehr doc upload`: encrypts FILE locally under a fresh key (the node never sees the
 /// plaintext), stores the ciphertext on the node, anchors the document (SHA-256 of the
 /// plaintext, blob address, kind, issuer, patient) and leaves the key wrapped for the patient,
@@ -616,14 +631,18 @@ fn scratch_dir() -> std::path::PathBuf {
 pub async fn ehr_doc_upload(
     node: &str,
     key_file: &std::path::Path,
-    file: &std::path::Path,
-    doc_id: &str,
-    patient: &str,
-    kind: medchain_ehr::chaincode::DocKind,
-    supersedes: Option<String>,
+    doc: DocUpload,
     quiet: bool,
 ) -> Result<()> {
     use medchain_ehr::{wrap_key, DocKey, Vault};
+    let DocUpload {
+        file,
+        doc_id,
+        patient,
+        kind,
+        supersedes,
+    } = doc;
+    let (file, doc_id, patient) = (file.as_path(), doc_id.as_str(), patient.as_str());
     let patient: medchain_types::PublicKey = patient
         .parse()
         .map_err(|e| anyhow::anyhow!("--patient: {e}"))?;

@@ -561,7 +561,16 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 };
                 tokio_runtime()?.block_on(client::ehr_doc_upload(
-                    &node, &key_file, &file, &id, &patient, kind, supersedes, false,
+                    &node,
+                    &key_file,
+                    client::DocUpload {
+                        file,
+                        doc_id: id,
+                        patient,
+                        kind,
+                        supersedes,
+                    },
+                    false,
                 ))
             }
             EhrCommand::Doc {
@@ -572,9 +581,7 @@ fn run(cli: Cli) -> Result<()> {
                         key_file,
                         node,
                     },
-            } => tokio_runtime()?.block_on(client::ehr_doc_get(
-                &node, &key_file, &id, &out, false,
-            )),
+            } => tokio_runtime()?.block_on(client::ehr_doc_get(&node, &key_file, &id, &out, false)),
             EhrCommand::Doc {
                 command: EhrDocCommand::Verify { file, doc, node },
             } => {
