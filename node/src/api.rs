@@ -352,6 +352,27 @@ async fn metrics(State(s): State<Arc<Shared>>) -> ApiResult {
         s.ledger.tip().map_or(0, |t| t.height),
     );
     gauge("view", "Consensus view (PBFT) or epoch.", "gauge", st.view);
+    // The node process's memory (Linux), for the document benchmark's peak-memory figure.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |field: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    gauge(
+        "process_resident_bytes",
+        "Resident memory of the node process.",
+        "gauge",
+        kib("VmRSS:") * 1024,
+    );
+    gauge(
+        "process_peak_resident_bytes",
+        "Peak resident memory of the node process since it started.",
+        "gauge",
+        kib("VmHWM:") * 1024,
+    );
     gauge(
         "pow_hashes_total",
         "Proof-of-work hashes tried by this node's miners.",

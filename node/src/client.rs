@@ -572,7 +572,7 @@ impl Client {
     }
 
     /// Submits one signed transaction and waits; fails unless its receipt is a success.
-    async fn commit_one(&self, tx: Transaction) -> Result<Value> {
+    pub async fn commit_one(&self, tx: Transaction) -> Result<Value> {
         let (code, v) = self.submit(&[tx], true).await?;
         if !code.is_success() {
             bail!(

@@ -1,6 +1,7 @@
 //! `medchain`: the node and command-line tool. Every subcommand has `--help`.
 
 mod api;
+mod bench_docs;
 mod client;
 mod cluster;
 mod config;
@@ -222,6 +223,31 @@ enum EhrDocCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Document upload (hash + encrypt + store + anchor, until committed) and retrieval (fetch +
+    /// decrypt + re-hash + check against the chain) by size, against a running consortium, with
+    /// `openssl dgst -sha256` of each file as the reference and the seed system's figures beside
+    /// ours. Prints a table (medians) and writes docs.csv and docs.json.
+    Docs {
+        /// Sizes (MB = 2^20 bytes).
+        #[arg(long, default_value = "1MB,2MB,5MB,10MB,20MB,50MB,100MB,500MB")]
+        sizes: String,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+        /// The consortium administrator's key (to approve the benchmark's hospital).
+        #[arg(long, default_value = "data/local/admin.json")]
+        admin_key: PathBuf,
+        /// Runs per size (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Where docs.csv and docs.json go.
+        #[arg(long, default_value = "bench-results")]
+        out_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum StakeCommand {
     /// Add AMOUNT to the signer's stake (proof of stake; effective at the next epoch).
     Add {
@@ -311,6 +337,11 @@ enum Command {
     Kv {
         #[command(subcommand)]
         command: KvCommand,
+    },
+    /// Benchmarks against a running consortium.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
     },
     /// The health-record app: signed operations, queries and document verification.
     Ehr {
@@ -487,6 +518,19 @@ fn run(cli: Cli) -> Result<()> {
             } => tokio_runtime()?.block_on(client::kv_put(&node, &key_file, &key, &value)),
             KvCommand::Get { key, node } => tokio_runtime()?.block_on(client::kv_get(&node, &key)),
         },
+        Command::Bench {
+            command:
+                BenchCommand::Docs {
+                    sizes,
+                    node,
+                    admin_key,
+                    runs,
+                    out_dir,
+                },
+        } => {
+            let sizes = bench_docs::parse_sizes(&sizes)?;
+            tokio_runtime()?.block_on(bench_docs::docs(&node, &admin_key, &sizes, runs, &out_dir))
+        }
         Command::Ehr { command } => match command {
             EhrCommand::Tx { op, key_file, node } => {
                 tokio_runtime()?.block_on(client::ehr_tx(&node, &key_file, &op))
