@@ -192,30 +192,13 @@ fn anchor(s: &Shared, id: &str) -> Result<DocumentAnchor, Response> {
 
 /// The reader may read document `d` now, and (unless it is the patient) logged the read.
 fn may_read(s: &Shared, reader: &PublicKey, d: &DocumentAnchor) -> Result<(), Response> {
-    let view = s.ledger.view(NAME);
-    let now = crate::runtime::now_ms();
-    let basis = Ehr::access(&view, &d.patient, reader, Scope::Documents, false, now)
-        .map_err(|e| err(StatusCode::FORBIDDEN, e.to_string()))?;
-    if basis == medchain_ehr::chaincode::Basis::Owner {
-        return Ok(());
-    }
-    let audit: Vec<AuditEvent> = serde_json::from_value(
-        ehr(s)
-            .query_json(&view, &EhrQuery::Audit(d.patient))
-            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+    may_read_object(
+        s,
+        reader,
+        &d.patient,
+        Scope::Documents,
+        &format!("doc/{}", d.doc_id),
     )
-    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let object = format!("doc/{}", d.doc_id);
-    let logged = audit
-        .iter()
-        .any(|e| e.reader == *reader && e.object == object && e.at_ms + AUDIT_FRESH_MS >= now);
-    if !logged {
-        return Err(err(
-            StatusCode::PRECONDITION_REQUIRED,
-            format!("commit a LogRead of {object} first (every read of personal data is audited)"),
-        ));
-    }
-    Ok(())
 }
 
 /// A blocking reader over a request body (chunks arrive through a channel).
