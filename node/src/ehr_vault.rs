@@ -272,6 +272,12 @@ async fn put_blob(
         Ok(v) => v,
         Err(r) => return r,
     };
+    if is_erased(&s, &blob.to_hex()) {
+        return err(
+            StatusCode::GONE,
+            "that blob was erased and is never stored again",
+        );
+    }
     if vault.contains(&blob) {
         return (
             StatusCode::OK,
@@ -358,18 +364,7 @@ async fn put_keys(
             "1 to 64 wrapped keys, one of them for the patient",
         );
     }
-    let p = keys_path(&s, &id);
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(p.parent().expect("a parent"))?;
-        let tmp = p.with_extension("tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec(&keys).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &p)
-    };
-    match write() {
+    match store_keys(&s, &id, &keys) {
         Ok(()) => (
             StatusCode::CREATED,
             Json(json!({ "doc": id, "keys": keys.len() })),
@@ -497,6 +492,9 @@ async fn peer_blob(
             "the blob address is 64 hex characters",
         );
     };
+    if is_erased(&s, &blob.to_hex()) {
+        return err(StatusCode::GONE, "erased");
+    }
     let vault = match vault(&s) {
         Ok(v) => v,
         Err(r) => return r,
@@ -513,10 +511,41 @@ async fn peer_keys(
     if let Err(r) = peer_only(&s, &headers, &path) {
         return r;
     }
+    if !valid_record_id(&id) {
+        return err(StatusCode::BAD_REQUEST, "not a document or profile id");
+    }
+    if is_erased(&s, &id) {
+        return err(StatusCode::GONE, "erased");
+    }
     match std::fs::read(keys_path(&s, &id)) {
         Ok(b) => (StatusCode::OK, [("content-type", "application/json")], b).into_response(),
         Err(_) => err(StatusCode::NOT_FOUND, "no keys for that document here"),
     }
+}
+
+/// A document id (a chaincode-validated name) or `profile-<64 hex>`: never a path.
+fn valid_record_id(id: &str) -> bool {
+    medchain_types::is_valid_name(id, 64)
+        || id
+            .strip_prefix("profile-")
+            .is_some_and(|k| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Marks `name` (a blob address or a record id) erased on this node, for good.
+fn mark_erased(s: &Shared, name: &str) -> std::io::Result<()> {
+    let dir = s.config.node.data_dir.join("vault-erased");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(name), b"")
+}
+
+/// True if `name` was erased here: its blob or keys must never be stored or served again.
+fn is_erased(s: &Shared, name: &str) -> bool {
+    s.config
+        .node
+        .data_dir
+        .join("vault-erased")
+        .join(name)
+        .exists()
 }
 
 /// Asks the other validators for `path` until one answers 200.
@@ -919,6 +948,12 @@ pub fn on_erased(s: &Shared, doc_id: &str) {
                 .flatten()
         })
         .map(|d| d.blob);
+    // Markers first: a fetch or upload racing with the erasure cannot bring the data back.
+    for name in blob.iter().map(Hash::to_hex).chain([doc_id.to_owned()]) {
+        if let Err(e) = mark_erased(s, &name) {
+            tracing::error!(doc = doc_id, error = %e, "could not record an erasure");
+        }
+    }
     if let Some(blob) = blob {
         if let Ok(vault) = Vault::open(s.config.node.data_dir.join("vault")) {
             if let Err(e) = vault.erase(&blob) {

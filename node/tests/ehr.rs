@@ -197,6 +197,61 @@ fn signed_requests_refuse_replays_and_stale_times(node: &str, key_file: &Path, d
     });
 }
 
+/// Sends a request signed with the key in `key_file`; returns the status and body.
+fn signed(node: &str, key_file: &Path, method: &str, path: &str, body: Vec<u8>) -> (u16, String) {
+    signed_as(node, key_file, method, path, path, body)
+}
+
+/// Like `signed`, with the signature over `signed_path` (what the node sees after decoding).
+fn signed_as(
+    node: &str,
+    key_file: &Path,
+    method: &str,
+    url_path: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (u16, String) {
+    let kf: serde_json::Value = serde_json::from_slice(&std::fs::read(key_file).unwrap()).unwrap();
+    let seed: [u8; 32] = hex::decode(kf["secret_key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let key = medchain_types::SecretKey::from_seed(seed);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let http = reqwest::Client::new();
+        let status: serde_json::Value = http
+            .get(format!("{node}/api/v1/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let chain = status["chain_id"].as_str().unwrap().to_owned();
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let nonce = hex::encode(rand::random::<[u8; 16]>());
+        let sig = key.sign(
+            medchain_types::Domain("http-request"),
+            &chain,
+            format!("{method}\n{path}\n{created}\n{nonce}").as_bytes(),
+        );
+        let r = http
+            .request(method.parse().unwrap(), format!("{node}{url_path}"))
+            .header("x-medchain-key", key.public().to_hex())
+            .header("x-medchain-created", created.to_string())
+            .header("x-medchain-nonce", nonce)
+            .header("x-medchain-signature", sig.to_hex())
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    })
+}
+
 /// A key that has no role anywhere.
 fn doc2_placeholder(d: &Path) -> PathBuf {
     keygen(d, "nobody").0
@@ -445,6 +500,34 @@ fn register_grant_anchor_and_verify_across_nodes() {
         !get(&pat, &d.join("z.bin")).status.success(),
         "erased: nobody gets it"
     );
+    // An erased blob is never stored again, and no node hands it out.
+    let (code, body) = signed(
+        n(0),
+        &doc,
+        "PUT",
+        &format!("/api/v1/ehr/blobs/{blob}"),
+        original.clone(),
+    );
+    assert_eq!(code, 410, "{body}");
+    let node1 = d.join("net/node1/node.json");
+    let (code, _) = signed(
+        n(2),
+        &node1,
+        "GET",
+        &format!("/api/v1/ehr/peer/blobs/{blob}"),
+        vec![],
+    );
+    assert_eq!(code, 410);
+    // Peer routes take record ids, never paths.
+    let (code, _) = signed_as(
+        n(2),
+        &node1,
+        "GET",
+        "/api/v1/ehr/peer/keys/..%2F..%2Fnode",
+        "/api/v1/ehr/peer/keys/../../node",
+        vec![],
+    );
+    assert_eq!(code, 400);
 
     // Revocation ends the doctor's writes; the patient sees the audit of the issuance.
     assert!(tx(

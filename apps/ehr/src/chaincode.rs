@@ -556,6 +556,19 @@ impl Ehr {
         )))
     }
 
+    /// A vault blob belongs to one record: anchoring another record's blob (to read it, or to
+    /// have it destroyed by an erasure) is refused.
+    fn claim_blob(stub: &mut dyn Stub, blob: &Hash, record: &str) -> Result<(), ChaincodeError> {
+        let k = key(&[b"blob", blob.to_hex().as_bytes()]);
+        match stub.get(&k)? {
+            Some(owner) if owner != record.as_bytes() => Err(ChaincodeError::Rejected(format!(
+                "blob {blob} is already anchored for another record"
+            ))),
+            Some(_) => Ok(()),
+            None => stub.put(&k, record.as_bytes()),
+        }
+    }
+
     fn audit(
         stub: &mut dyn Stub,
         patient: &PublicKey,
@@ -667,6 +680,9 @@ impl Ehr {
                     return Err(forbidden("this key already has another role"));
                 }
                 let k = key(&[b"patient", hex(&me).as_bytes()]);
+                if let Some(b) = &profile_blob {
+                    Self::claim_blob(stub, b, &format!("profile/{}", hex(&me)))?;
+                }
                 let registered_ms = get::<Patient>(stub, &k)?.map_or(now, |p| p.registered_ms);
                 put(
                     stub,
@@ -769,6 +785,7 @@ impl Ehr {
                 if stub.get(&k)?.is_some() {
                     return Err(ChaincodeError::Rejected(format!("case {case_id} exists")));
                 }
+                Self::claim_blob(stub, &blob, &format!("case/{}/{case_id}", hex(&patient)))?;
                 put(
                     stub,
                     &k,
@@ -815,6 +832,7 @@ impl Ehr {
                         "document {doc_id} exists"
                     )));
                 }
+                Self::claim_blob(stub, &blob, &format!("doc/{doc_id}"))?;
                 if let Some(old_id) = &supersedes {
                     let ok = key(&[b"doc", old_id.as_bytes()]);
                     let mut old: DocumentAnchor = get(stub, &ok)?.ok_or_else(|| {

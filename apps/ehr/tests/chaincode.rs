@@ -243,7 +243,7 @@ fn every_flow_with_its_refusals() {
             p,
             EhrOp::RegisterPatient {
                 profile_commitment: sha256(b"salt||profile"),
-                profile_blob: Some(Hash([3; 32])),
+                profile_blob: Some(sha256(p.public().as_bytes())),
             },
         )
         .unwrap();
@@ -292,7 +292,7 @@ fn every_flow_with_its_refusals() {
     let case = |id: &str, p: &SecretKey| EhrOp::RecordCase {
         patient: p.public(),
         case_id: id.into(),
-        blob: Hash([5; 32]),
+        blob: sha256(format!("case blob {id}").as_bytes()),
         content_sha256: sha256(id.as_bytes()),
     };
     assert!(forbidden(t.tx(&hosp, case("c1", &pat))), "no grant yet");
@@ -357,6 +357,29 @@ fn every_flow_with_its_refusals() {
         doc_id: None,
     });
     assert_eq!(v, Verdict::Unknown);
+    // Another record's blob cannot be anchored again (d1's blob is [9; 32]).
+    assert!(matches!(
+        t.tx(
+            &doc,
+            EhrOp::IssueDocument {
+                doc_id: "d1-copy".into(),
+                patient: pat.public(),
+                kind: DocKind::Report,
+                plaintext_sha256: sha256(b"x"),
+                blob: Hash([9; 32]),
+                supersedes: None,
+            }
+        ),
+        Err(ChaincodeError::Rejected(_))
+    ));
+    let issue = |id: &str, body: &[u8], sup: Option<&str>| EhrOp::IssueDocument {
+        doc_id: id.into(),
+        patient: pat.public(),
+        kind: DocKind::Report,
+        plaintext_sha256: sha256(body),
+        blob: sha256(id.as_bytes()),
+        supersedes: sup.map(Into::into),
+    };
     t.tx(&doc, issue("d2", b"REPORT v2", Some("d1"))).unwrap();
     let d1: Option<DocumentAnchor> = t.q(EhrQuery::Document("d1".into()));
     assert_eq!(d1.unwrap().superseded_by.as_deref(), Some("d2"));
