@@ -116,17 +116,7 @@ pub async fn stake(
         rand::rngs::OsRng.next_u64(),
         &signer,
     );
-    let (code, v) = client.submit(&[tx], true).await?;
-    if !code.is_success() {
-        bail!(
-            "HTTP {code}: {}",
-            v["error"].as_str().unwrap_or(&v.to_string())
-        );
-    }
-    let r = &v["receipts"][0];
-    if r.is_null() {
-        bail!("not committed yet: {v}");
-    }
+    let r = &client.commit_one(tx).await?;
     let epoch_length = status["engine_status"]["epoch_length"]
         .as_str()
         .unwrap_or("?");

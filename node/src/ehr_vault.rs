@@ -379,22 +379,43 @@ async fn get_key(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let path = format!("/api/v1/ehr/docs/{id}/key");
-    let reader = match authenticate(&s, &headers, &Method::GET, &path) {
-        Ok(k) => k,
+    let (reader, _) = match doc_reader(&s, &headers, &id, "key") {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let d = match anchor(&s, &id) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    if let Err(r) = may_read(&s, &reader, &d) {
-        return r;
-    }
     match key_for(&s, &id, &reader).await {
         Ok(k) => Json(k).into_response(),
         Err(r) => r,
     }
+}
+
+/// The signed caller of `GET /api/v1/ehr/docs/{id}/{what}` and the document's anchor, if the
+/// caller may read the document now (access and audit checked).
+fn doc_reader(
+    s: &Shared,
+    headers: &HeaderMap,
+    id: &str,
+    what: &str,
+) -> Result<(PublicKey, DocumentAnchor), Response> {
+    let path = format!("/api/v1/ehr/docs/{id}/{what}");
+    let reader = authenticate(s, headers, &Method::GET, &path)?;
+    let d = anchor(s, id)?;
+    may_read(s, &reader, &d)?;
+    Ok((reader, d))
+}
+
+/// Streams blob `blob`, fetching it from another node first if this one lacks it.
+async fn serve_blob(s: &Shared, blob: Hash, what: &str) -> Response {
+    let vault = match vault(s) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if !vault.contains(&blob) {
+        if let Err(e) = fetch_blob(s, &vault, blob).await {
+            return err(StatusCode::NOT_FOUND, format!("{what}: {e}"));
+        }
+    }
+    stream_file(vault.path(&blob), blob)
 }
 
 /// A response body fed by a blocking file reader.
@@ -418,28 +439,10 @@ async fn get_blob(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let path = format!("/api/v1/ehr/docs/{id}/blob");
-    let reader = match authenticate(&s, &headers, &Method::GET, &path) {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
-    let d = match anchor(&s, &id) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    if let Err(r) = may_read(&s, &reader, &d) {
-        return r;
+    match doc_reader(&s, &headers, &id, "blob") {
+        Ok((_, d)) => serve_blob(&s, d.blob, "the blob").await,
+        Err(r) => r,
     }
-    let vault = match vault(&s) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    if !vault.contains(&d.blob) {
-        if let Err(e) = fetch_blob(&s, &vault, d.blob).await {
-            return err(StatusCode::NOT_FOUND, format!("the blob: {e}"));
-        }
-    }
-    stream_file(vault.path(&d.blob), d.blob)
 }
 
 /// Signed-request headers for `method path` with `key`.
@@ -833,23 +836,29 @@ async fn get_profile_key(
     Path(patient): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let path = format!("/api/v1/ehr/profiles/{patient}/key");
-    let reader = match authenticate(&s, &headers, &Method::GET, &path) {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
-    let (p, _) = match registered_profile(&s, &patient) {
+    let (reader, p, _) = match profile_reader(&s, &headers, &patient, "key") {
         Ok(x) => x,
         Err(r) => return r,
     };
-    if let Err(r) = may_read_object(&s, &reader, &p, Scope::Profile, "profile") {
-        return r;
-    }
-    let id = profile_id(&p);
-    match key_for(&s, &id, &reader).await {
+    match key_for(&s, &profile_id(&p), &reader).await {
         Ok(k) => Json(k).into_response(),
         Err(r) => r,
     }
+}
+
+/// The signed caller of `GET /api/v1/ehr/profiles/{patient}/{what}`, the patient and its
+/// profile blob, if the caller may read the profile now (access and audit checked).
+fn profile_reader(
+    s: &Shared,
+    headers: &HeaderMap,
+    patient: &str,
+    what: &str,
+) -> Result<(PublicKey, PublicKey, Hash), Response> {
+    let path = format!("/api/v1/ehr/profiles/{patient}/{what}");
+    let reader = authenticate(s, headers, &Method::GET, &path)?;
+    let (p, blob) = registered_profile(s, patient)?;
+    may_read_object(s, &reader, &p, Scope::Profile, "profile")?;
+    Ok((reader, p, blob))
 }
 
 async fn get_profile_blob(
@@ -857,28 +866,10 @@ async fn get_profile_blob(
     Path(patient): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let path = format!("/api/v1/ehr/profiles/{patient}/blob");
-    let reader = match authenticate(&s, &headers, &Method::GET, &path) {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
-    let (p, blob) = match registered_profile(&s, &patient) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    if let Err(r) = may_read_object(&s, &reader, &p, Scope::Profile, "profile") {
-        return r;
+    match profile_reader(&s, &headers, &patient, "blob") {
+        Ok((_, _, blob)) => serve_blob(&s, blob, "the profile").await,
+        Err(r) => r,
     }
-    let vault = match vault(&s) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    if !vault.contains(&blob) {
-        if let Err(e) = fetch_blob(&s, &vault, blob).await {
-            return err(StatusCode::NOT_FOUND, format!("the profile: {e}"));
-        }
-    }
-    stream_file(vault.path(&blob), blob)
 }
 
 /// The verifier's audit: every anchored record of this node's vault re-hashed.
