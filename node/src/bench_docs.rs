@@ -6,12 +6,11 @@
 //! It sets up its own actors on the chain first (a hospital approved with the administrator's
 //! key, a doctor, a patient, a grant), so it needs the consortium's `admin.json`.
 
-use crate::client::{self, Client, DocUpload};
+use crate::client::{self, signed_tx, Client, DocUpload};
 use anyhow::{bail, Context, Result};
 use medchain_ehr::chaincode::{DocKind, HospitalProfile, Scope};
 use medchain_ehr::EhrOp;
-use medchain_types::{sha256, SecretKey, Transaction};
-use rand::RngCore;
+use medchain_types::{sha256, SecretKey};
 use std::path::Path;
 use std::time::Instant;
 
@@ -138,11 +137,10 @@ async fn run(
     crate::keyfile::write(&doctor_file, &doctor, true)?;
     crate::keyfile::write(&patient_file, &patient, true)?;
     let tx = |key: &SecretKey, op: EhrOp| {
-        Transaction::signed(
+        signed_tx(
             chain,
             medchain_ehr::chaincode::NAME,
             medchain_ehr::Ehr::payload(&op),
-            rand::rngs::OsRng.next_u64(),
             key,
         )
     };

@@ -10,6 +10,22 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A transaction for `chaincode`, signed by `signer`, with a random nonce.
+pub fn signed_tx(
+    chain: &str,
+    chaincode: &str,
+    payload: Vec<u8>,
+    signer: &SecretKey,
+) -> Transaction {
+    Transaction::signed(
+        chain,
+        chaincode,
+        payload,
+        rand::rngs::OsRng.next_u64(),
+        signer,
+    )
+}
+
 /// A node's API.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -109,11 +125,10 @@ pub async fn stake(
         );
     }
     let chain = client.chain_id().await?;
-    let tx = Transaction::signed(
+    let tx = signed_tx(
         &chain,
         medchain_types::staking::STAKING_CHAINCODE,
         codec::encode(&op),
-        rand::rngs::OsRng.next_u64(),
         &signer,
     );
     let r = &client.commit_one(tx).await?;
@@ -137,13 +152,7 @@ pub async fn kv_put(node: &str, key_file: &std::path::Path, key: &str, value: &s
         key: key.as_bytes().to_vec(),
         value: value.as_bytes().to_vec(),
     };
-    let tx = Transaction::signed(
-        &chain,
-        "kv",
-        Kv::payload(&op),
-        rand::rngs::OsRng.next_u64(),
-        &signer,
-    );
+    let tx = signed_tx(&chain, "kv", Kv::payload(&op), &signer);
     let (code, v) = client.submit(&[tx], true).await?;
     if !code.is_success() {
         bail!(
@@ -401,11 +410,10 @@ pub async fn ehr_tx(node: &str, key_file: &std::path::Path, op_json: &str) -> Re
     let signer = crate::keyfile::read(key_file)?;
     let client = Client::new(node)?;
     let chain = client.chain_id().await?;
-    let tx = Transaction::signed(
+    let tx = signed_tx(
         &chain,
         medchain_ehr::chaincode::NAME,
         medchain_ehr::Ehr::payload(&op),
-        rand::rngs::OsRng.next_u64(),
         &signer,
     );
     let (code, v) = client.submit(&[tx], true).await?;
@@ -706,11 +714,10 @@ pub async fn ehr_doc_upload(
             blob: stored.blob,
             supersedes,
         };
-        let tx = Transaction::signed(
+        let tx = signed_tx(
             &chain,
             medchain_ehr::chaincode::NAME,
             medchain_ehr::Ehr::payload(&op),
-            rand::rngs::OsRng.next_u64(),
             &signer,
         );
         let receipt = client.commit_one(tx).await?;
@@ -786,11 +793,10 @@ pub async fn ehr_doc_get(
             patient: anchor.patient,
             object: format!("doc/{doc_id}"),
         };
-        let tx = Transaction::signed(
+        let tx = signed_tx(
             &chain,
             medchain_ehr::chaincode::NAME,
             medchain_ehr::Ehr::payload(&op),
-            rand::rngs::OsRng.next_u64(),
             &signer,
         );
         client
@@ -1004,11 +1010,10 @@ pub async fn ehr_patient_register(
             profile_commitment: stored.plaintext_sha256,
             profile_blob: Some(stored.blob),
         };
-        let tx = Transaction::signed(
+        let tx = signed_tx(
             &chain,
             medchain_ehr::chaincode::NAME,
             medchain_ehr::Ehr::payload(&op),
-            rand::rngs::OsRng.next_u64(),
             &signer,
         );
         let receipt = client.commit_one(tx).await?;
@@ -1059,11 +1064,10 @@ async fn fetch_profile(
             patient: *patient,
             object: "profile".into(),
         };
-        let tx = Transaction::signed(
+        let tx = signed_tx(
             chain,
             medchain_ehr::chaincode::NAME,
             medchain_ehr::Ehr::payload(&op),
-            rand::rngs::OsRng.next_u64(),
             reader,
         );
         client

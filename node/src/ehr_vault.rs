@@ -620,10 +620,7 @@ async fn fetch_keys(s: &Shared, id: &str) -> Result<Vec<WrappedKey>, String> {
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .map_err(|e| e.to_string())?;
-    let mut merged: Vec<WrappedKey> = std::fs::read(keys_path(s, id))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let mut merged = local_keys(s, id);
     for v in s.genesis.validators.iter().filter(|v| v.key != s.me) {
         let mut req = http.get(format!("{}{path}", v.api.trim_end_matches('/')));
         for (k, val) in sign_headers(&s.node_key, &s.genesis.chain_id, "GET", &path) {
@@ -650,10 +647,7 @@ async fn fetch_keys(s: &Shared, id: &str) -> Result<Vec<WrappedKey>, String> {
 
 /// The reader's wrapped key for record `id`, from this node or, failing that, the others.
 async fn key_for(s: &Shared, id: &str, reader: &PublicKey) -> Result<WrappedKey, Response> {
-    let local: Vec<WrappedKey> = std::fs::read(keys_path(s, id))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let local = local_keys(s, id);
     if let Some(k) = local.into_iter().find(|k| k.reader == *reader) {
         return Ok(k);
     }
@@ -797,10 +791,7 @@ async fn put_profile_keys(
     }
     // Merge with the keys already shared (one per reader; the newest wins).
     let id = profile_id(&p);
-    let mut merged: Vec<WrappedKey> = std::fs::read(keys_path(&s, &id))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let mut merged = local_keys(&s, &id);
     merged.retain(|old| !keys.iter().any(|k| k.reader == old.reader));
     merged.extend(keys);
     if merged.len() > 64 || !merged.iter().any(|k| k.reader == p) {
@@ -817,6 +808,14 @@ async fn put_profile_keys(
             .into_response(),
         Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// The wrapped keys of record `id` this node holds (none if it holds none).
+fn local_keys(s: &Shared, id: &str) -> Vec<WrappedKey> {
+    std::fs::read(keys_path(s, id))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 fn store_keys(s: &Shared, id: &str, keys: &[WrappedKey]) -> std::io::Result<()> {
