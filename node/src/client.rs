@@ -773,8 +773,35 @@ pub async fn ehr_doc_get(
     out: &std::path::Path,
     quiet: bool,
 ) -> Result<()> {
-    use medchain_ehr::{unwrap_key, WrappedKey};
     let signer = crate::keyfile::read(key_file)?;
+    let anchor = doc_get_as(node, &signer, doc_id, out, quiet).await?;
+    if !quiet {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "doc": doc_id,
+                "out": out.display().to_string(),
+                "sha256": anchor.plaintext_sha256,
+                "verified": true,
+            }))?
+        );
+    }
+    Ok(())
+}
+
+/// Reads document `doc_id` as `signer` into `out`: logs the read on the chain (unless the
+/// signer is the patient), fetches the signer's wrapped key and the ciphertext, and writes the
+/// plaintext only if the ciphertext matches its anchored address and the plaintext its
+/// anchored SHA-256. Returns the anchor.
+async fn doc_get_as(
+    node: &str,
+    signer: &SecretKey,
+    doc_id: &str,
+    out: &std::path::Path,
+    quiet: bool,
+) -> Result<medchain_ehr::chaincode::DocumentAnchor> {
+    use medchain_ehr::{unwrap_key, WrappedKey};
+    let signer = signer.clone();
     let client = Client::new(node)?;
     let chain = client.chain_id().await?;
     let (code, anchor) = client.get(&format!("/api/v1/ehr/docs/{doc_id}")).await?;
@@ -888,17 +915,173 @@ pub async fn ehr_doc_get(
         return Err(e);
     }
     std::fs::rename(&tmp_out, out)?;
-    if !quiet {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "doc": doc_id,
-                "out": out.display().to_string(),
-                "sha256": anchor.plaintext_sha256,
-                "verified": true,
-            }))?
+    Ok(anchor)
+}
+
+/// The document key of `doc_id`, as `me` (its patient or issuer) unwraps it; logs the read
+/// first when `me` is not the patient.
+async fn own_doc_key(
+    client: &Client,
+    chain: &str,
+    me: &SecretKey,
+    doc_id: &str,
+) -> Result<(
+    medchain_ehr::DocKey,
+    medchain_ehr::chaincode::DocumentAnchor,
+)> {
+    let (code, anchor) = client.get(&format!("/api/v1/ehr/docs/{doc_id}")).await?;
+    if !code.is_success() {
+        bail!(
+            "document {doc_id}: HTTP {code}: {}",
+            anchor["error"].as_str().unwrap_or(&anchor.to_string())
         );
     }
+    let anchor: medchain_ehr::chaincode::DocumentAnchor = serde_json::from_value(anchor)?;
+    if anchor.patient != me.public() && anchor.issuer != me.public() {
+        bail!("only the document's patient or its issuing doctor shares it");
+    }
+    if anchor.patient != me.public() {
+        let op = medchain_ehr::EhrOp::LogRead {
+            patient: anchor.patient,
+            object: format!("doc/{doc_id}"),
+        };
+        let tx = signed_tx(
+            chain,
+            medchain_ehr::chaincode::NAME,
+            medchain_ehr::Ehr::payload(&op),
+            me,
+        );
+        client.commit_one(tx).await.context("logging the read")?;
+    }
+    let path = format!("/api/v1/ehr/docs/{doc_id}/key");
+    let r = client
+        .signed(reqwest::Method::GET, &path, me, chain)
+        .send()
+        .await?;
+    let code = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    if !code.is_success() {
+        bail!(
+            "the key: HTTP {code}: {}",
+            v["error"].as_str().unwrap_or(&v.to_string())
+        );
+    }
+    let wrapped: medchain_ehr::WrappedKey = serde_json::from_value(v)?;
+    Ok((
+        medchain_ehr::unwrap_key(&wrapped, me, doc_id.as_bytes())?,
+        anchor,
+    ))
+}
+
+/// `medchain ehr doc share`: the patient or the issuer wraps the document key for another
+/// reader (`with`, e.g. a hospital granted access after the upload), or, without `with`,
+/// makes a share link: a fresh key that the chain lets read this one document until the
+/// expiry (a `ShareDocument` transaction), with the document key wrapped for it. The link
+/// carries that key's secret after `#`, which browsers do not send to servers.
+pub async fn ehr_doc_share(
+    node: &str,
+    key_file: &std::path::Path,
+    doc_id: &str,
+    with: Option<&str>,
+    hours: u64,
+) -> Result<()> {
+    let me = crate::keyfile::read(key_file)?;
+    let client = Client::new(node)?;
+    let chain = client.chain_id().await?;
+    let (key, anchor) = own_doc_key(&client, &chain, &me, doc_id).await?;
+    let keys_path = format!("/api/v1/ehr/docs/{doc_id}/keys");
+    if let Some(with) = with {
+        let with: medchain_types::PublicKey =
+            with.parse().map_err(|e| anyhow::anyhow!("--with: {e}"))?;
+        let wrapped = medchain_ehr::wrap_key(&key, &with, doc_id.as_bytes())?;
+        put_keys(&client, &me, &chain, &keys_path, &[wrapped]).await?;
+        println!("key of document {doc_id} wrapped for {with}");
+        return Ok(());
+    }
+    if hours == 0 || hours > 30 * 24 {
+        bail!("--hours must be 1 to 720 (30 days)");
+    }
+    let link_key = SecretKey::generate(&mut rand::rngs::OsRng);
+    let expires_ms = crate::runtime::now_ms() + hours * 3600 * 1000;
+    let op = medchain_ehr::EhrOp::ShareDocument {
+        doc_id: doc_id.to_owned(),
+        holder: link_key.public(),
+        expires_ms,
+    };
+    let tx = signed_tx(
+        &chain,
+        medchain_ehr::chaincode::NAME,
+        medchain_ehr::Ehr::payload(&op),
+        &me,
+    );
+    client
+        .commit_one(tx)
+        .await
+        .context("recording the share link")?;
+    let wrapped = medchain_ehr::wrap_key(&key, &link_key.public(), doc_id.as_bytes())?;
+    put_keys(&client, &me, &chain, &keys_path, &[wrapped]).await?;
+    let link = format!(
+        "{}/portal/#share/{doc_id}/{}",
+        node.trim_end_matches('/'),
+        hex::encode(link_key.seed())
+    );
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "doc": doc_id,
+            "patient": anchor.patient,
+            "link": link,
+            "holder": link_key.public(),
+            "expires_ms": expires_ms,
+        }))?
+    );
+    Ok(())
+}
+
+/// A parsed share link: the node's URL, the document id and the link's key.
+pub fn parse_share_link(link: &str) -> Result<(String, String, SecretKey)> {
+    let (base, frag) = link
+        .split_once("/portal/#share/")
+        .ok_or_else(|| anyhow::anyhow!("not a share link (…/portal/#share/DOC/SECRET)"))?;
+    let (doc, secret) = frag
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("not a share link: no secret after the document id"))?;
+    let seed: [u8; 32] = hex::decode(secret)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow::anyhow!("the link's secret is not 64 hex characters"))?;
+    if !medchain_types::is_valid_name(doc, 64) {
+        bail!("the link's document id {doc:?} is malformed");
+    }
+    Ok((base.to_owned(), doc.to_owned(), SecretKey::from_seed(seed)))
+}
+
+/// `medchain ehr doc open LINK --out FILE`: downloads the shared document with the link's
+/// key (the read is logged on the chain under the link), decrypts it, re-hashes it and checks
+/// it against its anchor; prints the verdict. `node` overrides the link's node.
+pub async fn ehr_doc_open(
+    link: &str,
+    node: Option<&str>,
+    out: &std::path::Path,
+    quiet: bool,
+) -> Result<()> {
+    let (base, doc_id, key) = parse_share_link(link)?;
+    let node = node.unwrap_or(&base);
+    let anchor = doc_get_as(node, &key, &doc_id, out, quiet).await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "verdict": "authentic",
+            "doc": doc_id,
+            "out": out.display().to_string(),
+            "sha256": anchor.plaintext_sha256,
+            "issuer": anchor.issuer,
+            "hospital": anchor.hospital,
+            "kind": anchor.kind,
+            "anchored_at_ms": anchor.at_ms,
+            "height": anchor.height,
+        }))?
+    );
     Ok(())
 }
 

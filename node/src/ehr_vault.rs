@@ -40,7 +40,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use bytes::Bytes;
-use medchain_ehr::chaincode::{AuditEvent, DocumentAnchor, Scope, NAME};
+use medchain_ehr::chaincode::{AuditEvent, DocumentAnchor, NAME};
 use medchain_ehr::{Ehr, EhrQuery, Vault, WrappedKey};
 use medchain_types::{Domain, Hash, PublicKey, Signature};
 use serde_json::json;
@@ -192,13 +192,7 @@ fn anchor(s: &Shared, id: &str) -> Result<DocumentAnchor, Response> {
 
 /// The reader may read document `d` now, and (unless it is the patient) logged the read.
 fn may_read(s: &Shared, reader: &PublicKey, d: &DocumentAnchor) -> Result<(), Response> {
-    may_read_object(
-        s,
-        reader,
-        &d.patient,
-        Scope::Documents,
-        &format!("doc/{}", d.doc_id),
-    )
+    may_read_object(s, reader, &d.patient, &format!("doc/{}", d.doc_id))
 }
 
 /// A blocking reader over a request body (chunks arrive through a channel).
@@ -343,10 +337,10 @@ async fn put_keys(
         Ok(d) => d,
         Err(r) => return r,
     };
-    if d.issuer != caller {
+    if d.issuer != caller && d.patient != caller {
         return err(
             StatusCode::FORBIDDEN,
-            "only the document's issuer stores its keys",
+            "only the document's issuer or its patient stores its keys",
         );
     }
     let keys: Vec<WrappedKey> = match serde_json::from_slice(&body) {
@@ -358,20 +352,35 @@ async fn put_keys(
             )
         }
     };
-    if keys.is_empty() || keys.len() > 64 || !keys.iter().any(|k| k.reader == d.patient) {
-        return err(
+    match merge_keys(&s, &id, keys, &d.patient) {
+        Ok(n) => (StatusCode::CREATED, Json(json!({ "doc": id, "keys": n }))).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Adds `keys` to record `id`'s wrapped keys (one per reader; the newest wins) and stores
+/// them; the patient's own key must be among them. Returns how many readers hold a key.
+fn merge_keys(
+    s: &Shared,
+    id: &str,
+    keys: Vec<WrappedKey>,
+    patient: &PublicKey,
+) -> Result<usize, Response> {
+    if keys.is_empty() || keys.len() > 64 {
+        return Err(err(StatusCode::BAD_REQUEST, "1 to 64 wrapped keys"));
+    }
+    let mut merged = local_keys(s, id);
+    merged.retain(|old| !keys.iter().any(|k| k.reader == old.reader));
+    merged.extend(keys);
+    if merged.len() > 64 || !merged.iter().any(|k| k.reader == *patient) {
+        return Err(err(
             StatusCode::BAD_REQUEST,
-            "1 to 64 wrapped keys, one of them for the patient",
-        );
+            "at most 64 readers, and a key for the patient among them",
+        ));
     }
-    match store_keys(&s, &id, &keys) {
-        Ok(()) => (
-            StatusCode::CREATED,
-            Json(json!({ "doc": id, "keys": keys.len() })),
-        )
-            .into_response(),
-        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
+    store_keys(s, id, &merged)
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(merged.len())
 }
 
 async fn get_key(
@@ -722,18 +731,16 @@ fn registered_profile(s: &Shared, patient: &str) -> Result<(PublicKey, Hash), Re
     }
 }
 
-/// The reader may read the patient's `object` now under `scope`, and logged it if not the
-/// patient.
+/// The reader may read the patient's `object` now, and logged it if not the patient.
 fn may_read_object(
     s: &Shared,
     reader: &PublicKey,
     patient: &PublicKey,
-    scope: Scope,
     object: &str,
 ) -> Result<(), Response> {
     let view = s.ledger.view(NAME);
     let now = crate::runtime::now_ms();
-    let basis = Ehr::access(&view, patient, reader, scope, false, now)
+    let basis = Ehr::access_object(&view, patient, reader, object, now)
         .map_err(|e| err(StatusCode::FORBIDDEN, e.to_string()))?;
     if basis == medchain_ehr::chaincode::Basis::Owner {
         return Ok(());
@@ -786,27 +793,13 @@ async fn put_profile_keys(
             )
         }
     };
-    if keys.is_empty() || keys.len() > 64 {
-        return err(StatusCode::BAD_REQUEST, "1 to 64 wrapped keys");
-    }
-    // Merge with the keys already shared (one per reader; the newest wins).
-    let id = profile_id(&p);
-    let mut merged = local_keys(&s, &id);
-    merged.retain(|old| !keys.iter().any(|k| k.reader == old.reader));
-    merged.extend(keys);
-    if merged.len() > 64 || !merged.iter().any(|k| k.reader == p) {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "at most 64 readers, and the patient's own key first",
-        );
-    }
-    match store_keys(&s, &id, &merged) {
-        Ok(()) => (
+    match merge_keys(&s, &profile_id(&p), keys, &p) {
+        Ok(n) => (
             StatusCode::CREATED,
-            Json(json!({ "patient": p, "keys": merged.len() })),
+            Json(json!({ "patient": p, "keys": n })),
         )
             .into_response(),
-        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(r) => r,
     }
 }
 
@@ -856,7 +849,7 @@ fn profile_reader(
     let path = format!("/api/v1/ehr/profiles/{patient}/{what}");
     let reader = authenticate(s, headers, &Method::GET, &path)?;
     let (p, blob) = registered_profile(s, patient)?;
-    may_read_object(s, &reader, &p, Scope::Profile, "profile")?;
+    may_read_object(s, &reader, &p, "profile")?;
     Ok((reader, p, blob))
 }
 

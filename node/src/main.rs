@@ -220,6 +220,39 @@ enum EhrDocCommand {
         #[arg(long, default_value = "http://127.0.0.1:8700")]
         node: String,
     },
+    /// Share document ID (as its patient or issuing doctor). With --with KEY, wrap its key for
+    /// that reader (e.g. a hospital granted access after the upload). Without, make a share
+    /// link: a `ShareDocument` capability on the chain for a fresh key, valid --hours; prints
+    /// the link (its secret is after `#`), which `ehr doc open` or the portal opens.
+    Share {
+        /// The document's id.
+        id: String,
+        /// Wrap the key for this reader (64 hex) instead of making a link.
+        #[arg(long)]
+        with: Option<String>,
+        /// How long the link is valid (1 to 720 hours).
+        #[arg(long, default_value_t = 24)]
+        hours: u64,
+        /// The patient's or issuer's key file.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+    },
+    /// Open a share link: download the document with the link's key (the read is logged on
+    /// the chain), decrypt, re-hash and check it against its anchor; prints the verdict as
+    /// JSON and writes OUT only if the document is authentic.
+    Open {
+        /// The link (`http://NODE/portal/#share/DOC/SECRET`).
+        link: String,
+        /// Where to write the document.
+        #[arg(long)]
+        out: PathBuf,
+        /// Use this node instead of the link's.
+        #[arg(long)]
+        node: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -626,6 +659,27 @@ fn run(cli: Cli) -> Result<()> {
                         node,
                     },
             } => tokio_runtime()?.block_on(client::ehr_doc_get(&node, &key_file, &id, &out, false)),
+            EhrCommand::Doc {
+                command:
+                    EhrDocCommand::Share {
+                        id,
+                        with,
+                        hours,
+                        key_file,
+                        node,
+                    },
+            } => tokio_runtime()?.block_on(client::ehr_doc_share(
+                &node,
+                &key_file,
+                &id,
+                with.as_deref(),
+                hours,
+            )),
+            EhrCommand::Doc {
+                command: EhrDocCommand::Open { link, out, node },
+            } => {
+                tokio_runtime()?.block_on(client::ehr_doc_open(&link, node.as_deref(), &out, false))
+            }
             EhrCommand::Doc {
                 command: EhrDocCommand::Verify { file, doc, node },
             } => {

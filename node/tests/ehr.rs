@@ -438,6 +438,7 @@ fn register_grant_anchor_and_verify_across_nodes() {
     assert_eq!(std::fs::read(&elsewhere).unwrap(), content);
     let copy = d.join("net/node2/data/vault").join(&blob);
     assert!(copy.exists(), "node2 keeps the fetched blob");
+    share_links_and_later_readers(&u, &pat, &pat_key, &pat2, &content);
     assert!(
         !get(&doc2_placeholder(d), &d.join("x.bin")).status.success(),
         "an unregistered key"
@@ -538,6 +539,109 @@ fn register_grant_anchor_and_verify_across_nodes() {
     assert!(!tx(n(0), &doc, &issue("rep-2", &pat_key)), "revoked");
     let audit = query(n(3), &format!(r#"{{"Audit":"{pat_key}"}}"#));
     assert_eq!(audit[0]["object"], "doc/rep-1", "{audit}");
+}
+
+/// The patient makes a share link for `scan-1`; its holder downloads, decrypts and verifies
+/// the document through another node (the read is audited under the link); a forged secret
+/// and an unshared link are refused. A key wrapped later for another reader does not by
+/// itself give access.
+fn share_links_and_later_readers(u: &Up, pat: &Path, pat_key: &str, pat2: &Path, content: &[u8]) {
+    let d = u.dir.path();
+    let n = |i: usize| u.apis[i].as_str();
+    let o = Command::new(BIN)
+        .args([
+            "ehr",
+            "doc",
+            "share",
+            "scan-1",
+            "--hours",
+            "1",
+            "--node",
+            n(1),
+        ])
+        .arg("--key-file")
+        .arg(pat)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let link = v["link"].as_str().unwrap().to_owned();
+    assert!(
+        link.starts_with(&format!("{}/portal/#share/scan-1/", n(1))),
+        "{link}"
+    );
+    let open = |link: &str, out: &Path| {
+        Command::new(BIN)
+            .args(["ehr", "doc", "open", link, "--node", n(3), "--out"])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let shared = d.join("shared.bin");
+    let o = open(&link, &shared);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verdict"], "authentic", "{v}");
+    assert_eq!(std::fs::read(&shared).unwrap(), content);
+    let holder = v_holder(&link);
+    let audit = query(n(0), &format!(r#"{{"Audit":"{pat_key}"}}"#));
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["reader"] == holder.as_str()
+                && e["basis"] == "share-link"
+                && e["object"] == "doc/scan-1"),
+        "{audit}"
+    );
+    let forged = format!("{}{}", &link[..link.len() - 64], "ab".repeat(32));
+    assert!(
+        !open(&forged, &d.join("f.bin")).status.success(),
+        "a forged link"
+    );
+    assert!(tx(
+        n(2),
+        pat,
+        &format!(r#"{{"Unshare":{{"doc_id":"scan-1","holder":"{holder}"}}}}"#)
+    ));
+    let o = open(&link, &d.join("g.bin"));
+    assert!(!o.status.success(), "an unshared link");
+    assert!(!d.join("g.bin").exists());
+    // A key wrapped for another patient: stored, but no grant, so no read.
+    let o = Command::new(BIN)
+        .args([
+            "ehr",
+            "doc",
+            "share",
+            "scan-1",
+            "--with",
+            &pubkey(pat2),
+            "--node",
+            n(0),
+        ])
+        .arg("--key-file")
+        .arg(pat)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(BIN)
+        .args(["ehr", "doc", "get", "scan-1", "--node", n(0), "--out"])
+        .arg(d.join("h.bin"))
+        .arg("--key-file")
+        .arg(pat2)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "a key without a grant");
+}
+
+/// The public key of a share link's secret.
+fn v_holder(link: &str) -> String {
+    let seed: [u8; 32] = hex::decode(&link[link.len() - 64..])
+        .unwrap()
+        .try_into()
+        .unwrap();
+    medchain_types::SecretKey::from_seed(seed).public().to_hex()
 }
 
 /// Patients registered with known personal data: the data is readable by the patient and, after

@@ -159,7 +159,45 @@ pub enum EhrOp {
         /// The document.
         doc_id: String,
     },
+    /// The patient or the issuing doctor lets whoever holds the share-link key `holder` read
+    /// one document until `expires_ms` (at most 30 days ahead). The transaction is the
+    /// capability: signed by its creator, on chain, listable and revocable.
+    ShareDocument {
+        /// The document.
+        doc_id: String,
+        /// The share link's public key (its secret travels in the link).
+        holder: PublicKey,
+        /// Until when (block time, milliseconds since the Unix epoch).
+        expires_ms: u64,
+    },
+    /// Ends a share link before its expiry (the patient or the issuer).
+    Unshare {
+        /// The document.
+        doc_id: String,
+        /// The share link's public key.
+        holder: PublicKey,
+    },
 }
+
+/// A share link on one document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareRecord {
+    /// The document.
+    pub doc_id: String,
+    /// The link's public key.
+    pub holder: PublicKey,
+    /// Who created it (the patient or the issuer).
+    pub by: PublicKey,
+    /// Until when.
+    pub expires_ms: u64,
+    /// When created.
+    pub at_ms: u64,
+    /// When revoked, if it was.
+    pub revoked_ms: Option<u64>,
+}
+
+/// Longest share link: 30 days.
+pub const SHARE_MAX_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// A registered hospital.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -361,6 +399,8 @@ pub enum EhrQuery {
         /// The time to judge expiry at.
         now_ms: u64,
     },
+    /// A document's share links.
+    Shares(String),
 }
 
 /// A vault record and the blob address anchored for it.
@@ -462,6 +502,10 @@ pub enum Basis {
     Grant,
     /// Break-glass (a doctor, in an emergency).
     BreakGlass,
+    /// A share link on one document.
+    ShareLink,
+    /// The doctor who issued the document.
+    Issuer,
 }
 
 impl Basis {
@@ -470,6 +514,8 @@ impl Basis {
             Basis::Owner => "owner",
             Basis::Grant => "grant",
             Basis::BreakGlass => "break-glass",
+            Basis::ShareLink => "share-link",
+            Basis::Issuer => "issuer",
         }
     }
 }
@@ -554,6 +600,76 @@ impl Ehr {
             "no valid {} grant from patient {patient} covers {scope:?}",
             if write { "write" } else { "read" }
         )))
+    }
+
+    /// Whether `actor` may read `object` (`profile`, `case/<id>`, `doc/<id>`) of `patient` at
+    /// `now`: [`Ehr::access`] for the object's scope; for a document also its issuer, or the
+    /// holder of a live share link on it.
+    pub fn access_object(
+        view: &dyn StateView,
+        patient: &PublicKey,
+        actor: &PublicKey,
+        object: &str,
+        now: u64,
+    ) -> Result<Basis, ChaincodeError> {
+        let scope = if object == "profile" {
+            Scope::Profile
+        } else if object.starts_with("case/") {
+            Scope::Cases
+        } else if object.starts_with("doc/") {
+            Scope::Documents
+        } else {
+            return Err(ChaincodeError::BadRequest(format!(
+                "unknown object {object:?} (profile, case/<id>, doc/<id>)"
+            )));
+        };
+        let refused = match Self::access(view, patient, actor, scope, false, now) {
+            Ok(b) => return Ok(b),
+            Err(e) => e,
+        };
+        if let Some(doc_id) = object.strip_prefix("doc/") {
+            let doc: Option<DocumentAnchor> = get(view, &key(&[b"doc", doc_id.as_bytes()]))?;
+            let share: Option<ShareRecord> = get(
+                view,
+                &key(&[b"share", doc_id.as_bytes(), hex(actor).as_bytes()]),
+            )?;
+            if let Some(d) = doc.as_ref().filter(|d| d.patient == *patient) {
+                if d.issuer == *actor && d.erased_ms.is_none() {
+                    return Ok(Basis::Issuer);
+                }
+            }
+            if let (Some(d), Some(sh)) = (doc, share) {
+                if d.patient == *patient
+                    && d.erased_ms.is_none()
+                    && sh.revoked_ms.is_none()
+                    && now < sh.expires_ms
+                {
+                    return Ok(Basis::ShareLink);
+                }
+            }
+        }
+        Err(refused)
+    }
+
+    /// The document, if `me` is its patient or its issuer (who may share it).
+    fn sharer_of(
+        view: &dyn StateView,
+        doc_id: &str,
+        me: &PublicKey,
+    ) -> Result<DocumentAnchor, ChaincodeError> {
+        let d: DocumentAnchor = get(view, &key(&[b"doc", doc_id.as_bytes()]))?
+            .ok_or_else(|| ChaincodeError::NotFound(format!("document {doc_id}")))?;
+        if d.patient != *me && d.issuer != *me {
+            return Err(forbidden(
+                "only the patient or the issuing doctor shares a document",
+            ));
+        }
+        if d.erased_ms.is_some() {
+            return Err(ChaincodeError::Rejected(format!(
+                "document {doc_id} was erased"
+            )));
+        }
+        Ok(d)
     }
 
     /// A vault blob belongs to one record: anchoring another record's blob (to read it, or to
@@ -893,19 +1009,8 @@ impl Ehr {
             }
             EhrOp::LogRead { patient, object } => {
                 check_text("the object", &object)?;
-                let scope = if object == "profile" {
-                    Scope::Profile
-                } else if object.starts_with("case/") {
-                    Scope::Cases
-                } else if object.starts_with("doc/") {
-                    Scope::Documents
-                } else {
-                    return Err(ChaincodeError::BadRequest(format!(
-                        "unknown object {object:?} (profile, case/<id>, doc/<id>)"
-                    )));
-                };
                 Self::patient(stub, &patient)?;
-                let basis = Self::access(stub, &patient, &me, scope, false, now)?;
+                let basis = Self::access_object(stub, &patient, &me, &object, now)?;
                 if basis == Basis::Owner {
                     return Ok(()); // a patient's own reads are not logged
                 }
@@ -963,6 +1068,61 @@ impl Ehr {
                     put(stub, &k, &d)?;
                 }
                 stub.emit("erased", doc_id.as_bytes())
+            }
+            EhrOp::ShareDocument {
+                doc_id,
+                holder,
+                expires_ms,
+            } => {
+                check_id("document id", &doc_id)?;
+                let d = Self::sharer_of(stub, &doc_id, &me)?;
+                if expires_ms <= now || expires_ms - now > SHARE_MAX_MS {
+                    return Err(ChaincodeError::BadRequest(
+                        "a share link expires in the future, within 30 days".into(),
+                    ));
+                }
+                let k = key(&[b"share", doc_id.as_bytes(), hex(&holder).as_bytes()]);
+                if get::<ShareRecord>(stub, &k)?.is_some() {
+                    return Err(ChaincodeError::Rejected(
+                        "this share-link key was used before; make a new link".into(),
+                    ));
+                }
+                put(
+                    stub,
+                    &k,
+                    &ShareRecord {
+                        doc_id: doc_id.clone(),
+                        holder,
+                        by: me,
+                        expires_ms,
+                        at_ms: now,
+                        revoked_ms: None,
+                    },
+                )?;
+                Self::audit(
+                    stub,
+                    &d.patient,
+                    &AuditEvent {
+                        reader: me,
+                        object: format!("share/{doc_id}"),
+                        basis: if me == d.patient { "owner" } else { "issuer" }.into(),
+                        flagged: me != d.patient,
+                        note: format!("share link {holder} until {expires_ms}"),
+                        at_ms: now,
+                    },
+                )
+            }
+            EhrOp::Unshare { doc_id, holder } => {
+                check_id("document id", &doc_id)?;
+                Self::sharer_of(stub, &doc_id, &me)?;
+                let k = key(&[b"share", doc_id.as_bytes(), hex(&holder).as_bytes()]);
+                let mut sh: ShareRecord = get(stub, &k)?
+                    .ok_or_else(|| ChaincodeError::NotFound(format!("share link {holder}")))?;
+                if sh.revoked_ms.is_none() {
+                    sh.revoked_ms = Some(now);
+                    put(stub, &k, &sh)?;
+                }
+                stub.emit("unshared", doc_id.as_bytes())
             }
         }
     }
@@ -1045,6 +1205,10 @@ impl Ehr {
                 }));
                 codec::encode(&out)
             }
+            EhrQuery::Shares(id) => codec::encode(&list::<ShareRecord>(
+                view,
+                &key(&[b"share", id.as_bytes(), b""]),
+            )?),
             EhrQuery::Users => codec::encode(&Users {
                 hospitals: list(view, b"hospital/")?,
                 doctors: list(view, b"doctor/")?,
@@ -1085,6 +1249,7 @@ impl Ehr {
             EhrQuery::Verify { .. } => j::<Verdict>(&b),
             EhrQuery::Audit(_) => j::<Vec<AuditEvent>>(&b),
             EhrQuery::Users => j::<Users>(&b),
+            EhrQuery::Shares(_) => j::<Vec<ShareRecord>>(&b),
             EhrQuery::Anchors => j::<Vec<AnchoredBlob>>(&b),
             EhrQuery::Access { .. } => j::<bool>(&b),
         }

@@ -559,3 +559,158 @@ fn every_flow_with_its_refusals() {
         Err(ChaincodeError::BadRequest(_))
     ));
 }
+
+/// A share link is a capability on one document: the holder's reads of that document are
+/// allowed (and audited as share-link reads) until the expiry or an unshare; nothing else.
+#[test]
+fn share_links_open_one_document_until_expiry_or_unshare() {
+    let (admin, hosp, doc, pat, pat2, link, link2, stranger) =
+        (k(1), k(2), k(4), k(6), k(7), k(20), k(21), k(8));
+    let mut t = T::new(&admin);
+    t.tx(&hosp, EhrOp::RegisterHospital(profile("St Mary")))
+        .unwrap();
+    t.tx(
+        &admin,
+        EhrOp::ApproveHospital {
+            hospital: hosp.public(),
+        },
+    )
+    .unwrap();
+    t.tx(
+        &hosp,
+        EhrOp::RegisterDoctor {
+            doctor: doc.public(),
+            profile_commitment: sha256(b"d"),
+        },
+    )
+    .unwrap();
+    for p in [&pat, &pat2] {
+        t.tx(
+            p,
+            EhrOp::RegisterPatient {
+                profile_commitment: sha256(b"p"),
+                profile_blob: None,
+            },
+        )
+        .unwrap();
+    }
+    t.tx(
+        &pat,
+        EhrOp::Grant {
+            grantee: hosp.public(),
+            scopes: vec![Scope::Documents],
+            write: true,
+            expires_ms: 10_000_000_000,
+        },
+    )
+    .unwrap();
+    for id in ["d-1", "d-2"] {
+        t.tx(
+            &doc,
+            EhrOp::IssueDocument {
+                doc_id: id.into(),
+                patient: pat.public(),
+                kind: DocKind::Certificate,
+                plaintext_sha256: sha256(id.as_bytes()),
+                blob: sha256(format!("blob {id}").as_bytes()),
+                supersedes: None,
+            },
+        )
+        .unwrap();
+    }
+    let share = |id: &str, holder: &SecretKey, expires_ms: u64| EhrOp::ShareDocument {
+        doc_id: id.into(),
+        holder: holder.public(),
+        expires_ms,
+    };
+    let read = |id: &str| EhrOp::LogRead {
+        patient: pat.public(),
+        object: format!("doc/{id}"),
+    };
+    let now = t.w.time;
+    assert!(
+        forbidden(t.tx(&stranger, share("d-1", &link, now + 3_600_000))),
+        "only the patient or the issuer shares"
+    );
+    assert!(
+        forbidden(t.tx(&pat2, share("d-1", &link, now + 3_600_000))),
+        "another patient"
+    );
+    assert!(
+        t.tx(&pat, share("d-1", &link, now + 31 * 24 * 3_600_000))
+            .is_err(),
+        "at most 30 days"
+    );
+    assert!(forbidden(t.tx(&link, read("d-1"))), "no link yet");
+    t.tx(&pat, share("d-1", &link, now + 3_600_000)).unwrap();
+    assert!(
+        t.tx(&pat, share("d-1", &link, now + 3_600_000)).is_err(),
+        "a link key is used once"
+    );
+    t.tx(&link, read("d-1")).unwrap();
+    assert!(forbidden(t.tx(&link, read("d-2"))), "one document only");
+    assert!(
+        forbidden(t.tx(
+            &link,
+            EhrOp::LogRead {
+                patient: pat.public(),
+                object: "profile".into()
+            }
+        )),
+        "not the profile"
+    );
+    let audit: Vec<AuditEvent> = t.q(EhrQuery::Audit(pat.public()));
+    assert!(audit
+        .iter()
+        .any(|e| e.reader == link.public() && e.basis == "share-link" && e.object == "doc/d-1"));
+    assert!(audit.iter().any(|e| e.object == "share/d-1"));
+    // The issuer shares too; the link ends at its expiry.
+    t.tx(&doc, share("d-2", &link2, t.w.time + 5_000)).unwrap();
+    t.tx(&link2, read("d-2")).unwrap();
+    t.w.time += 10_000;
+    assert!(forbidden(t.tx(&link2, read("d-2"))), "expired");
+    // Unshare ends it at once; erasure too.
+    assert!(forbidden(t.tx(
+        &stranger,
+        EhrOp::Unshare {
+            doc_id: "d-1".into(),
+            holder: link.public()
+        }
+    )));
+    t.tx(
+        &pat,
+        EhrOp::Unshare {
+            doc_id: "d-1".into(),
+            holder: link.public(),
+        },
+    )
+    .unwrap();
+    assert!(forbidden(t.tx(&link, read("d-1"))), "unshared");
+    let shares: Vec<medchain_ehr::chaincode::ShareRecord> = t.q(EhrQuery::Shares("d-1".into()));
+    assert_eq!(shares.len(), 1);
+    assert!(shares[0].revoked_ms.is_some());
+    let link3 = k(22);
+    t.tx(&pat, share("d-1", &link3, t.w.time + 3_600_000))
+        .unwrap();
+    t.tx(
+        &pat,
+        EhrOp::Erase {
+            doc_id: "d-1".into(),
+        },
+    )
+    .unwrap();
+    assert!(forbidden(t.tx(&link3, read("d-1"))), "erased");
+    // The issuer reads its own document without a grant (audited as the issuer).
+    t.tx(
+        &pat,
+        EhrOp::Revoke {
+            grantee: hosp.public(),
+        },
+    )
+    .unwrap();
+    t.tx(&doc, read("d-2")).unwrap();
+    let audit: Vec<AuditEvent> = t.q(EhrQuery::Audit(pat.public()));
+    assert!(audit
+        .iter()
+        .any(|e| e.reader == doc.public() && e.basis == "issuer" && e.object == "doc/d-2"));
+}
