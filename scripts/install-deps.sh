@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building and testing medchain needs on a Debian/Ubuntu machine, and only what is
 # missing: Debian's RocksDB library (linked instead of compiling RocksDB from source, see README
-# "Build choices") and libclang for bindgen. Safe to run again; prints what it does.
+# "Build choices") and libclang for bindgen; with `--test`, Chromium and chromedriver too. Safe to
+# run again; prints what it does.
 set -euo pipefail
 
 packages=(librocksdb-dev libclang-dev pkg-config openssl)
+# `--test`: also what the tests need: Chromium and its WebDriver, for the portal's browser test.
+if [ "${1:-}" = "--test" ]; then
+  packages+=(chromium chromium-driver)
+fi
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo is not on PATH. Install the Rust toolchain (rustup, stable >= 1.85) first." >&2

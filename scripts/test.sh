@@ -4,7 +4,7 @@
 # Extra arguments go to `cargo test` (e.g. `./scripts/test.sh -p medchain-ledger`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/install-deps.sh
+./scripts/install-deps.sh --test
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -57,6 +57,9 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 type ApiResult = Result<Response, ApiError>;
 
 /// The router.
+/// The OpenAPI 3.1 description of every route (served at `/api/v1/openapi.json`).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
 pub fn router(shared: Arc<Shared>) -> Router {
     let body_max = shared.config.api.body_max;
     Router::new()
@@ -67,6 +70,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/blocks/{id}", get(block))
         .route("/api/v1/state/{chaincode}/{key}", get(state))
         .route("/metrics", get(metrics))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
         .merge(crate::ehr_api::routes())
         .merge(crate::ehr_vault::routes())
         .fallback(|| async { not_found("no such endpoint; see /api/v1/status") })
@@ -491,4 +498,68 @@ async fn metrics(State(s): State<Arc<Shared>>) -> ApiResult {
         let _ = writeln!(out, "medchain_engine_events_total{{event=\"{name}\"}} {n}");
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+#[cfg(test)]
+mod openapi_tests {
+    use std::collections::BTreeSet;
+
+    /// `(method, path)` of every `.route("PATH", method(...))` in the router's source files.
+    fn routes_in_source() -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        for src in [
+            include_str!("api.rs"),
+            include_str!("ehr_api.rs"),
+            include_str!("ehr_vault.rs"),
+        ] {
+            // Joined into one line, so a route split by rustfmt is still one match.
+            let flat: String = src.split_whitespace().collect::<Vec<_>>().join(" ");
+            for part in flat.split(".route(").skip(1) {
+                // Only string literals that are paths (not this scanner's own text).
+                let Some(rest) = part.trim_start().strip_prefix('"') else {
+                    continue;
+                };
+                if !rest.starts_with('/') {
+                    continue;
+                }
+                let Some((path, after)) = rest.split_once('"') else {
+                    continue;
+                };
+                let after = after.trim_start_matches(',').trim_start();
+                let method: String = after
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphabetic())
+                    .collect();
+                out.insert((method, path.to_owned()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("valid JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                assert!(
+                    op["summary"].is_string() && op["responses"].is_object(),
+                    "{method} {path} needs a summary and responses"
+                );
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+        let routed = routes_in_source();
+        assert!(
+            routed.len() >= 25,
+            "the source scan finds the routes: {routed:?}"
+        );
+        let undocumented: Vec<_> = routed.difference(&documented).collect();
+        let stale: Vec<_> = documented.difference(&routed).collect();
+        assert!(
+            undocumented.is_empty() && stale.is_empty(),
+            "routes missing from openapi.json: {undocumented:?}; documented but not routed: {stale:?}"
+        );
+    }
 }

@@ -1160,7 +1160,7 @@ pub async fn ehr_patient_register(
     key_file: &std::path::Path,
     mut profile: Profile,
 ) -> Result<()> {
-    use medchain_ehr::{wrap_key, DocKey, Vault};
+    use medchain_ehr::wrap_key;
     let signer = crate::keyfile::read(key_file)?;
     let client = Client::new(node)?;
     let chain = client.chain_id().await?;
@@ -1168,27 +1168,8 @@ pub async fn ehr_patient_register(
     rand::rngs::OsRng.fill_bytes(&mut salt);
     profile.salt = hex::encode(salt);
     let plain = serde_json::to_vec(&profile)?;
-    let scratch = scratch_dir();
-    let key = DocKey::generate();
-    let result = async {
-        let vault = Vault::open(&scratch)?;
-        let stored = vault.put(&plain[..], &key, &|_| {})?;
-        let bytes = std::fs::read(vault.path(&stored.blob))?;
-        let path = format!("/api/v1/ehr/blobs/{}", stored.blob);
-        let r = client
-            .signed(reqwest::Method::PUT, &path, &signer, &chain)
-            .header("content-type", "application/octet-stream")
-            .body(bytes)
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            let code = r.status();
-            let v: Value = r.json().await.unwrap_or(Value::Null);
-            bail!(
-                "storing the profile: HTTP {code}: {}",
-                v["error"].as_str().unwrap_or(&v.to_string())
-            );
-        }
+    let (key, stored) = store_small(&client, &chain, &signer, &plain, "the profile").await?;
+    {
         let op = medchain_ehr::EhrOp::RegisterPatient {
             profile_commitment: stored.plaintext_sha256,
             profile_blob: Some(stored.blob),
@@ -1221,31 +1202,75 @@ pub async fn ehr_patient_register(
         );
         Ok(())
     }
-    .await;
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
 }
 
-/// Fetches and decrypts a patient's profile as `reader` (logging the read unless the reader is
-/// the patient) and checks it against the on-chain commitment.
-async fn fetch_profile(
+/// Encrypts a small record (a profile, a case) under a fresh key and stores the ciphertext on
+/// the node as `signer`. Returns the key and where it is stored.
+async fn store_small(
+    client: &Client,
+    chain: &str,
+    signer: &SecretKey,
+    plain: &[u8],
+    what: &str,
+) -> Result<(medchain_ehr::DocKey, medchain_ehr::Stored)> {
+    use medchain_ehr::{DocKey, Vault};
+    let scratch = scratch_dir();
+    let key = DocKey::generate();
+    let result = async {
+        let vault = Vault::open(&scratch)?;
+        let stored = vault.put(plain, &key, &|_| {})?;
+        let bytes = std::fs::read(vault.path(&stored.blob))?;
+        let path = format!("/api/v1/ehr/blobs/{}", stored.blob);
+        let r = client
+            .signed(reqwest::Method::PUT, &path, signer, chain)
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            let code = r.status();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            bail!(
+                "storing {what}: HTTP {code}: {}",
+                v["error"].as_str().unwrap_or(&v.to_string())
+            );
+        }
+        Ok(stored)
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok((key, result?))
+}
+
+/// A small record's place: what the read is logged as, its routes and anchors.
+struct SmallRecord<'a> {
+    patient: medchain_types::PublicKey,
+    /// `profile` or `case/<id>` (the `LogRead` object).
+    object: String,
+    /// The route prefix (`…/key` and `…/blob` under it).
+    base: String,
+    /// The key-wrapping context (the record id).
+    context: String,
+    blob: medchain_types::Hash,
+    sha256: medchain_types::Hash,
+    what: &'a str,
+}
+
+/// Reads a small record as `reader`: logs the read (unless the reader is the patient),
+/// fetches the reader's wrapped key and the ciphertext, checks the ciphertext's address and the
+/// plaintext's SHA-256 against the chain. Returns the key and the plaintext.
+async fn fetch_small(
     client: &Client,
     chain: &str,
     reader: &SecretKey,
-    patient: &medchain_types::PublicKey,
-) -> Result<(medchain_ehr::DocKey, Profile)> {
+    rec: &SmallRecord<'_>,
+) -> Result<(medchain_ehr::DocKey, Vec<u8>)> {
     use medchain_ehr::{unwrap_key, Vault, WrappedKey};
-    let record = client
-        .ehr_json(&medchain_ehr::EhrQuery::Patient(*patient))
-        .await?;
-    let commitment: medchain_types::Hash =
-        serde_json::from_value(record["profile_commitment"].clone()).context("no such patient")?;
-    let blob: medchain_types::Hash = serde_json::from_value(record["profile_blob"].clone())
-        .context("the patient registered no profile")?;
-    if reader.public() != *patient {
+    let what = rec.what;
+    if reader.public() != rec.patient {
         let op = medchain_ehr::EhrOp::LogRead {
-            patient: *patient,
-            object: "profile".into(),
+            patient: rec.patient,
+            object: rec.object.clone(),
         };
         let tx = signed_tx(
             chain,
@@ -1256,48 +1281,81 @@ async fn fetch_profile(
         client
             .commit_one(tx)
             .await
-            .context("logging the read (is there a profile grant?)")?;
+            .with_context(|| format!("logging the read of {what} (is there a grant?)"))?;
     }
-    let base = format!("/api/v1/ehr/profiles/{patient}");
     let r = client
-        .signed(reqwest::Method::GET, &format!("{base}/key"), reader, chain)
+        .signed(
+            reqwest::Method::GET,
+            &format!("{}/key", rec.base),
+            reader,
+            chain,
+        )
         .send()
         .await?;
     let code = r.status();
     let v: Value = r.json().await.unwrap_or(Value::Null);
     if !code.is_success() {
         bail!(
-            "the profile key: HTTP {code}: {}",
+            "the key of {what}: HTTP {code}: {}",
             v["error"].as_str().unwrap_or(&v.to_string())
         );
     }
     let wrapped: WrappedKey = serde_json::from_value(v)?;
-    let key = unwrap_key(
-        &wrapped,
-        reader,
-        format!("profile-{}", patient.to_hex()).as_bytes(),
-    )?;
+    let key = unwrap_key(&wrapped, reader, rec.context.as_bytes())?;
     let r = client
-        .signed(reqwest::Method::GET, &format!("{base}/blob"), reader, chain)
+        .signed(
+            reqwest::Method::GET,
+            &format!("{}/blob", rec.base),
+            reader,
+            chain,
+        )
         .send()
         .await?;
     if !r.status().is_success() {
-        bail!("the profile: HTTP {}", r.status());
+        bail!("{what}: HTTP {}", r.status());
     }
     let bytes = r.bytes().await?;
     let scratch = scratch_dir();
-    let result = (|| -> Result<Profile> {
+    let result = (|| -> Result<Vec<u8>> {
         let vault = Vault::open(&scratch)?;
-        vault.import(&bytes[..], &blob)?;
+        vault.import(&bytes[..], &rec.blob)?;
         let mut plain = Vec::new();
-        let sha = vault.get(&blob, &key, &mut plain, &|_| {})?;
-        if sha != commitment {
-            bail!("the profile does not match the patient's on-chain commitment");
+        let sha = vault.get(&rec.blob, &key, &mut plain, &|_| {})?;
+        if sha != rec.sha256 {
+            bail!("{what} does not match its SHA-256 on the chain");
         }
-        Ok(serde_json::from_slice(&plain)?)
+        Ok(plain)
     })();
     let _ = std::fs::remove_dir_all(&scratch);
     Ok((key, result?))
+}
+
+/// Fetches and decrypts a patient's profile as `reader` (logging the read unless the reader is
+/// the patient) and checks it against the on-chain commitment.
+async fn fetch_profile(
+    client: &Client,
+    chain: &str,
+    reader: &SecretKey,
+    patient: &medchain_types::PublicKey,
+) -> Result<(medchain_ehr::DocKey, Profile)> {
+    let record = client
+        .ehr_json(&medchain_ehr::EhrQuery::Patient(*patient))
+        .await?;
+    let commitment: medchain_types::Hash =
+        serde_json::from_value(record["profile_commitment"].clone()).context("no such patient")?;
+    let blob: medchain_types::Hash = serde_json::from_value(record["profile_blob"].clone())
+        .context("the patient registered no profile")?;
+    let rec = SmallRecord {
+        patient: *patient,
+        object: "profile".into(),
+        base: format!("/api/v1/ehr/profiles/{patient}"),
+        context: format!("profile-{}", patient.to_hex()),
+        blob,
+        sha256: commitment,
+        what: "the profile",
+    };
+    let (key, plain) = fetch_small(client, chain, reader, &rec).await?;
+    Ok((key, serde_json::from_slice(&plain)?))
 }
 
 /// `medchain ehr patient profile`: prints a patient's profile (checked against the chain).
@@ -1337,5 +1395,180 @@ pub async fn ehr_patient_share(node: &str, key_file: &std::path::Path, with: &st
     )
     .await?;
     println!("profile key shared with {with}");
+    Ok(())
+}
+
+/// A case's contents: personal data, only ever stored encrypted in the vault (the chain holds
+/// its SHA-256; the random salt makes that hash unguessable).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CaseContent {
+    /// Random, hex.
+    pub salt: String,
+    /// The case's id.
+    pub case_id: String,
+    /// The presenting problem.
+    pub problem: String,
+    /// Systolic blood pressure (mmHg).
+    pub systolic_mmhg: u16,
+    /// Diastolic blood pressure (mmHg).
+    pub diastolic_mmhg: u16,
+    /// Blood glucose (mmol/L).
+    pub glucose_mmol_l: f64,
+    /// Free notes.
+    pub notes: String,
+}
+
+impl CaseContent {
+    /// Refuses values no measurement gives (typos such as 1200 for 120).
+    pub fn check(&self) -> Result<()> {
+        if self.problem.trim().is_empty() || self.problem.len() > 2000 {
+            bail!("--problem: 1 to 2000 bytes");
+        }
+        if !(40..=300).contains(&self.systolic_mmhg) {
+            bail!("--systolic {}: expected 40 to 300 mmHg", self.systolic_mmhg);
+        }
+        if !(20..=200).contains(&self.diastolic_mmhg) || self.diastolic_mmhg >= self.systolic_mmhg {
+            bail!(
+                "--diastolic {}: expected 20 to 200 mmHg and below the systolic",
+                self.diastolic_mmhg
+            );
+        }
+        if !(self.glucose_mmol_l > 0.0 && self.glucose_mmol_l <= 100.0) {
+            bail!(
+                "--glucose {}: expected 0 to 100 mmol/L",
+                self.glucose_mmol_l
+            );
+        }
+        if self.notes.len() > 20_000 {
+            bail!("--notes: at most 20000 bytes");
+        }
+        Ok(())
+    }
+}
+
+/// `medchain ehr case record`: a hospital (or its doctor) with a write grant on the patient's
+/// cases encrypts the case locally, stores the ciphertext, records the case on the chain (its
+/// blob address and SHA-256 only) and leaves the key wrapped for the patient, the author and
+/// the author's hospital.
+pub async fn ehr_case_record(
+    node: &str,
+    key_file: &std::path::Path,
+    patient: &str,
+    mut content: CaseContent,
+) -> Result<()> {
+    let patient: medchain_types::PublicKey = patient
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--patient: {e}"))?;
+    if !medchain_types::is_valid_name(&content.case_id, 64) {
+        bail!("--id: 1 to 64 characters of a-z 0-9 - _ .");
+    }
+    content.check()?;
+    let signer = crate::keyfile::read(key_file)?;
+    let client = Client::new(node)?;
+    let chain = client.chain_id().await?;
+    let mut salt = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    content.salt = hex::encode(salt);
+    let plain = serde_json::to_vec(&content)?;
+    let (key, stored) = store_small(&client, &chain, &signer, &plain, "the case").await?;
+    let op = medchain_ehr::EhrOp::RecordCase {
+        patient,
+        case_id: content.case_id.clone(),
+        blob: stored.blob,
+        content_sha256: stored.plaintext_sha256,
+    };
+    let tx = signed_tx(
+        &chain,
+        medchain_ehr::chaincode::NAME,
+        medchain_ehr::Ehr::payload(&op),
+        &signer,
+    );
+    let receipt = client
+        .commit_one(tx)
+        .await
+        .context("recording the case (is there a write grant on cases?)")?;
+    let mut readers = vec![patient, signer.public()];
+    let doctor = client
+        .ehr_json(&medchain_ehr::EhrQuery::Doctor(signer.public()))
+        .await?;
+    if let Ok(h) = serde_json::from_value::<medchain_types::PublicKey>(doctor["hospital"].clone()) {
+        readers.push(h);
+    }
+    readers.dedup();
+    let id = crate::ehr_vault::case_record_id(&patient, &content.case_id);
+    let keys = readers
+        .iter()
+        .map(|r| medchain_ehr::wrap_key(&key, r, id.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    put_keys(
+        &client,
+        &signer,
+        &chain,
+        &format!("/api/v1/ehr/cases/{patient}/{}/keys", content.case_id),
+        &keys,
+    )
+    .await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "patient": patient,
+            "case": content.case_id,
+            "blob": stored.blob,
+            "content_sha256": stored.plaintext_sha256,
+            "height": receipt["height"],
+        }))?
+    );
+    Ok(())
+}
+
+/// `medchain ehr case get`: the case's contents, for the patient or a reader with a `Cases`
+/// grant (the read is logged first), checked against the chain.
+pub async fn ehr_case_get(
+    node: &str,
+    key_file: &std::path::Path,
+    patient: &str,
+    case_id: &str,
+) -> Result<()> {
+    let patient: medchain_types::PublicKey = patient
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--patient: {e}"))?;
+    let reader = crate::keyfile::read(key_file)?;
+    let client = Client::new(node)?;
+    let chain = client.chain_id().await?;
+    let case = client
+        .ehr_json(&medchain_ehr::EhrQuery::Case {
+            patient,
+            case_id: case_id.to_owned(),
+        })
+        .await?;
+    let case: Option<medchain_ehr::chaincode::CaseRecord> = serde_json::from_value(case)?;
+    let case = case.ok_or_else(|| anyhow::anyhow!("no case {case_id:?} of patient {patient}"))?;
+    let rec = SmallRecord {
+        patient,
+        object: format!("case/{case_id}"),
+        base: format!("/api/v1/ehr/cases/{patient}/{case_id}"),
+        context: crate::ehr_vault::case_record_id(&patient, case_id),
+        blob: case.blob,
+        sha256: case.content_sha256,
+        what: "the case",
+    };
+    let (_, plain) = fetch_small(&client, &chain, &reader, &rec).await?;
+    let content: CaseContent = serde_json::from_slice(&plain)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "case": case_id,
+            "patient": patient,
+            "hospital": case.hospital,
+            "author": case.author,
+            "recorded_ms": case.at_ms,
+            "problem": content.problem,
+            "systolic_mmhg": content.systolic_mmhg,
+            "diastolic_mmhg": content.diastolic_mmhg,
+            "glucose_mmol_l": content.glucose_mmol_l,
+            "notes": content.notes,
+            "verified": true,
+        }))?
+    );
     Ok(())
 }

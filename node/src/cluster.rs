@@ -267,6 +267,10 @@ pub async fn up(spec: &TestnetSpec, dir: &Path) -> Result<()> {
     }
     let first = &genesis.validators[0].api;
     let client = dir.join("client.json");
+    println!(
+        "portal: {}/portal/ (hospitals, document verification, verifier audit, patient records, administrator)",
+        first.trim_end_matches('/')
+    );
     println!("try:");
     println!("  medchain status --node {first}");
     println!(

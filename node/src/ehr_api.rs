@@ -13,8 +13,8 @@
 use crate::runtime::Shared;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use medchain_ehr::{EhrQuery, Verdict};
@@ -34,6 +34,68 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/api/v1/ehr/hospitals", get(hospitals))
         .route("/api/v1/ehr/docs/{id}", get(document))
         .route("/api/v1/ehr/verify/{sha256}", get(verify))
+        .route("/api/v1/ehr/tx/unsigned", post(unsigned_tx))
+        .route("/portal", get(|| async { Redirect::permanent("/portal/") }))
+        .route("/portal/", get(|| portal_asset(Path("index.html".into()))))
+        .route("/portal/{file}", get(portal_asset))
+        .route("/", get(|| async { Redirect::temporary("/portal/") }))
+}
+
+async fn portal_asset(Path(file): Path<String>) -> Response {
+    match medchain_ehr::portal::asset(&file) {
+        Some((content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self' blob:; frame-ancestors 'none'",
+                ),
+                (header::REFERRER_POLICY, "no-referrer"),
+            ],
+            body,
+        )
+            .into_response(),
+        None => err(StatusCode::NOT_FOUND, format!("no portal file {file:?}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct UnsignedTx {
+    sender: medchain_types::PublicKey,
+    op: medchain_ehr::EhrOp,
+    nonce: Option<u64>,
+}
+
+/// An `ehr` transaction for `sender` to sign, and the exact bytes to sign (for clients without
+/// the canonical encoding, such as the portal: it signs them with WebCrypto and posts the
+/// transaction to `/api/v1/txs`). The signature is checked on submission as for any other.
+async fn unsigned_tx(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let u: UnsignedTx = match serde_json::from_slice(&body) {
+        Ok(u) => u,
+        Err(e) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"sender\", \"op\", \"nonce\"?}}: {e}"),
+            )
+        }
+    };
+    let tx = medchain_types::Transaction {
+        chain_id: s.genesis.chain_id.clone(),
+        chaincode: medchain_ehr::chaincode::NAME.to_owned(),
+        payload: medchain_ehr::Ehr::payload(&u.op),
+        sender: u.sender,
+        // At most 2^53 - 1, so that JavaScript numbers carry it exactly.
+        nonce: u
+            .nonce
+            .unwrap_or_else(|| rand::RngCore::next_u64(&mut rand::rngs::OsRng) >> 11),
+        signature: medchain_types::Signature([0; 64]),
+    };
+    Json(json!({
+        "tx": tx,
+        "signing_bytes": hex::encode(tx.signing_bytes()),
+    }))
+    .into_response()
 }
 
 fn run(s: &Shared, q: &EhrQuery) -> Response {

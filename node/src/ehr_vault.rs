@@ -76,6 +76,15 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/api/v1/ehr/profiles/{patient}/keys", put(put_profile_keys))
         .route("/api/v1/ehr/profiles/{patient}/key", get(get_profile_key))
         .route("/api/v1/ehr/profiles/{patient}/blob", get(get_profile_blob))
+        .route(
+            "/api/v1/ehr/cases/{patient}/{case}/keys",
+            put(put_case_keys),
+        )
+        .route("/api/v1/ehr/cases/{patient}/{case}/key", get(get_case_key))
+        .route(
+            "/api/v1/ehr/cases/{patient}/{case}/blob",
+            get(get_case_blob),
+        )
         .route("/api/v1/ehr/peer/blobs/{blob}", get(peer_blob))
         .route("/api/v1/ehr/peer/keys/{id}", get(peer_keys))
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -537,10 +546,128 @@ async fn peer_keys(
 
 /// A document id (a chaincode-validated name) or `profile-<64 hex>`: never a path.
 fn valid_record_id(id: &str) -> bool {
+    let pseudonym = |k: &str| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit());
     medchain_types::is_valid_name(id, 64)
-        || id
-            .strip_prefix("profile-")
-            .is_some_and(|k| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()))
+        || id.strip_prefix("profile-").is_some_and(pseudonym)
+        || id.strip_prefix("case-").is_some_and(|rest| {
+            rest.split_once('-')
+                .is_some_and(|(p, c)| pseudonym(p) && medchain_types::is_valid_name(c, 64))
+        })
+}
+
+/// The record id under which a case's wrapped keys are kept.
+pub fn case_record_id(patient: &PublicKey, case_id: &str) -> String {
+    format!("case-{}-{case_id}", patient.to_hex())
+}
+
+/// The patient and the case `case_id` recorded for it.
+fn case_record(
+    s: &Shared,
+    patient: &str,
+    case_id: &str,
+) -> Result<(PublicKey, medchain_ehr::chaincode::CaseRecord), Response> {
+    let p: PublicKey = patient
+        .parse()
+        .map_err(|_| err(StatusCode::BAD_REQUEST, "the patient is 64 hex characters"))?;
+    let v = ehr(s)
+        .query_json(
+            &s.ledger.view(NAME),
+            &EhrQuery::Case {
+                patient: p,
+                case_id: case_id.to_owned(),
+            },
+        )
+        .map_err(|e| err(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let c: Option<medchain_ehr::chaincode::CaseRecord> = serde_json::from_value(v)
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    c.map(|c| (p, c)).ok_or_else(|| {
+        err(
+            StatusCode::NOT_FOUND,
+            format!("no case {case_id:?} of that patient"),
+        )
+    })
+}
+
+async fn put_case_keys(
+    State(s): State<Arc<Shared>>,
+    Path((patient, case_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = format!("/api/v1/ehr/cases/{patient}/{case_id}/keys");
+    let caller = match authenticate(&s, &headers, &Method::PUT, &path) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let (p, c) = match case_record(&s, &patient, &case_id) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if caller != c.author && caller != c.hospital && caller != p {
+        return err(
+            StatusCode::FORBIDDEN,
+            "only the case's author, its hospital or the patient stores its keys",
+        );
+    }
+    let keys: Vec<WrappedKey> = match serde_json::from_slice(&body) {
+        Ok(k) => k,
+        Err(e) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!("not a list of wrapped keys: {e}"),
+            )
+        }
+    };
+    match merge_keys(&s, &case_record_id(&p, &case_id), keys, &p) {
+        Ok(n) => (
+            StatusCode::CREATED,
+            Json(json!({ "case": case_id, "keys": n })),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The signed caller of `GET /api/v1/ehr/cases/{patient}/{case}/{what}`, the patient and the
+/// case, if the caller may read the case now (access and audit checked).
+fn case_reader(
+    s: &Shared,
+    headers: &HeaderMap,
+    patient: &str,
+    case_id: &str,
+    what: &str,
+) -> Result<(PublicKey, PublicKey, medchain_ehr::chaincode::CaseRecord), Response> {
+    let path = format!("/api/v1/ehr/cases/{patient}/{case_id}/{what}");
+    let reader = authenticate(s, headers, &Method::GET, &path)?;
+    let (p, c) = case_record(s, patient, case_id)?;
+    may_read_object(s, &reader, &p, &format!("case/{case_id}"))?;
+    Ok((reader, p, c))
+}
+
+async fn get_case_key(
+    State(s): State<Arc<Shared>>,
+    Path((patient, case_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (reader, p, _) = match case_reader(&s, &headers, &patient, &case_id, "key") {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match key_for(&s, &case_record_id(&p, &case_id), &reader).await {
+        Ok(k) => Json(k).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn get_case_blob(
+    State(s): State<Arc<Shared>>,
+    Path((patient, case_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    match case_reader(&s, &headers, &patient, &case_id, "blob") {
+        Ok((_, _, c)) => serve_blob(&s, c.blob, "the case").await,
+        Err(r) => r,
+    }
 }
 
 /// Marks `name` (a blob address or a record id) erased on this node, for good.

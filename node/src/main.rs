@@ -90,6 +90,12 @@ enum EhrCommand {
         #[command(subcommand)]
         command: EhrPatientCommand,
     },
+    /// Cases (problem, blood pressure, blood glucose, notes): recorded encrypted by a hospital
+    /// with a write grant, read by the patient or a granted hospital.
+    Case {
+        #[command(subcommand)]
+        command: EhrCaseCommand,
+    },
     /// The verifier's audit: re-hash every anchored record in the node's vault and compare with
     /// the chain; prints intact (green) or tampered (red) per record, and exits 1 if any record
     /// is tampered.
@@ -100,6 +106,56 @@ enum EhrCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EhrCaseCommand {
+    /// Encrypt the case locally, store it in the vault and record it on the chain (its address
+    /// and SHA-256 only); the key is wrapped for the patient, you and your hospital.
+    Record {
+        /// The patient's pseudonym (64 hex).
+        #[arg(long)]
+        patient: String,
+        /// The case's id (1 to 64 of a-z 0-9 - _ .; unique per patient).
+        #[arg(long)]
+        id: String,
+        /// The presenting problem.
+        #[arg(long)]
+        problem: String,
+        /// Systolic blood pressure, mmHg.
+        #[arg(long)]
+        systolic: u16,
+        /// Diastolic blood pressure, mmHg.
+        #[arg(long)]
+        diastolic: u16,
+        /// Blood glucose, mmol/L.
+        #[arg(long)]
+        glucose: f64,
+        /// Free notes.
+        #[arg(long, default_value = "")]
+        notes: String,
+        /// The hospital's or doctor's key file.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+    },
+    /// Print a case's contents (the read is logged on the chain unless you are the patient),
+    /// checked against its SHA-256 on the chain.
+    Get {
+        /// The patient's pseudonym (64 hex).
+        #[arg(long)]
+        patient: String,
+        /// The case's id.
+        id: String,
+        /// The reader's key file (the patient, or a hospital or doctor with a Cases grant).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
     },
 }
 
@@ -568,6 +624,40 @@ fn run(cli: Cli) -> Result<()> {
             EhrCommand::Tx { op, key_file, node } => {
                 tokio_runtime()?.block_on(client::ehr_tx(&node, &key_file, &op))
             }
+            EhrCommand::Case { command } => match command {
+                EhrCaseCommand::Record {
+                    patient,
+                    id,
+                    problem,
+                    systolic,
+                    diastolic,
+                    glucose,
+                    notes,
+                    key_file,
+                    node,
+                } => tokio_runtime()?.block_on(client::ehr_case_record(
+                    &node,
+                    &key_file,
+                    &patient,
+                    client::CaseContent {
+                        salt: String::new(),
+                        case_id: id,
+                        problem,
+                        systolic_mmhg: systolic,
+                        diastolic_mmhg: diastolic,
+                        glucose_mmol_l: glucose,
+                        notes,
+                    },
+                )),
+                EhrCaseCommand::Get {
+                    patient,
+                    id,
+                    key_file,
+                    node,
+                } => {
+                    tokio_runtime()?.block_on(client::ehr_case_get(&node, &key_file, &patient, &id))
+                }
+            },
             EhrCommand::Patient { command } => match command {
                 EhrPatientCommand::Register {
                     key_file,

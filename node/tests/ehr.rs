@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_medchain");
 
+mod browser;
+
 /// The tests of this file start a consortium each: one at a time on two cores.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -313,6 +315,24 @@ fn register_grant_anchor_and_verify_across_nodes() {
     }
     let found = query(n(2), r#"{"Hospitals":{"search":"cardio","pending":false}}"#);
     assert_eq!(found[0]["key"], hosp_key.as_str(), "{found}");
+    // The portal, in a real browser: hospital search and the administrator's overview.
+    let web = browser::Browser::start();
+    web.goto(&format!("{}/", n(1)));
+    assert!(web.wait_text("#status", "height").contains("pbft"));
+    web.goto(&format!("{}/portal/#hospitals", n(1)));
+    web.fill("#hospital-search", "CARDIO");
+    web.click("#hospital-form button");
+    let cards = web.wait_text("#hospital-results", "St Mary Cardiac Centre");
+    assert!(cards.contains("Diabetes care"), "{cards}");
+    web.fill("#hospital-search", "dermatology");
+    web.click("#hospital-form button");
+    web.wait_text("#hospital-results", "No approved hospital matches");
+    web.goto(&format!("{}/portal/#admin", n(2)));
+    let admin_page = web.wait_text("#admin-result", "Patients (2");
+    assert!(
+        admin_page.contains("St Mary Cardiac Centre") && admin_page.contains("approved"),
+        "{admin_page}"
+    );
 
     // A document: refused without a grant, anchored with one.
     let file = d.join("report.txt");
@@ -370,6 +390,28 @@ fn register_grant_anchor_and_verify_across_nodes() {
     let (ok, v) = verify(n(1), &forged, None);
     assert!(!ok);
     assert_eq!(v["verdict"], "unknown");
+    // The same three verdicts in the portal, the file hashed by the browser.
+    web.goto(&format!("{}/portal/#verify", n(3)));
+    for (f, doc, verdict) in [
+        (&file, "", "Authentic"),
+        (&forged, "rep-1", "Tampered"),
+        (&forged, "", "Unknown"),
+    ] {
+        web.fill("#verify-file", f.to_str().unwrap());
+        web.fill("#verify-doc", doc);
+        web.eval("document.querySelector('#verify-result').hidden = true; document.querySelector('#verify-result').textContent = '';", serde_json::json!([]));
+        web.click("#verify-form button");
+        let shown = web.wait_text("#verify-result", verdict);
+        assert!(shown.contains(&sha) || verdict != "Authentic", "{shown}");
+        let class = web.eval(
+            "return document.querySelector('#verify-result').className;",
+            serde_json::json!([]),
+        );
+        assert!(
+            class.as_str().unwrap().contains(&verdict.to_lowercase()),
+            "{class}"
+        );
+    }
 
     // A document through the vault: encrypted by the doctor's CLI, read back by the patient and
     // by the granted hospital (after its read is on the chain), refused to a stranger, refused
@@ -438,7 +480,7 @@ fn register_grant_anchor_and_verify_across_nodes() {
     assert_eq!(std::fs::read(&elsewhere).unwrap(), content);
     let copy = d.join("net/node2/data/vault").join(&blob);
     assert!(copy.exists(), "node2 keeps the fetched blob");
-    share_links_and_later_readers(&u, &pat, &pat_key, &pat2, &content);
+    share_links_and_later_readers(&u, &web, &pat, &pat_key, &pat2, &content);
     assert!(
         !get(&doc2_placeholder(d), &d.join("x.bin")).status.success(),
         "an unregistered key"
@@ -474,6 +516,21 @@ fn register_grant_anchor_and_verify_across_nodes() {
         text.lines()
             .any(|l| l.starts_with("tampered") && l.contains("doc/scan-1")),
         "{text}"
+    );
+    // The verifier's audit in the portal: the altered record red, among the intact.
+    web.goto(&format!("{}/portal/#audit", n(0)));
+    web.click("#audit-run");
+    web.wait_text("#audit-summary", "1 tampered");
+    let row = web.eval(
+        "return [...document.querySelectorAll('#audit-table tbody tr')].map(r => [r.className, r.cells[1].innerText, getComputedStyle(r.cells[0]).color]);",
+        serde_json::json!([]),
+    );
+    assert!(
+        row.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r[0] == "tampered" && r[1] == "doc/scan-1" && r[2] == "rgb(179, 38, 30)"),
+        "{row}"
     );
     let o = get(&pat, &d.join("y.bin"));
     assert!(!o.status.success(), "an altered blob is refused");
@@ -545,7 +602,14 @@ fn register_grant_anchor_and_verify_across_nodes() {
 /// the document through another node (the read is audited under the link); a forged secret
 /// and an unshared link are refused. A key wrapped later for another reader does not by
 /// itself give access.
-fn share_links_and_later_readers(u: &Up, pat: &Path, pat_key: &str, pat2: &Path, content: &[u8]) {
+fn share_links_and_later_readers(
+    u: &Up,
+    web: &browser::Browser,
+    pat: &Path,
+    pat_key: &str,
+    pat2: &Path,
+    content: &[u8],
+) {
     let d = u.dir.path();
     let n = |i: usize| u.apis[i].as_str();
     let o = Command::new(BIN)
@@ -595,6 +659,29 @@ fn share_links_and_later_readers(u: &Up, pat: &Path, pat_key: &str, pat2: &Path,
                 && e["object"] == "doc/scan-1"),
         "{audit}"
     );
+    // The same link in the portal: the browser logs the read, unwraps the key, decrypts,
+    // re-hashes, and offers the file.
+    web.goto(&link);
+    web.wait_text("#share-anchor", "scan-1");
+    web.click("#share-open");
+    let shown = web.wait_text("#share-result", "Authentic");
+    assert!(shown.contains("scan-1"), "{shown}");
+    let got = web.eval_async(
+        "const done = arguments[arguments.length - 1];
+         fetch(document.querySelector('#share-download').href).then(r => r.arrayBuffer())
+           .then(b => crypto.subtle.digest('SHA-256', b))
+           .then(h => done([...new Uint8Array(h)].map(x => x.toString(16).padStart(2, '0')).join('')))
+           .catch(e => done('error: ' + e));",
+        serde_json::json!([]),
+    );
+    let want = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(content))
+    };
+    assert_eq!(got, want.as_str(), "the browser's download is the document");
+    web.goto(&format!("{}/portal/#patient/{pat_key}", n(2)));
+    let record = web.wait_text("#patient-result", "share-link");
+    assert!(record.contains("doc/scan-1"), "{record}");
     let forged = format!("{}{}", &link[..link.len() - 64], "ab".repeat(32));
     assert!(
         !open(&forged, &d.join("f.bin")).status.success(),
@@ -774,6 +861,85 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
         "another patient"
     );
 
+    // A case with its contents: refused without a write grant on cases, recorded encrypted
+    // with one, read back by the patient and the hospital through other nodes.
+    let problem = "Recurrent syncope after Xylocaine-Ferrand trial";
+    let record = |node: &str, id: &str, systolic: &str| {
+        Command::new(BIN)
+            .args([
+                "ehr",
+                "case",
+                "record",
+                "--patient",
+                &patients[0].1,
+                "--id",
+                id,
+            ])
+            .args([
+                "--problem",
+                problem,
+                "--systolic",
+                systolic,
+                "--diastolic",
+                "87",
+            ])
+            .args([
+                "--glucose",
+                "6.8",
+                "--notes",
+                "refer to cardiology",
+                "--node",
+                node,
+            ])
+            .arg("--key-file")
+            .arg(&hosp)
+            .output()
+            .unwrap()
+    };
+    let o = record(n(0), "case-1", "142");
+    assert!(!o.status.success(), "only a read grant on the profile");
+    assert!(tx(
+        n(1),
+        &patients[0].0,
+        &format!(
+            r#"{{"Grant":{{"grantee":"{hosp_key}","scopes":["Profile","Cases"],"write":true,"expires_ms":4102444800000}}}}"#
+        )
+    ));
+    let o = record(n(0), "case-1", "1420");
+    assert!(!o.status.success(), "a systolic pressure of 1420 is a typo");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--systolic"));
+    let o = record(n(0), "case-1", "142");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let case = |reader: &Path, node: &str| {
+        Command::new(BIN)
+            .args(["ehr", "case", "get", "case-1", "--patient", &patients[0].1])
+            .args(["--node", node, "--key-file"])
+            .arg(reader)
+            .output()
+            .unwrap()
+    };
+    for (reader, node) in [(&patients[0].0, n(2)), (&hosp, n(3))] {
+        let o = case(reader, node);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["problem"], problem);
+        assert_eq!(v["systolic_mmhg"], 142);
+        assert_eq!(v["glucose_mmol_l"], 6.8);
+    }
+    assert!(
+        !case(&patients[1].0, n(1)).status.success(),
+        "another patient cannot read it"
+    );
+    let audit = query(n(0), &format!(r#"{{"Audit":"{}"}}"#, patients[0].1));
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["reader"] == hosp_key.as_str() && e["object"] == "case/case-1"),
+        "{audit}"
+    );
+
     // Every byte of every node's directory: none of the personal data in clear.
     let mut files = Vec::new();
     let mut stack = vec![d.join("net")];
@@ -804,7 +970,7 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
         let bytes = std::fs::read(f).unwrap_or_default();
         scanned += bytes.len() as u64;
         for (name, email, dob, phone, address) in &people {
-            for needle in [name, email, dob, phone, address] {
+            for needle in [name, email, dob, phone, address, &problem] {
                 assert!(
                     !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
                     "{needle:?} found in clear in {}",

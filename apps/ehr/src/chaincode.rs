@@ -401,6 +401,13 @@ pub enum EhrQuery {
     },
     /// A document's share links.
     Shares(String),
+    /// One case.
+    Case {
+        /// The patient.
+        patient: PublicKey,
+        /// The case's id.
+        case_id: String,
+    },
 }
 
 /// A vault record and the blob address anchored for it.
@@ -1205,6 +1212,10 @@ impl Ehr {
                 }));
                 codec::encode(&out)
             }
+            EhrQuery::Case { patient, case_id } => codec::encode(&get::<CaseRecord>(
+                view,
+                &key(&[b"case", hex(&patient).as_bytes(), case_id.as_bytes()]),
+            )?),
             EhrQuery::Shares(id) => codec::encode(&list::<ShareRecord>(
                 view,
                 &key(&[b"share", id.as_bytes(), b""]),
@@ -1250,6 +1261,7 @@ impl Ehr {
             EhrQuery::Audit(_) => j::<Vec<AuditEvent>>(&b),
             EhrQuery::Users => j::<Users>(&b),
             EhrQuery::Shares(_) => j::<Vec<ShareRecord>>(&b),
+            EhrQuery::Case { .. } => j::<Option<CaseRecord>>(&b),
             EhrQuery::Anchors => j::<Vec<AnchoredBlob>>(&b),
             EhrQuery::Access { .. } => j::<bool>(&b),
         }

@@ -1,7 +1,8 @@
-//! The health-record app (`medchain-ehr`). This first part is the off-chain vault: documents
-//! are encrypted in chunks under a random per-document key, stored by the hash of their
-//! ciphertext, and their keys are wrapped for each reader; the chain will anchor the
-//! plaintext's SHA-256 and the blob address, never the contents.
+//! The health-record app (`medchain-ehr`): the `ehr` chaincode (roles, grants, cases,
+//! document anchors, share links, audit, erasure), the off-chain vault (documents encrypted in
+//! chunks under a random per-document key, stored by the hash of their ciphertext, keys
+//! wrapped for each reader; the chain anchors the plaintext's SHA-256 and the blob address,
+//! never the contents) and the portal's pages.
 
 pub mod vault;
 
@@ -9,5 +10,6 @@ pub use vault::{
     decrypt_verified, unwrap_key, wrap_key, DocKey, Stored, Vault, VaultError, WrappedKey, CHUNK,
 };
 pub mod chaincode;
+pub mod portal;
 
 pub use chaincode::{Ehr, EhrOp, EhrQuery, Verdict};

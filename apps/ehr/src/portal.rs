@@ -1,0 +1,17 @@
+//! The portal: static pages (HTML, CSS, JavaScript) that the node serves under `/portal/`.
+//! They use only the node's public HTTP API and the browser's WebCrypto; nothing secret is
+//! sent to the node (a share link's key stays in the URL fragment and signs in the browser).
+
+const INDEX: &str = include_str!("../portal/index.html");
+const APP: &str = include_str!("../portal/app.js");
+const STYLE: &str = include_str!("../portal/style.css");
+
+/// The portal file `name`: its content type and bytes.
+pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
+    match name {
+        "" | "index.html" => Some(("text/html; charset=utf-8", INDEX)),
+        "app.js" => Some(("text/javascript; charset=utf-8", APP)),
+        "style.css" => Some(("text/css; charset=utf-8", STYLE)),
+        _ => None,
+    }
+}
