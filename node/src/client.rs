@@ -632,7 +632,7 @@ pub async fn ehr_doc_upload(
     doc: DocUpload,
     quiet: bool,
 ) -> Result<()> {
-    use medchain_ehr::{wrap_key, DocKey, Vault};
+    use medchain_ehr::{wrap_key, DocKey};
     let DocUpload {
         file,
         doc_id,
@@ -655,51 +655,50 @@ pub async fn ehr_doc_upload(
     let size = std::fs::metadata(file)
         .with_context(|| format!("cannot read {}", file.display()))?
         .len();
-    let scratch = scratch_dir();
     let key = DocKey::generate();
-    let (vault, stored) = {
-        let (file, scratch, key) = (file.to_owned(), scratch.clone(), key.clone());
-        tokio::task::spawn_blocking(move || -> Result<_> {
-            let vault = Vault::open(&scratch)?;
+    // Encrypted while it is sent: the ciphertext goes straight into the request body (no copy
+    // on the client's disk); the node computes the blob's address, which must match ours.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+    let encryptor = {
+        let (file, key) = (file.to_owned(), key.clone());
+        tokio::task::spawn_blocking(move || -> Result<medchain_ehr::Stored> {
             let f = std::fs::File::open(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let show = progress_printer("encrypt", size);
+            let show = progress_printer("upload", size);
             let noop = |_: u64| {};
             let progress: &(dyn Fn(u64) + Sync) = if quiet { &noop } else { &show };
-            let stored = vault.put(f, &key, progress)?;
-            Ok((vault, stored))
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(tx));
+            let stored = medchain_ehr::encrypt(f, &key, &mut out, progress)?;
+            std::io::Write::flush(&mut out)?;
+            Ok(stored)
         })
-        .await??
     };
-    let result = async {
-        // The ciphertext, streamed.
-        let path = format!("/api/v1/ehr/blobs/{}", stored.blob);
-        let blob_file = tokio::fs::File::open(vault.path(&stored.blob)).await?;
-        let stream = futures_util::stream::unfold(blob_file, |mut f| async move {
-            use tokio::io::AsyncReadExt;
-            let mut buf = vec![0u8; 256 << 10];
-            match f.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), f))
-                }
-                Err(e) => Some((Err(e), f)),
-            }
+    {
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
         });
-        let r = client
-            .signed(reqwest::Method::PUT, &path, &signer, &chain)
+        let sent = client
+            .signed(reqwest::Method::POST, "/api/v1/ehr/blobs", &signer, &chain)
             .header("content-type", "application/octet-stream")
             .body(reqwest::Body::wrap_stream(stream))
             .send()
-            .await
-            .with_context(|| format!("cannot reach {node}"))?;
-        if !r.status().is_success() {
-            let code = r.status();
-            let v: Value = r.json().await.unwrap_or(Value::Null);
+            .await;
+        let encrypted = encryptor.await?;
+        let r = sent.with_context(|| format!("cannot reach {node}"))?;
+        let stored = encrypted?;
+        let code = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if !code.is_success() {
             bail!(
                 "storing the blob: HTTP {code}: {}",
                 v["error"].as_str().unwrap_or(&v.to_string())
+            );
+        }
+        if v["blob"].as_str() != Some(stored.blob.to_hex().as_str()) {
+            bail!(
+                "the node stored blob {} but we sent {}",
+                v["blob"],
+                stored.blob
             );
         }
         if !quiet {
@@ -758,9 +757,21 @@ pub async fn ehr_doc_upload(
         );
         Ok(())
     }
-    .await;
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
+}
+
+/// A blocking writer into a channel (a request body being streamed).
+struct ChannelWriter(tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::other("the upload stopped"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `medchain ehr doc get`: logs the read on the chain (unless the reader is the patient),

@@ -37,7 +37,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
 use medchain_ehr::chaincode::{AuditEvent, DocumentAnchor, NAME};
@@ -68,6 +68,7 @@ fn err(code: StatusCode, msg: impl Into<String>) -> Response {
 /// The routes (merged into the node's router; no body limit: blobs stream).
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
+        .route("/api/v1/ehr/blobs", post(post_blob))
         .route("/api/v1/ehr/blobs/{blob}", put(put_blob))
         .route("/api/v1/ehr/docs/{id}/keys", put(put_keys))
         .route("/api/v1/ehr/docs/{id}/key", get(get_key))
@@ -252,12 +253,27 @@ async fn put_blob(
             "the blob address is 64 hex characters",
         );
     };
-    // Only the consortium's staff store blobs (documents and cases come from them).
+    receive_blob(&s, &caller, Some(blob), body).await
+}
+
+/// `POST /api/v1/ehr/blobs`: a blob whose address the sender learns only at the end (it is
+/// encrypted while it is sent); the node computes it, and answers it.
+async fn post_blob(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    let caller = match authenticate(&s, &headers, &Method::POST, "/api/v1/ehr/blobs") {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    receive_blob(&s, &caller, None, body).await
+}
+
+/// Whether `caller` is consortium staff (an approved hospital or a doctor), who store blobs up
+/// to [`BLOB_MAX`]; anyone else stores small ones only (a patient's encrypted profile).
+fn is_staff(s: &Shared, caller: &PublicKey) -> bool {
     let view = s.ledger.view(NAME);
-    let staff = ehr(&s)
-        .query_json(&view, &EhrQuery::Doctor(caller))
+    ehr(s)
+        .query_json(&view, &EhrQuery::Doctor(*caller))
         .is_ok_and(|v| !v.is_null())
-        || ehr(&s)
+        || ehr(s)
             .query_json(
                 &view,
                 &EhrQuery::Hospitals {
@@ -268,26 +284,43 @@ async fn put_blob(
             .is_ok_and(|v| {
                 v.as_array()
                     .is_some_and(|a| a.iter().any(|h| h["key"] == caller.to_hex()))
-            });
-    // Anyone else (a patient's encrypted profile) stores small blobs only.
-    let limit = if staff { BLOB_MAX } else { PROFILE_BLOB_MAX };
-    let vault = match vault(&s) {
+            })
+}
+
+/// Streams a request body into the vault: checked against `expected` when the address is
+/// known, refused if it is an erased blob, durable before the answer.
+async fn receive_blob(
+    s: &Shared,
+    caller: &PublicKey,
+    expected: Option<Hash>,
+    body: Body,
+) -> Response {
+    let limit = if is_staff(s, caller) {
+        BLOB_MAX
+    } else {
+        PROFILE_BLOB_MAX
+    };
+    let vault = match vault(s) {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if is_erased(&s, &blob.to_hex()) {
-        return err(
-            StatusCode::GONE,
-            "that blob was erased and is never stored again",
-        );
+    if let Some(blob) = expected {
+        if is_erased(s, &blob.to_hex()) {
+            return err(
+                StatusCode::GONE,
+                "that blob was erased and is never stored again",
+            );
+        }
+        if vault.contains(&blob) {
+            return (
+                StatusCode::OK,
+                Json(json!({ "blob": blob, "stored": "already" })),
+            )
+                .into_response();
+        }
     }
-    if vault.contains(&blob) {
-        return (
-            StatusCode::OK,
-            Json(json!({ "blob": blob, "stored": "already" })),
-        )
-            .into_response();
-    }
+    let erased_dir = erased_dir(s);
+    let kept = vault.clone();
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let writer = tokio::task::spawn_blocking(move || {
         let reader = BodyReader {
@@ -296,7 +329,18 @@ async fn put_blob(
             total: 0,
             limit,
         };
-        vault.import(reader, &blob)
+        match expected {
+            Some(blob) => vault.import(reader, &blob).map(|n| (blob, n)),
+            None => vault.import_new(reader, |blob| {
+                if erased_dir.join(blob.to_hex()).exists() {
+                    Err(medchain_ehr::VaultError::Io(std::io::Error::other(
+                        "that blob was erased and is never stored again",
+                    )))
+                } else {
+                    Ok(())
+                }
+            }),
+        }
     });
     let mut body = body;
     use http_body_util::BodyExt;
@@ -317,11 +361,14 @@ async fn put_blob(
     }
     drop(tx);
     match writer.await {
-        Ok(Ok(size)) => (
-            StatusCode::CREATED,
-            Json(json!({ "blob": blob, "bytes": size })),
-        )
-            .into_response(),
+        Ok(Ok((blob, size))) => {
+            drop_cached(&kept.path(&blob));
+            (
+                StatusCode::CREATED,
+                Json(json!({ "blob": blob, "bytes": size })),
+            )
+                .into_response()
+        }
         Ok(Err(medchain_ehr::VaultError::Corrupted(_))) => err(
             StatusCode::UNPROCESSABLE_ENTITY,
             "the bytes do not hash to the blob address; nothing was stored",
@@ -672,19 +719,33 @@ async fn get_case_blob(
 
 /// Marks `name` (a blob address or a record id) erased on this node, for good.
 fn mark_erased(s: &Shared, name: &str) -> std::io::Result<()> {
-    let dir = s.config.node.data_dir.join("vault-erased");
+    let dir = erased_dir(s);
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join(name), b"")
 }
 
 /// True if `name` was erased here: its blob or keys must never be stored or served again.
 fn is_erased(s: &Shared, name: &str) -> bool {
-    s.config
-        .node
-        .data_dir
-        .join("vault-erased")
-        .join(name)
-        .exists()
+    erased_dir(s).join(name).exists()
+}
+
+/// Asks the kernel to drop a stored (synced) blob's pages from the page cache: a large blob
+/// read once in a while should not push the ledger's hot data out of memory, and the disk
+/// streams it back at well over a gigabyte per second. Advisory: errors are ignored.
+fn drop_cached(path: &std::path::Path) {
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = nix::fcntl::posix_fadvise(
+            &f,
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        );
+    }
+}
+
+/// Where this node's erasure markers are (one empty file per erased blob or record).
+fn erased_dir(s: &Shared) -> std::path::PathBuf {
+    s.config.node.data_dir.join("vault-erased")
 }
 
 /// Asks the other validators for `path` until one answers 200.
@@ -743,8 +804,9 @@ async fn fetch_blob(s: &Shared, vault: &Vault, blob: Hash) -> Result<(), String>
     writer
         .await
         .map_err(|e| e.to_string())?
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    drop_cached(&vault.path(&blob));
+    Ok(())
 }
 
 /// Collects a document's (or profile's) wrapped keys from every other node, merges them with
@@ -808,13 +870,24 @@ fn stream_file(path: std::path::PathBuf, blob: Hash) -> Response {
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     tokio::task::spawn_blocking(move || {
-        let mut file = std::io::BufReader::with_capacity(1 << 20, file);
+        use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+        let mut file = file;
+        let _ = posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL);
+        let mut offset = 0i64;
         loop {
-            let mut buf = vec![0u8; 256 << 10];
+            let mut buf = vec![0u8; 1 << 20];
             match file.read(&mut buf) {
                 Ok(0) => return,
                 Ok(n) => {
                     buf.truncate(n);
+                    // What is sent leaves the page cache (see `drop_cached`).
+                    let _ = posix_fadvise(
+                        &file,
+                        offset,
+                        n as i64,
+                        PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+                    );
+                    offset += n as i64;
                     if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                         return;
                     }

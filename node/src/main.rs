@@ -316,7 +316,8 @@ enum BenchCommand {
     /// Document upload (hash + encrypt + store + anchor, until committed) and retrieval (fetch +
     /// decrypt + re-hash + check against the chain) by size, against a running consortium, with
     /// `openssl dgst -sha256` of each file as the reference and the seed system's figures beside
-    /// ours. Prints a table (medians) and writes docs.csv and docs.json.
+    /// ours. Each run reads the document twice: right after the upload, and again. Prints a
+    /// table (medians) and writes docs.csv and docs.json.
     Docs {
         /// Sizes (MB = 2^20 bytes).
         #[arg(long, default_value = "1MB,2MB,5MB,10MB,20MB,50MB,100MB,500MB")]

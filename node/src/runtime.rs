@@ -241,6 +241,8 @@ pub struct Shared {
     /// Counters.
     pub metrics: NodeMetrics,
     gossip: Mutex<Vec<Transaction>>,
+    /// Signalled when the gossip queue stops being empty.
+    gossip_ready: tokio::sync::Notify,
     /// A block request made while no peer was connected: sent to the first peer that connects.
     pending_sync: Mutex<Option<u64>>,
     /// Limits concurrent block-request serving.
@@ -383,7 +385,13 @@ impl Shared {
 
     fn queue_gossip(&self, txs: Vec<Transaction>) {
         if !txs.is_empty() {
-            self.gossip.lock().expect("gossip lock").extend(txs);
+            let mut queue = self.gossip.lock().expect("gossip lock");
+            let was_empty = queue.is_empty();
+            queue.extend(txs);
+            drop(queue);
+            if was_empty {
+                self.gossip_ready.notify_one();
+            }
         }
     }
 
@@ -561,6 +569,7 @@ impl Node {
             waiters: Mutex::new(Waiters::default()),
             metrics: NodeMetrics::default(),
             gossip: Mutex::new(Vec::new()),
+            gossip_ready: tokio::sync::Notify::new(),
             pending_sync: Mutex::new(None),
             sync_servers: Arc::new(tokio::sync::Semaphore::new(SYNC_SERVERS_MAX)),
             inbox,
@@ -908,13 +917,29 @@ async fn network_loop(shared: Arc<Shared>, mut events: medchain_network::Events)
     }
 }
 
+/// Sends admitted transactions to the other validators: a lone transaction at once (so that a
+/// client of a node that is not the leader does not wait for a tick), and under load in
+/// batches at most every [`GOSSIP_INTERVAL`].
 async fn gossip_loop(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(GOSSIP_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Chunks must fit a frame: by count and by encoded bytes (with room for the envelope).
     let bytes_max = shared.config.network.frame_max.saturating_sub(1024).max(1);
+    let mut last = tokio::time::Instant::now();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            () = shared.gossip_ready.notified() => {}
+            () = tokio::time::sleep(GOSSIP_INTERVAL) => {}
+        }
+        if shared.gossip.lock().expect("gossip lock").is_empty() {
+            if Arc::strong_count(&shared) == 1 {
+                return;
+            }
+            continue;
+        }
+        let since = last.elapsed();
+        if since < GOSSIP_INTERVAL {
+            tokio::time::sleep(GOSSIP_INTERVAL - since).await;
+        }
+        last = tokio::time::Instant::now();
         let batch = std::mem::take(&mut *shared.gossip.lock().expect("gossip lock"));
         let mut chunk = Vec::new();
         let mut size = 0;

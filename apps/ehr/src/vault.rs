@@ -36,6 +36,11 @@ const MAGIC: &[u8; 4] = b"MCV1";
 const HEADER: usize = 16;
 /// Chunks in flight between the two pipeline threads (bounds memory: about 256 KiB).
 const PIPELINE_DEPTH: usize = 4;
+/// Bytes buffered before a write to a blob file.
+const WRITE_BUFFER: usize = 1 << 20;
+/// While a blob is written, the bytes so far are synced in the background every this many
+/// bytes, so the final sync has little left to do (the disk writes while the data arrives).
+const SYNC_EVERY: u64 = 32 << 20;
 
 /// Why a vault operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -166,10 +171,7 @@ impl Vault {
     ) -> Result<Stored, VaultError> {
         let mut prefix = [0u8; 8];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut prefix);
-        let mut header = [0u8; HEADER];
-        header[..4].copy_from_slice(MAGIC);
-        header[4..8].copy_from_slice(&(CHUNK as u32).to_be_bytes());
-        header[8..].copy_from_slice(&prefix);
+        let header = header(&prefix);
         let tmp = self
             .dir
             .join(format!(".upload-{}", hex_token(&mut rand::rngs::OsRng)));
@@ -189,99 +191,20 @@ impl Vault {
 
     fn put_to(
         &self,
-        mut plaintext: impl Read + Send,
+        plaintext: impl Read + Send,
         key: &DocKey,
         header: &[u8; HEADER],
         prefix: &[u8; 8],
         tmp: &Path,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Stored, VaultError> {
-        let aead = key.aead();
         let file = File::create(tmp)?;
-        let mut out = BufWriter::with_capacity(4 * CHUNK, &file);
-        out.write_all(header)?;
-        let mut blob_hash = blake3::Hasher::new();
-        blob_hash.update(header);
-        let mut blob_size = HEADER as u64;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, bool)>(PIPELINE_DEPTH);
-        let (plain_hash, size) = std::thread::scope(|s| -> Result<(Hash, u64), VaultError> {
-            // Reader: read ahead one chunk to know which is last; hash the plaintext.
-            let reader = s.spawn(move || -> std::io::Result<(Hash, u64)> {
-                let mut sha = Sha256::new();
-                let mut size = 0u64;
-                let mut cur = vec![0u8; CHUNK];
-                let mut n = fill(&mut plaintext, &mut cur)?;
-                loop {
-                    let mut next = vec![0u8; CHUNK];
-                    let m = if n == CHUNK {
-                        fill(&mut plaintext, &mut next)?
-                    } else {
-                        0
-                    };
-                    cur.truncate(n);
-                    sha.update(&cur);
-                    size += n as u64;
-                    progress(size);
-                    let last = m == 0;
-                    if tx.send((cur, last)).is_err() || last {
-                        break;
-                    }
-                    cur = next;
-                    n = m;
-                }
-                Ok((Hash(sha.finalize().into()), size))
-            });
-            // Writer (this thread): encrypt, hash and write each chunk in order.
-            let mut index: u32 = 0;
-            let mut failed = None;
-            for (mut chunk, last) in rx.iter() {
-                let tag = match aead.seal_in_place_separate_tag(
-                    nonce(prefix, index, last),
-                    Aad::from(&header[..]),
-                    &mut chunk,
-                ) {
-                    Ok(t) => t,
-                    Err(_) => {
-                        failed = Some(VaultError::Undecryptable(Hash::ZERO));
-                        break;
-                    }
-                };
-                blob_hash.update(&chunk);
-                blob_hash.update(tag.as_ref());
-                if let Err(e) = out
-                    .write_all(&chunk)
-                    .and_then(|()| out.write_all(tag.as_ref()))
-                {
-                    failed = Some(e.into());
-                    break;
-                }
-                blob_size += (chunk.len() + TAG) as u64;
-                index = match index.checked_add(1) {
-                    Some(i) => i,
-                    None => {
-                        failed = Some(VaultError::Io(std::io::Error::other(
-                            "document too large for one blob (2^32 chunks)",
-                        )));
-                        break;
-                    }
-                };
-            }
-            drop(rx);
-            let read = reader.join().expect("reader thread")?;
-            match failed {
-                Some(e) => Err(e),
-                None => Ok(read),
-            }
-        })?;
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER, &file);
+        let stored = encrypt_with(plaintext, key, header, prefix, &mut out, progress)?;
         out.flush()?;
         drop(out);
         file.sync_all()?;
-        Ok(Stored {
-            blob: Hash(*blob_hash.finalize().as_bytes()),
-            plaintext_sha256: plain_hash,
-            size,
-            blob_size,
-        })
+        Ok(stored)
     }
 
     /// Decrypts blob `blob` with `key` into `out`, authenticating every chunk; returns the
@@ -306,6 +229,120 @@ impl Vault {
             progress,
         )
     }
+}
+
+/// Encrypts `plaintext` under `key` as a blob written to `out` (a file, a request body), in
+/// constant memory, on two threads; returns its address and the plaintext's SHA-256.
+pub fn encrypt(
+    plaintext: impl Read + Send,
+    key: &DocKey,
+    out: &mut (impl Write + Send),
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Stored, VaultError> {
+    let mut prefix = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut prefix);
+    let header = header(&prefix);
+    encrypt_with(plaintext, key, &header, &prefix, out, progress)
+}
+
+fn header(prefix: &[u8; 8]) -> [u8; HEADER] {
+    let mut header = [0u8; HEADER];
+    header[..4].copy_from_slice(MAGIC);
+    header[4..8].copy_from_slice(&(CHUNK as u32).to_be_bytes());
+    header[8..].copy_from_slice(prefix);
+    header
+}
+
+/// The upload pipeline: this thread encrypts, hashes (BLAKE3) and writes each chunk in order;
+/// a reader thread reads ahead (to know which chunk is last) and hashes the plaintext.
+fn encrypt_with(
+    mut plaintext: impl Read + Send,
+    key: &DocKey,
+    header: &[u8; HEADER],
+    prefix: &[u8; 8],
+    out: &mut (impl Write + Send),
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Stored, VaultError> {
+    let aead = key.aead();
+    out.write_all(header)?;
+    let mut blob_hash = blake3::Hasher::new();
+    blob_hash.update(header);
+    let mut blob_size = HEADER as u64;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, bool)>(PIPELINE_DEPTH);
+    let (plain_hash, size) = std::thread::scope(|s| -> Result<(Hash, u64), VaultError> {
+        let reader = s.spawn(move || -> std::io::Result<(Hash, u64)> {
+            let mut sha = Sha256::new();
+            let mut size = 0u64;
+            let mut cur = vec![0u8; CHUNK];
+            let mut n = fill(&mut plaintext, &mut cur)?;
+            loop {
+                let mut next = vec![0u8; CHUNK];
+                let m = if n == CHUNK {
+                    fill(&mut plaintext, &mut next)?
+                } else {
+                    0
+                };
+                cur.truncate(n);
+                sha.update(&cur);
+                size += n as u64;
+                progress(size);
+                let last = m == 0;
+                if tx.send((cur, last)).is_err() || last {
+                    break;
+                }
+                cur = next;
+                n = m;
+            }
+            Ok((Hash(sha.finalize().into()), size))
+        });
+        let mut index: u32 = 0;
+        let mut failed = None;
+        for (mut chunk, last) in rx.iter() {
+            let tag = match aead.seal_in_place_separate_tag(
+                nonce(prefix, index, last),
+                Aad::from(&header[..]),
+                &mut chunk,
+            ) {
+                Ok(t) => t,
+                Err(_) => {
+                    failed = Some(VaultError::Undecryptable(Hash::ZERO));
+                    break;
+                }
+            };
+            blob_hash.update(&chunk);
+            blob_hash.update(tag.as_ref());
+            if let Err(e) = out
+                .write_all(&chunk)
+                .and_then(|()| out.write_all(tag.as_ref()))
+            {
+                failed = Some(e.into());
+                break;
+            }
+            blob_size += (chunk.len() + TAG) as u64;
+            index = match index.checked_add(1) {
+                Some(i) => i,
+                None => {
+                    failed = Some(VaultError::Io(std::io::Error::other(
+                        "document too large for one blob (2^32 chunks)",
+                    )));
+                    break;
+                }
+            };
+        }
+        drop(rx);
+        let read = reader.join().expect("reader thread")?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(read),
+        }
+    })?;
+    out.flush()?;
+    Ok(Stored {
+        blob: Hash(*blob_hash.finalize().as_bytes()),
+        plaintext_sha256: plain_hash,
+        size,
+        blob_size,
+    })
 }
 
 /// Reads a blob and hashes it (BLAKE3) on the way.
@@ -364,45 +401,60 @@ fn decrypt(
         }
         let prefix: [u8; 8] = header[8..].try_into().expect("8 bytes");
         let aead = key.aead();
-        let mut sha = Sha256::new();
-        let mut done = 0u64;
-        let mut cur = vec![0u8; CHUNK + TAG];
-        let mut n = fill(&mut r, &mut cur)?;
-        let mut index: u32 = 0;
-        loop {
-            if n < TAG {
-                return Err(VaultError::Undecryptable(*blob));
+        // Two threads: this one reads, decrypts and writes; a helper hashes the plaintext.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
+        std::thread::scope(|s| -> Result<Hash, VaultError> {
+            let hasher = s.spawn(move || {
+                let mut sha = Sha256::new();
+                for chunk in rx.iter() {
+                    sha.update(&chunk);
+                }
+                Hash(sha.finalize().into())
+            });
+            let mut done = 0u64;
+            let mut cur = vec![0u8; CHUNK + TAG];
+            let mut n = fill(&mut r, &mut cur)?;
+            let mut index: u32 = 0;
+            loop {
+                if n < TAG {
+                    return Err(VaultError::Undecryptable(*blob));
+                }
+                let mut next = vec![0u8; CHUNK + TAG];
+                let m = if n == CHUNK + TAG {
+                    fill(&mut r, &mut next)?
+                } else {
+                    0
+                };
+                let last = m == 0;
+                cur.truncate(n);
+                let plain = aead
+                    .open_in_place(
+                        nonce(&prefix, index, last),
+                        Aad::from(&header[..]),
+                        &mut cur,
+                    )
+                    .map_err(|_| VaultError::Undecryptable(*blob))?;
+                out.write_all(plain)?;
+                let len = plain.len();
+                done += len as u64;
+                progress(done);
+                cur.truncate(len);
+                if tx.send(cur).is_err() {
+                    break;
+                }
+                if last {
+                    break;
+                }
+                cur = next;
+                n = m;
+                index = index
+                    .checked_add(1)
+                    .ok_or(VaultError::Undecryptable(*blob))?;
             }
-            let mut next = vec![0u8; CHUNK + TAG];
-            let m = if n == CHUNK + TAG {
-                fill(&mut r, &mut next)?
-            } else {
-                0
-            };
-            let last = m == 0;
-            cur.truncate(n);
-            let plain = aead
-                .open_in_place(
-                    nonce(&prefix, index, last),
-                    Aad::from(&header[..]),
-                    &mut cur,
-                )
-                .map_err(|_| VaultError::Undecryptable(*blob))?;
-            sha.update(&*plain);
-            out.write_all(plain)?;
-            done += plain.len() as u64;
-            progress(done);
-            if last {
-                break;
-            }
-            cur = next;
-            n = m;
-            index = index
-                .checked_add(1)
-                .ok_or(VaultError::Undecryptable(*blob))?;
-        }
-        out.flush()?;
-        Ok(Hash(sha.finalize().into()))
+            drop(tx);
+            out.flush()?;
+            Ok(hasher.join().expect("hashing thread"))
+        })
     }
 }
 
@@ -424,43 +476,97 @@ impl Vault {
 
     /// Stores a blob fetched from another node, checking on arrival that its bytes hash to
     /// `expected`; nothing is kept if they do not.
-    pub fn import(&self, mut bytes: impl Read, expected: &Hash) -> Result<u64, VaultError> {
-        let tmp = self
-            .dir
-            .join(format!(".import-{}", hex_token(&mut rand::rngs::OsRng)));
-        let result = (|| -> Result<u64, VaultError> {
-            let file = File::create(&tmp)?;
-            let mut out = BufWriter::with_capacity(4 * CHUNK, &file);
-            let mut h = blake3::Hasher::new();
-            let mut buf = vec![0u8; CHUNK];
-            let mut size = 0u64;
-            loop {
-                let n = fill(&mut bytes, &mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-                out.write_all(&buf[..n])?;
-                size += n as u64;
-            }
-            out.flush()?;
-            drop(out);
-            if Hash(*h.finalize().as_bytes()) != *expected {
-                return Err(VaultError::Corrupted(*expected));
-            }
-            file.sync_all()?;
-            Ok(size)
-        })();
+    pub fn import(&self, bytes: impl Read, expected: &Hash) -> Result<u64, VaultError> {
+        let (tmp, result) = self.receive(bytes);
         match result {
-            Ok(size) => {
+            Ok((hash, size)) if hash == *expected => {
                 std::fs::rename(&tmp, self.path(expected))?;
+                File::open(&self.dir)?.sync_all()?;
                 Ok(size)
+            }
+            Ok(_) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(VaultError::Corrupted(*expected))
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 Err(e)
             }
         }
+    }
+
+    /// Stores a blob whose address is not known in advance (an upload streamed while it is
+    /// being encrypted); returns its address (BLAKE3 of the bytes) and size. `keep` sees the
+    /// address first and may refuse it (say, an erased blob); nothing is stored then.
+    pub fn import_new(
+        &self,
+        bytes: impl Read,
+        keep: impl FnOnce(&Hash) -> Result<(), VaultError>,
+    ) -> Result<(Hash, u64), VaultError> {
+        let (tmp, result) = self.receive(bytes);
+        let done = result.and_then(|(hash, size)| {
+            keep(&hash)?;
+            std::fs::rename(&tmp, self.path(&hash))?;
+            File::open(&self.dir)?.sync_all()?;
+            Ok((hash, size))
+        });
+        if done.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        done
+    }
+
+    /// Writes `bytes` to a new temporary file, durably, hashing them; returns the file and
+    /// (address, size). The disk writes while the bytes arrive: every [`SYNC_EVERY`] bytes a
+    /// helper thread syncs what is written so far, so the last sync is short.
+    fn receive(&self, mut bytes: impl Read) -> (PathBuf, Result<(Hash, u64), VaultError>) {
+        let tmp = self
+            .dir
+            .join(format!(".import-{}", hex_token(&mut rand::rngs::OsRng)));
+        let result = (|| -> Result<(Hash, u64), VaultError> {
+            let file = File::create(&tmp)?;
+            let syncer_file = file.try_clone()?;
+            let (kick, kicks) = std::sync::mpsc::sync_channel::<()>(1);
+            std::thread::scope(|s| -> Result<(Hash, u64), VaultError> {
+                s.spawn(move || {
+                    for () in kicks.iter() {
+                        if syncer_file.sync_data().is_err() {
+                            break; // the final sync_all reports the error
+                        }
+                    }
+                });
+                let mut out = BufWriter::with_capacity(WRITE_BUFFER, &file);
+                let mut h = blake3::Hasher::new();
+                let mut buf = vec![0u8; 4 * CHUNK];
+                let mut size = 0u64;
+                let mut synced = 0u64;
+                let written = loop {
+                    let n = match fill(&mut bytes, &mut buf) {
+                        Ok(n) => n,
+                        Err(e) => break Err(e),
+                    };
+                    if n == 0 {
+                        break out.flush();
+                    }
+                    h.update(&buf[..n]);
+                    if let Err(e) = out.write_all(&buf[..n]) {
+                        break Err(e);
+                    }
+                    size += n as u64;
+                    if size - synced >= SYNC_EVERY {
+                        synced = size;
+                        // Skipped when the last background sync is still running.
+                        let _ = kick.try_send(());
+                    }
+                };
+                drop(kick);
+                drop(out);
+                written?;
+                file.sync_all()?;
+                Ok((Hash(*h.finalize().as_bytes()), size))
+            })
+        })();
+        (tmp, result)
     }
 
     /// Destroys a blob (part of crypto-shredding; the wrapped keys go with the chain record).
