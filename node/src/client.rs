@@ -26,11 +26,17 @@ pub fn signed_tx(
     )
 }
 
+/// The longest a document upload or download may take (the default request timeout is for
+/// small requests).
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// A node's API.
 #[derive(Debug, Clone)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// The node's key, learnt with the chain id (signed requests name the node they are for).
+    node: Arc<std::sync::OnceLock<medchain_types::PublicKey>>,
 }
 
 impl Client {
@@ -46,6 +52,7 @@ impl Client {
                 .timeout(Duration::from_secs(120))
                 .pool_max_idle_per_host(512)
                 .build()?,
+            node: Arc::default(),
         })
     }
 
@@ -69,9 +76,13 @@ impl Client {
         Ok(v)
     }
 
-    /// The chain id the node serves.
+    /// The chain id the node serves (and, remembered for signed requests, the node's key).
     pub async fn chain_id(&self) -> Result<String> {
-        Ok(self.status().await?["chain_id"]
+        let status = self.status().await?;
+        if let Ok(node) = serde_json::from_value(status["node_id"].clone()) {
+            let _ = self.node.set(node);
+        }
+        Ok(status["chain_id"]
             .as_str()
             .context("status has no chain_id")?
             .to_owned())
@@ -534,7 +545,9 @@ pub async fn ehr_verify(node: &str, file: &std::path::Path, doc: Option<&str>) -
 }
 
 impl Client {
-    /// A request signed with `key` (see `ehr_vault` for the scheme).
+    /// A request signed with `key` (see `ehr_vault` for the scheme). Call after
+    /// [`Client::chain_id`], which learns the node's key the signature names (without it the
+    /// node refuses the signature).
     fn signed(
         &self,
         method: reqwest::Method,
@@ -542,7 +555,12 @@ impl Client {
         key: &SecretKey,
         chain: &str,
     ) -> reqwest::RequestBuilder {
-        let headers = crate::ehr_vault::sign_headers(key, chain, method.as_str(), path);
+        let node = self
+            .node
+            .get()
+            .copied()
+            .unwrap_or(medchain_types::PublicKey([0; 32]));
+        let headers = crate::ehr_vault::sign_headers(key, chain, &node, method.as_str(), path);
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         for (k, v) in headers {
             req = req.header(k, v);
@@ -668,9 +686,19 @@ pub async fn ehr_doc_upload(
             let noop = |_: u64| {};
             let progress: &(dyn Fn(u64) + Sync) = if quiet { &noop } else { &show };
             let mut out = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(tx));
-            let stored = medchain_ehr::encrypt(f, &key, &mut out, progress)?;
-            std::io::Write::flush(&mut out)?;
-            Ok(stored)
+            match medchain_ehr::encrypt(f, &key, &mut out, progress) {
+                Ok(stored) => {
+                    std::io::Write::flush(&mut out)?;
+                    Ok(stored)
+                }
+                Err(e) => {
+                    // Abort the request (the node then discards what it received) rather than
+                    // end the body cleanly, which would store a truncated blob.
+                    let (w, _unsent) = out.into_parts();
+                    let _ = w.0.blocking_send(Err(std::io::Error::other(e.to_string())));
+                    Err(e.into())
+                }
+            }
         })
     };
     {
@@ -679,6 +707,7 @@ pub async fn ehr_doc_upload(
         });
         let sent = client
             .signed(reqwest::Method::POST, "/api/v1/ehr/blobs", &signer, &chain)
+            .timeout(TRANSFER_TIMEOUT)
             .header("content-type", "application/octet-stream")
             .body(reqwest::Body::wrap_stream(stream))
             .send()
@@ -860,6 +889,7 @@ async fn doc_get_as(
     let path = format!("/api/v1/ehr/docs/{doc_id}/blob");
     let mut r = client
         .signed(reqwest::Method::GET, &path, &signer, &chain)
+        .timeout(TRANSFER_TIMEOUT)
         .send()
         .await?;
     if !r.status().is_success() {
@@ -1013,7 +1043,9 @@ pub async fn ehr_doc_share(
         bail!("--hours must be 1 to 720 (30 days)");
     }
     let link_key = SecretKey::generate(&mut rand::rngs::OsRng);
-    let expires_ms = crate::runtime::now_ms() + hours * 3600 * 1000;
+    // Five minutes short of the asked time, so that 720 h stays within the chain's 30-day
+    // limit even when this machine's clock is a little ahead of the block time.
+    let expires_ms = crate::runtime::now_ms() + hours * 3600 * 1000 - 5 * 60 * 1000;
     let op = medchain_ehr::EhrOp::ShareDocument {
         doc_id: doc_id.to_owned(),
         holder: link_key.public(),

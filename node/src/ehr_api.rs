@@ -49,7 +49,11 @@ async fn portal_asset(Path(file): Path<String>) -> Response {
                 (header::CACHE_CONTROL, "no-cache"),
                 (
                     header::CONTENT_SECURITY_POLICY,
-                    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self' blob:; frame-ancestors 'none'",
+                    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+                ),
+                (
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    "nosniff",
                 ),
                 (header::REFERRER_POLICY, "no-referrer"),
             ],

@@ -25,9 +25,10 @@
 //!
 //! **Signed requests.** Headers `x-medchain-key` (the caller's ed25519 key, hex),
 //! `x-medchain-created` (milliseconds since the Unix epoch), `x-medchain-nonce` (16 random
-//! bytes, hex) and `x-medchain-signature` over `METHOD \n PATH \n created \n nonce` (domain
-//! `http-request`, the chain id). Requests more than 5 minutes old or ahead, and any nonce seen
-//! before, are refused.
+//! bytes, hex) and `x-medchain-signature` over `METHOD \n PATH \n created \n nonce \n NODE`
+//! (NODE: the key of the node the request is for, hex; domain `http-request`, the chain id).
+//! Requests more than 5 minutes old or ahead, any nonce seen before, and requests for another
+//! node are refused.
 
 // Handlers refuse with a ready HTTP response; the error path is cold, so its size is fine.
 #![allow(clippy::result_large_err)]
@@ -105,9 +106,17 @@ fn keys_path(s: &Shared, doc: &str) -> std::path::PathBuf {
         .join(format!("{doc}.json"))
 }
 
-/// The bytes a request signature covers.
-pub fn request_bytes(method: &str, path: &str, created: u64, nonce: &str) -> Vec<u8> {
-    format!("{method}\n{path}\n{created}\n{nonce}").into_bytes()
+/// The bytes a request signature covers: the method, the path, the time, the nonce and the
+/// node the request is for (its key, from `/api/v1/status`), so that a request captured on its
+/// way to one node is refused by every other (each node remembers only its own nonces).
+pub fn request_bytes(
+    method: &str,
+    path: &str,
+    created: u64,
+    nonce: &str,
+    node: &PublicKey,
+) -> Vec<u8> {
+    format!("{method}\n{path}\n{created}\n{nonce}\n{}", node.to_hex()).into_bytes()
 }
 
 /// Checks a signed request; returns the caller.
@@ -152,7 +161,7 @@ fn authenticate(
     key.verify(
         DOMAIN_REQUEST,
         &s.genesis.chain_id,
-        &request_bytes(method.as_str(), path, created, nonce),
+        &request_bytes(method.as_str(), path, created, nonce, &s.me),
         &sig,
     )
     .map_err(|_| err(StatusCode::UNAUTHORIZED, "bad request signature"))?;
@@ -408,26 +417,55 @@ async fn put_keys(
             )
         }
     };
-    match merge_keys(&s, &id, keys, &d.patient) {
+    // Keys of share links that were revoked or have expired make room for new readers.
+    let now = crate::runtime::now_ms();
+    let dead_links: Vec<PublicKey> = ehr(&s)
+        .query_json(&s.ledger.view(NAME), &EhrQuery::Shares(id.clone()))
+        .ok()
+        .and_then(|v| serde_json::from_value::<Vec<medchain_ehr::chaincode::ShareRecord>>(v).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l.revoked_ms.is_some() || l.expires_ms <= now)
+        .map(|l| l.holder)
+        .collect();
+    match merge_keys(&s, &id, keys, &d.patient, &caller, &dead_links) {
         Ok(n) => (StatusCode::CREATED, Json(json!({ "doc": id, "keys": n }))).into_response(),
         Err(r) => r,
     }
 }
 
-/// Adds `keys` to record `id`'s wrapped keys (one per reader; the newest wins) and stores
-/// them; the patient's own key must be among them. Returns how many readers hold a key.
+/// Serializes every read-modify-write of a wrapped-key file on this node.
+static KEYS_LOCK: Mutex<()> = Mutex::new(());
+
+/// Adds `keys` to record `id`'s wrapped keys and stores them, as `caller`: one key per
+/// reader; a reader's existing key is replaced only by that reader itself (nobody else can
+/// spoil it); `drop` readers (dead share links) are removed; the patient's own key must be
+/// among them. Returns how many readers hold a key.
 fn merge_keys(
     s: &Shared,
     id: &str,
     keys: Vec<WrappedKey>,
     patient: &PublicKey,
+    caller: &PublicKey,
+    drop: &[PublicKey],
 ) -> Result<usize, Response> {
     if keys.is_empty() || keys.len() > 64 {
         return Err(err(StatusCode::BAD_REQUEST, "1 to 64 wrapped keys"));
     }
-    let mut merged = local_keys(s, id);
-    merged.retain(|old| !keys.iter().any(|k| k.reader == old.reader));
-    merged.extend(keys);
+    let _serial = KEYS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if is_erased(s, id) {
+        return Err(err(StatusCode::GONE, "that record was erased"));
+    }
+    let mut merged =
+        read_keys(s, id).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    merged.retain(|old| !drop.contains(&old.reader));
+    for k in keys {
+        match merged.iter_mut().find(|m| m.reader == k.reader) {
+            Some(m) if k.reader == *caller => *m = k,
+            Some(_) => {} // another reader's key stays as it is
+            None => merged.push(k),
+        }
+    }
     if merged.len() > 64 || !merged.iter().any(|k| k.reader == *patient) {
         return Err(err(
             StatusCode::BAD_REQUEST,
@@ -510,10 +548,11 @@ async fn get_blob(
     }
 }
 
-/// Signed-request headers for `method path` with `key`.
+/// Signed-request headers for `method path` to node `node` with `key`.
 pub fn sign_headers(
     key: &medchain_types::SecretKey,
     chain: &str,
+    node: &PublicKey,
     method: &str,
     path: &str,
 ) -> [(&'static str, String); 4] {
@@ -524,7 +563,7 @@ pub fn sign_headers(
     let sig = key.sign(
         DOMAIN_REQUEST,
         chain,
-        &request_bytes(method, path, created, &nonce),
+        &request_bytes(method, path, created, &nonce, node),
     );
     [
         ("x-medchain-key", key.public().to_hex()),
@@ -665,7 +704,7 @@ async fn put_case_keys(
             )
         }
     };
-    match merge_keys(&s, &case_record_id(&p, &case_id), keys, &p) {
+    match merge_keys(&s, &case_record_id(&p, &case_id), keys, &p, &caller, &[]) {
         Ok(n) => (
             StatusCode::CREATED,
             Json(json!({ "case": case_id, "keys": n })),
@@ -756,7 +795,7 @@ async fn from_peers(s: &Shared, path: &str) -> Option<reqwest::Response> {
         .ok()?;
     for v in s.genesis.validators.iter().filter(|v| v.key != s.me) {
         let mut req = http.get(format!("{}{path}", v.api.trim_end_matches('/')));
-        for (k, val) in sign_headers(&s.node_key, &s.genesis.chain_id, "GET", path) {
+        for (k, val) in sign_headers(&s.node_key, &s.genesis.chain_id, &v.key, "GET", path) {
             req = req.header(k, val);
         }
         if let Ok(r) = req.send().await {
@@ -818,10 +857,10 @@ async fn fetch_keys(s: &Shared, id: &str) -> Result<Vec<WrappedKey>, String> {
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .map_err(|e| e.to_string())?;
-    let mut merged = local_keys(s, id);
+    let mut theirs_all = Vec::new();
     for v in s.genesis.validators.iter().filter(|v| v.key != s.me) {
         let mut req = http.get(format!("{}{path}", v.api.trim_end_matches('/')));
-        for (k, val) in sign_headers(&s.node_key, &s.genesis.chain_id, "GET", &path) {
+        for (k, val) in sign_headers(&s.node_key, &s.genesis.chain_id, &v.key, "GET", &path) {
             req = req.header(k, val);
         }
         let Ok(r) = req.send().await else { continue };
@@ -829,11 +868,19 @@ async fn fetch_keys(s: &Shared, id: &str) -> Result<Vec<WrappedKey>, String> {
             continue;
         }
         if let Ok(theirs) = r.json::<Vec<WrappedKey>>().await {
-            for k in theirs {
-                if !merged.iter().any(|m| m.reader == k.reader) && merged.len() < 64 {
-                    merged.push(k);
-                }
-            }
+            theirs_all.extend(theirs);
+        }
+    }
+    // Merged under the lock with what this node holds now (not what it held before the
+    // network round), and never after an erasure.
+    let _serial = KEYS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if is_erased(s, id) {
+        return Err("that record was erased".into());
+    }
+    let mut merged = read_keys(s, id).map_err(|e| e.to_string())?;
+    for k in theirs_all {
+        if !merged.iter().any(|m| m.reader == k.reader) && merged.len() < 64 {
+            merged.push(k);
         }
     }
     if merged.is_empty() {
@@ -993,7 +1040,7 @@ async fn put_profile_keys(
             )
         }
     };
-    match merge_keys(&s, &profile_id(&p), keys, &p) {
+    match merge_keys(&s, &profile_id(&p), keys, &p, &caller, &[]) {
         Ok(n) => (
             StatusCode::CREATED,
             Json(json!({ "patient": p, "keys": n })),
@@ -1003,24 +1050,43 @@ async fn put_profile_keys(
     }
 }
 
-/// The wrapped keys of record `id` this node holds (none if it holds none).
+/// The wrapped keys of record `id` this node holds, for reading (none if it holds none or
+/// its file is unreadable).
 fn local_keys(s: &Shared, id: &str) -> Vec<WrappedKey> {
-    std::fs::read(keys_path(s, id))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+    read_keys(s, id).unwrap_or_default()
 }
 
+/// The wrapped keys of record `id` this node holds; an unreadable file is an error (a writer
+/// must not take it for an empty list and overwrite it).
+fn read_keys(s: &Shared, id: &str) -> std::io::Result<Vec<WrappedKey>> {
+    match std::fs::read(keys_path(s, id)) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the wrapped keys of {id} are unreadable: {e}"),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes record `id`'s wrapped keys durably (call with [`KEYS_LOCK`] held).
 fn store_keys(s: &Shared, id: &str, keys: &[WrappedKey]) -> std::io::Result<()> {
     let p = keys_path(s, id);
     std::fs::create_dir_all(p.parent().expect("a parent"))?;
-    let tmp = p.with_extension("tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec(keys).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &p)
+    let mut token = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut token);
+    let tmp = p.with_extension(format!("{}.tmp", hex::encode(token)));
+    let written = serde_json::to_vec(keys)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &p));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 async fn get_profile_key(
@@ -1145,6 +1211,7 @@ pub fn on_erased(s: &Shared, doc_id: &str) {
         }
     }
     let p = keys_path(s, doc_id);
+    let _serial = KEYS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(e) = std::fs::remove_file(&p) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::error!(doc = doc_id, error = %e, "could not erase wrapped keys");

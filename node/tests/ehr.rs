@@ -147,9 +147,14 @@ fn query(node: &str, q: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A signed request is accepted once; the same request again (same nonce) and one signed
-/// 10 minutes ago are refused.
-fn signed_requests_refuse_replays_and_stale_times(node: &str, key_file: &Path, doc: &str) {
+/// A signed request is accepted once; the same request again (same nonce), one signed 10
+/// minutes ago, and the same request sent to another node (`other`) are refused.
+fn signed_requests_refuse_replays_and_stale_times(
+    node: &str,
+    other: &str,
+    key_file: &Path,
+    doc: &str,
+) {
     let kf: serde_json::Value = serde_json::from_slice(&std::fs::read(key_file).unwrap()).unwrap();
     let seed: [u8; 32] = hex::decode(kf["secret_key"].as_str().unwrap())
         .unwrap()
@@ -168,26 +173,33 @@ fn signed_requests_refuse_replays_and_stale_times(node: &str, key_file: &Path, d
             .await
             .unwrap();
         let chain = status["chain_id"].as_str().unwrap().to_owned();
+        let target = status["node_id"].as_str().unwrap().to_owned();
         let path = format!("/api/v1/ehr/docs/{doc}/key");
-        let send = |created: u64, nonce: &str| {
+        let send_to = |to: &str, created: u64, nonce: &str| {
             let sig = key.sign(
                 medchain_types::Domain("http-request"),
                 &chain,
-                format!("GET\n{path}\n{created}\n{nonce}").as_bytes(),
+                format!("GET\n{path}\n{created}\n{nonce}\n{target}").as_bytes(),
             );
-            http.get(format!("{node}{path}"))
+            http.get(format!("{to}{path}"))
                 .header("x-medchain-key", key.public().to_hex())
                 .header("x-medchain-created", created.to_string())
                 .header("x-medchain-nonce", nonce.to_owned())
                 .header("x-medchain-signature", sig.to_hex())
                 .send()
         };
+        let send = |created: u64, nonce: &str| send_to(node, created, nonce);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64;
         let nonce = "0123456789abcdef0123456789abcdef";
         assert_eq!(send(now, nonce).await.unwrap().status().as_u16(), 200);
+        // Captured on its way to `node` and replayed at another node, which has not seen the
+        // nonce: refused, because the signature names `node`.
+        let elsewhere = send_to(other, now, nonce).await.unwrap();
+        assert_eq!(elsewhere.status().as_u16(), 401);
+        assert!(elsewhere.text().await.unwrap().contains("signature"));
         let replay = send(now, nonce).await.unwrap();
         assert_eq!(replay.status().as_u16(), 401);
         assert!(replay.text().await.unwrap().contains("replayed"));
@@ -230,6 +242,7 @@ fn signed_as(
             .await
             .unwrap();
         let chain = status["chain_id"].as_str().unwrap().to_owned();
+        let target = status["node_id"].as_str().unwrap().to_owned();
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -238,7 +251,7 @@ fn signed_as(
         let sig = key.sign(
             medchain_types::Domain("http-request"),
             &chain,
-            format!("{method}\n{path}\n{created}\n{nonce}").as_bytes(),
+            format!("{method}\n{path}\n{created}\n{nonce}\n{target}").as_bytes(),
         );
         let r = http
             .request(method.parse().unwrap(), format!("{node}{url_path}"))
@@ -458,7 +471,7 @@ fn register_grant_anchor_and_verify_across_nodes() {
     let o = get(&pat, &mine);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read(&mine).unwrap(), content);
-    signed_requests_refuse_replays_and_stale_times(n(0), &pat, "scan-1");
+    signed_requests_refuse_replays_and_stale_times(n(0), n(1), &pat, "scan-1");
     let theirs = d.join("theirs.bin");
     let o = get(&hosp, &theirs);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -467,6 +480,23 @@ fn register_grant_anchor_and_verify_across_nodes() {
         !get(&stranger, &d.join("x.bin")).status.success(),
         "a stranger"
     );
+    // The issuer cannot spoil the patient's wrapped key: a reader's key is replaced only by
+    // that reader.
+    let junk = format!(
+        r#"[{{"reader":"{pat_key}","ephemeral":[{}],"sealed":"{}"}}]"#,
+        ["9"; 32].join(","),
+        "00".repeat(48)
+    );
+    let (code, body) = signed(
+        n(0),
+        &doc,
+        "PUT",
+        "/api/v1/ehr/docs/scan-1/keys",
+        junk.into_bytes(),
+    );
+    assert_eq!(code, 201, "{body}");
+    let o = get(&pat, &d.join("again.bin"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // Through another node, which does not hold the blob yet: it fetches and checks it.
     let elsewhere = d.join("elsewhere.bin");
     let o = Command::new(BIN)

@@ -193,11 +193,12 @@ async function linkIdentity(seed) {
   return { sk, pub, seed };
 }
 
-async function signedFetch(id, chain, method, path) {
+/** A signed request (method, path, time, nonce and the node it is for, under the chain's id). */
+async function signedFetch(id, node, method, path) {
   const created = Date.now();
   const nonce = hex(crypto.getRandomValues(new Uint8Array(16)));
-  const msg = utf8(`${method}\n${path}\n${created}\n${nonce}`);
-  const sig = await crypto.subtle.sign({ name: 'Ed25519' }, id.sk, signingBytes('http-request', chain, msg));
+  const msg = utf8(`${method}\n${path}\n${created}\n${nonce}\n${node.node_id}`);
+  const sig = await crypto.subtle.sign({ name: 'Ed25519' }, id.sk, signingBytes('http-request', node.chain_id, msg));
   const r = await fetch(path, { method, headers: {
     'x-medchain-key': id.pub, 'x-medchain-created': String(created),
     'x-medchain-nonce': nonce, 'x-medchain-signature': hex(sig) } });
@@ -288,8 +289,10 @@ async function readWithProgress(response, bar) {
 let share = null;
 
 async function showShare(docId, secret) {
+  if (!/^[a-z0-9_-][a-z0-9._-]{0,63}$/.test(docId) || !/^[0-9a-f]{64}$/.test(secret)) {
+    throw new Error('this share link is malformed');
+  }
   share = { docId, seed: unhex(secret) };
-  if (share.seed.length !== 32) throw new Error('this share link is malformed');
   $('#share-result').hidden = true;
   const d = await api('/api/v1/ehr/docs/' + encodeURIComponent(docId));
   $('#share-anchor').replaceChildren(facts([['document', d.doc_id], ['kind', d.kind],
@@ -298,14 +301,14 @@ async function showShare(docId, secret) {
 
 async function openShare() {
   const { docId, seed } = share;
-  const chain = (await api('/api/v1/status')).chain_id;
+  const node = await api('/api/v1/status');
   const id = await linkIdentity(seed);
   const d = await api('/api/v1/ehr/docs/' + encodeURIComponent(docId));
   // Every read of personal data is on the chain first (under this link).
   await commitOp(id, { LogRead: { patient: d.patient, object: 'doc/' + docId } });
-  const wrapped = await (await signedFetch(id, chain, 'GET', `/api/v1/ehr/docs/${docId}/key`)).json();
+  const wrapped = await (await signedFetch(id, node, 'GET', `/api/v1/ehr/docs/${docId}/key`)).json();
   const docKey = await unwrapKey(wrapped, seed, docId);
-  const blob = await readWithProgress(await signedFetch(id, chain, 'GET', `/api/v1/ehr/docs/${docId}/blob`), $('#share-progress'));
+  const blob = await readWithProgress(await signedFetch(id, node, 'GET', `/api/v1/ehr/docs/${docId}/blob`), $('#share-progress'));
   const plain = await decryptBlob(blob, docKey);
   const sha = hex(await crypto.subtle.digest('SHA-256', plain));
   const v = await api(`/api/v1/ehr/verify/${sha}?doc=${encodeURIComponent(docId)}`);
@@ -326,7 +329,7 @@ async function route() {
   showError(null);
   const h = location.hash.replace(/^#/, '') || 'overview';
   const [page, ...rest] = h.split('/');
-  const name = page in pages ? page : 'overview';
+  const name = Object.hasOwn(pages, page) ? page : 'overview';
   for (const s of document.querySelectorAll('.page')) s.classList.toggle('active', s.id === 'page-' + name);
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.id === 'nav-' + name);
   try {

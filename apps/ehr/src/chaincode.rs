@@ -478,7 +478,8 @@ fn list<T: serde::de::DeserializeOwned>(
 }
 
 fn check_id(what: &str, id: &str) -> Result<(), ChaincodeError> {
-    if medchain_types::is_valid_name(id, 64) {
+    // Ids name files off chain: none of `.`, `..` or hidden names.
+    if medchain_types::is_valid_name(id, 64) && !id.starts_with('.') {
         Ok(())
     } else {
         Err(ChaincodeError::BadRequest(format!(
@@ -511,8 +512,6 @@ pub enum Basis {
     BreakGlass,
     /// A share link on one document.
     ShareLink,
-    /// The doctor who issued the document.
-    Issuer,
 }
 
 impl Basis {
@@ -522,7 +521,6 @@ impl Basis {
             Basis::Grant => "grant",
             Basis::BreakGlass => "break-glass",
             Basis::ShareLink => "share-link",
-            Basis::Issuer => "issuer",
         }
     }
 }
@@ -610,8 +608,8 @@ impl Ehr {
     }
 
     /// Whether `actor` may read `object` (`profile`, `case/<id>`, `doc/<id>`) of `patient` at
-    /// `now`: [`Ehr::access`] for the object's scope; for a document also its issuer, or the
-    /// holder of a live share link on it.
+    /// `now`: [`Ehr::access`] for the object's scope, or, for a document, the holder of a live
+    /// share link on it.
     pub fn access_object(
         view: &dyn StateView,
         patient: &PublicKey,
@@ -640,11 +638,6 @@ impl Ehr {
                 view,
                 &key(&[b"share", doc_id.as_bytes(), hex(actor).as_bytes()]),
             )?;
-            if let Some(d) = doc.as_ref().filter(|d| d.patient == *patient) {
-                if d.issuer == *actor && d.erased_ms.is_none() {
-                    return Ok(Basis::Issuer);
-                }
-            }
             if let (Some(d), Some(sh)) = (doc, share) {
                 if d.patient == *patient
                     && d.erased_ms.is_none()
@@ -658,11 +651,14 @@ impl Ehr {
         Err(refused)
     }
 
-    /// The document, if `me` is its patient or its issuer (who may share it).
+    /// The document, if `me` may share it: its patient, or its issuing doctor while the
+    /// doctor's hospital still holds the patient's grant on documents (a revocation ends the
+    /// issuer's sharing too).
     fn sharer_of(
         view: &dyn StateView,
         doc_id: &str,
         me: &PublicKey,
+        now: u64,
     ) -> Result<DocumentAnchor, ChaincodeError> {
         let d: DocumentAnchor = get(view, &key(&[b"doc", doc_id.as_bytes()]))?
             .ok_or_else(|| ChaincodeError::NotFound(format!("document {doc_id}")))?;
@@ -670,6 +666,11 @@ impl Ehr {
             return Err(forbidden(
                 "only the patient or the issuing doctor shares a document",
             ));
+        }
+        if d.patient != *me {
+            Self::access(view, &d.patient, me, Scope::Documents, false, now).map_err(|_| {
+                forbidden("the issuer's hospital no longer holds a documents grant")
+            })?;
         }
         if d.erased_ms.is_some() {
             return Err(ChaincodeError::Rejected(format!(
@@ -1082,7 +1083,7 @@ impl Ehr {
                 expires_ms,
             } => {
                 check_id("document id", &doc_id)?;
-                let d = Self::sharer_of(stub, &doc_id, &me)?;
+                let d = Self::sharer_of(stub, &doc_id, &me, now)?;
                 if expires_ms <= now || expires_ms - now > SHARE_MAX_MS {
                     return Err(ChaincodeError::BadRequest(
                         "a share link expires in the future, within 30 days".into(),
@@ -1121,7 +1122,7 @@ impl Ehr {
             }
             EhrOp::Unshare { doc_id, holder } => {
                 check_id("document id", &doc_id)?;
-                Self::sharer_of(stub, &doc_id, &me)?;
+                Self::sharer_of(stub, &doc_id, &me, now)?;
                 let k = key(&[b"share", doc_id.as_bytes(), hex(&holder).as_bytes()]);
                 let mut sh: ShareRecord = get(stub, &k)?
                     .ok_or_else(|| ChaincodeError::NotFound(format!("share link {holder}")))?;

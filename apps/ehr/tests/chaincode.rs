@@ -700,7 +700,8 @@ fn share_links_open_one_document_until_expiry_or_unshare() {
     )
     .unwrap();
     assert!(forbidden(t.tx(&link3, read("d-1"))), "erased");
-    // The issuer reads its own document without a grant (audited as the issuer).
+    // A revocation ends the issuer's reads and sharing of what it issued.
+    t.tx(&doc, read("d-2")).unwrap();
     t.tx(
         &pat,
         EhrOp::Revoke {
@@ -708,9 +709,28 @@ fn share_links_open_one_document_until_expiry_or_unshare() {
         },
     )
     .unwrap();
-    t.tx(&doc, read("d-2")).unwrap();
-    let audit: Vec<AuditEvent> = t.q(EhrQuery::Audit(pat.public()));
-    assert!(audit
-        .iter()
-        .any(|e| e.reader == doc.public() && e.basis == "issuer" && e.object == "doc/d-2"));
+    assert!(
+        forbidden(t.tx(&doc, read("d-2"))),
+        "revoked: no issuer read"
+    );
+    assert!(
+        forbidden(t.tx(&doc, share("d-2", &k(23), t.w.time + 3_600_000))),
+        "revoked: no issuer share"
+    );
+    t.tx(&pat, share("d-2", &k(23), t.w.time + 3_600_000))
+        .unwrap();
+    // Ids never name hidden files.
+    assert!(t
+        .tx(
+            &doc,
+            EhrOp::IssueDocument {
+                doc_id: "..".into(),
+                patient: pat.public(),
+                kind: DocKind::Report,
+                plaintext_sha256: sha256(b".."),
+                blob: sha256(b"blob .."),
+                supersedes: None,
+            },
+        )
+        .is_err());
 }
