@@ -545,6 +545,23 @@ pub async fn ehr_verify(node: &str, file: &std::path::Path, doc: Option<&str>) -
 }
 
 impl Client {
+    /// Signs an `ehr` operation with `signer`, submits it and waits for its commit (see
+    /// [`Client::commit_one`]).
+    pub async fn commit_ehr(
+        &self,
+        chain: &str,
+        signer: &SecretKey,
+        op: &medchain_ehr::EhrOp,
+    ) -> Result<Value> {
+        self.commit_one(signed_tx(
+            chain,
+            medchain_ehr::chaincode::NAME,
+            medchain_ehr::Ehr::payload(op),
+            signer,
+        ))
+        .await
+    }
+
     /// A request signed with `key` (see `ehr_vault` for the scheme). Call after
     /// [`Client::chain_id`], which learns the node's key the signature names (without it the
     /// node refuses the signature).
@@ -742,13 +759,7 @@ pub async fn ehr_doc_upload(
             blob: stored.blob,
             supersedes,
         };
-        let tx = signed_tx(
-            &chain,
-            medchain_ehr::chaincode::NAME,
-            medchain_ehr::Ehr::payload(&op),
-            &signer,
-        );
-        let receipt = client.commit_one(tx).await?;
+        let receipt = client.commit_ehr(&chain, &signer, &op).await?;
         // The key, for the patient, the issuer and its hospital.
         let mut readers = vec![patient, signer.public(), hospital];
         readers.dedup();
@@ -762,14 +773,7 @@ pub async fn ehr_doc_upload(
             .json(&wrapped)
             .send()
             .await?;
-        if !r.status().is_success() {
-            let code = r.status();
-            let v: Value = r.json().await.unwrap_or(Value::Null);
-            bail!(
-                "storing the keys: HTTP {code}: {}",
-                v["error"].as_str().unwrap_or(&v.to_string())
-            );
-        }
+        ok_or_error(r, "storing the keys").await?;
         if quiet {
             return Ok(());
         }
@@ -786,6 +790,62 @@ pub async fn ehr_doc_upload(
         );
         Ok(())
     }
+}
+
+/// `r` if it succeeded; otherwise an error with the node's message, naming `what`.
+async fn ok_or_error(r: reqwest::Response, what: &str) -> Result<reqwest::Response> {
+    if r.status().is_success() {
+        return Ok(r);
+    }
+    let code = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    bail!(
+        "{what}: HTTP {code}: {}",
+        v["error"].as_str().unwrap_or(&v.to_string())
+    )
+}
+
+/// Records on the chain that `reader` reads `object` of `patient` (every read of personal data
+/// is logged before the node serves it).
+async fn log_read(
+    client: &Client,
+    chain: &str,
+    reader: &SecretKey,
+    patient: &medchain_types::PublicKey,
+    object: &str,
+) -> Result<()> {
+    let op = medchain_ehr::EhrOp::LogRead {
+        patient: *patient,
+        object: object.to_owned(),
+    };
+    client
+        .commit_ehr(chain, reader, &op)
+        .await
+        .with_context(|| format!("logging the read of {object} (is there a valid grant?)"))?;
+    Ok(())
+}
+
+/// `reader`'s wrapped key at `path` (a signed GET); `what` names it in errors.
+async fn wrapped_key(
+    client: &Client,
+    chain: &str,
+    reader: &SecretKey,
+    path: &str,
+    what: &str,
+) -> Result<medchain_ehr::WrappedKey> {
+    let r = client
+        .signed(reqwest::Method::GET, path, reader, chain)
+        .send()
+        .await?;
+    let code = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    if !code.is_success() {
+        bail!(
+            "{what}: HTTP {code}: {}",
+            v["error"].as_str().unwrap_or(&v.to_string())
+        );
+    }
+    Ok(serde_json::from_value(v)?)
 }
 
 /// A blocking writer into a channel (a request body being streamed).
@@ -840,7 +900,7 @@ async fn doc_get_as(
     out: &std::path::Path,
     quiet: bool,
 ) -> Result<medchain_ehr::chaincode::DocumentAnchor> {
-    use medchain_ehr::{unwrap_key, WrappedKey};
+    use medchain_ehr::unwrap_key;
     let signer = signer.clone();
     let client = Client::new(node)?;
     let chain = client.chain_id().await?;
@@ -856,50 +916,25 @@ async fn doc_get_as(
         bail!("document {doc_id} was erased at the patient's request");
     }
     if anchor.patient != signer.public() {
-        let op = medchain_ehr::EhrOp::LogRead {
-            patient: anchor.patient,
-            object: format!("doc/{doc_id}"),
-        };
-        let tx = signed_tx(
+        log_read(
+            &client,
             &chain,
-            medchain_ehr::chaincode::NAME,
-            medchain_ehr::Ehr::payload(&op),
             &signer,
-        );
-        client
-            .commit_one(tx)
-            .await
-            .context("logging the read (is there a valid grant?)")?;
+            &anchor.patient,
+            &format!("doc/{doc_id}"),
+        )
+        .await?;
     }
     let path = format!("/api/v1/ehr/docs/{doc_id}/key");
-    let r = client
-        .signed(reqwest::Method::GET, &path, &signer, &chain)
-        .send()
-        .await?;
-    let code = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    if !code.is_success() {
-        bail!(
-            "the key: HTTP {code}: {}",
-            v["error"].as_str().unwrap_or(&v.to_string())
-        );
-    }
-    let wrapped: WrappedKey = serde_json::from_value(v)?;
+    let wrapped = wrapped_key(&client, &chain, &signer, &path, "the key").await?;
     let key = unwrap_key(&wrapped, &signer, doc_id.as_bytes())?;
     let path = format!("/api/v1/ehr/docs/{doc_id}/blob");
-    let mut r = client
+    let r = client
         .signed(reqwest::Method::GET, &path, &signer, &chain)
         .timeout(TRANSFER_TIMEOUT)
         .send()
         .await?;
-    if !r.status().is_success() {
-        let code = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        bail!(
-            "the blob: HTTP {code}: {}",
-            v["error"].as_str().unwrap_or(&v.to_string())
-        );
-    }
+    let mut r = ok_or_error(r, "the blob").await?;
     let total = r.content_length().unwrap_or(0);
     // One pass: the ciphertext is authenticated, checked against its anchored address and
     // decrypted while it arrives; the output appears only if everything matches.
@@ -982,32 +1017,10 @@ async fn own_doc_key(
         bail!("only the document's patient or its issuing doctor shares it");
     }
     if anchor.patient != me.public() {
-        let op = medchain_ehr::EhrOp::LogRead {
-            patient: anchor.patient,
-            object: format!("doc/{doc_id}"),
-        };
-        let tx = signed_tx(
-            chain,
-            medchain_ehr::chaincode::NAME,
-            medchain_ehr::Ehr::payload(&op),
-            me,
-        );
-        client.commit_one(tx).await.context("logging the read")?;
+        log_read(client, chain, me, &anchor.patient, &format!("doc/{doc_id}")).await?;
     }
     let path = format!("/api/v1/ehr/docs/{doc_id}/key");
-    let r = client
-        .signed(reqwest::Method::GET, &path, me, chain)
-        .send()
-        .await?;
-    let code = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    if !code.is_success() {
-        bail!(
-            "the key: HTTP {code}: {}",
-            v["error"].as_str().unwrap_or(&v.to_string())
-        );
-    }
-    let wrapped: medchain_ehr::WrappedKey = serde_json::from_value(v)?;
+    let wrapped = wrapped_key(client, chain, me, &path, "the key").await?;
     Ok((
         medchain_ehr::unwrap_key(&wrapped, me, doc_id.as_bytes())?,
         anchor,
@@ -1051,14 +1064,8 @@ pub async fn ehr_doc_share(
         holder: link_key.public(),
         expires_ms,
     };
-    let tx = signed_tx(
-        &chain,
-        medchain_ehr::chaincode::NAME,
-        medchain_ehr::Ehr::payload(&op),
-        &me,
-    );
     client
-        .commit_one(tx)
+        .commit_ehr(&chain, &me, &op)
         .await
         .context("recording the share link")?;
     let wrapped = medchain_ehr::wrap_key(&key, &link_key.public(), doc_id.as_bytes())?;
@@ -1185,14 +1192,7 @@ async fn put_keys(
         .json(keys)
         .send()
         .await?;
-    if !r.status().is_success() {
-        let code = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        bail!(
-            "storing keys: HTTP {code}: {}",
-            v["error"].as_str().unwrap_or(&v.to_string())
-        );
-    }
+    ok_or_error(r, "storing keys").await?;
     Ok(())
 }
 
@@ -1217,13 +1217,7 @@ pub async fn ehr_patient_register(
             profile_commitment: stored.plaintext_sha256,
             profile_blob: Some(stored.blob),
         };
-        let tx = signed_tx(
-            &chain,
-            medchain_ehr::chaincode::NAME,
-            medchain_ehr::Ehr::payload(&op),
-            &signer,
-        );
-        let receipt = client.commit_one(tx).await?;
+        let receipt = client.commit_ehr(&chain, &signer, &op).await?;
         let id = format!("profile-{}", signer.public().to_hex());
         let wrapped = wrap_key(&key, &signer.public(), id.as_bytes())?;
         put_keys(
@@ -1270,15 +1264,8 @@ async fn store_small(
             .body(bytes)
             .send()
             .await?;
-        if !r.status().is_success() {
-            let code = r.status();
-            let v: Value = r.json().await.unwrap_or(Value::Null);
-            bail!(
-                "storing {what}: HTTP {code}: {}",
-                v["error"].as_str().unwrap_or(&v.to_string())
-            );
-        }
-        Ok(stored)
+        ok_or_error(r, &format!("storing {what}")).await?;
+        Ok::<_, anyhow::Error>(stored)
     }
     .await;
     let _ = std::fs::remove_dir_all(&scratch);
@@ -1308,42 +1295,20 @@ async fn fetch_small(
     reader: &SecretKey,
     rec: &SmallRecord<'_>,
 ) -> Result<(medchain_ehr::DocKey, Vec<u8>)> {
-    use medchain_ehr::{unwrap_key, Vault, WrappedKey};
+    use medchain_ehr::{unwrap_key, Vault};
     let what = rec.what;
     if reader.public() != rec.patient {
-        let op = medchain_ehr::EhrOp::LogRead {
-            patient: rec.patient,
-            object: rec.object.clone(),
-        };
-        let tx = signed_tx(
-            chain,
-            medchain_ehr::chaincode::NAME,
-            medchain_ehr::Ehr::payload(&op),
-            reader,
-        );
-        client
-            .commit_one(tx)
-            .await
-            .with_context(|| format!("logging the read of {what} (is there a grant?)"))?;
+        log_read(client, chain, reader, &rec.patient, &rec.object).await?;
     }
-    let r = client
-        .signed(
-            reqwest::Method::GET,
-            &format!("{}/key", rec.base),
-            reader,
-            chain,
-        )
-        .send()
-        .await?;
-    let code = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    if !code.is_success() {
-        bail!(
-            "the key of {what}: HTTP {code}: {}",
-            v["error"].as_str().unwrap_or(&v.to_string())
-        );
-    }
-    let wrapped: WrappedKey = serde_json::from_value(v)?;
+    let key_path = format!("{}/key", rec.base);
+    let wrapped = wrapped_key(
+        client,
+        chain,
+        reader,
+        &key_path,
+        &format!("the key of {what}"),
+    )
+    .await?;
     let key = unwrap_key(&wrapped, reader, rec.context.as_bytes())?;
     let r = client
         .signed(
@@ -1520,14 +1485,8 @@ pub async fn ehr_case_record(
         blob: stored.blob,
         content_sha256: stored.plaintext_sha256,
     };
-    let tx = signed_tx(
-        &chain,
-        medchain_ehr::chaincode::NAME,
-        medchain_ehr::Ehr::payload(&op),
-        &signer,
-    );
     let receipt = client
-        .commit_one(tx)
+        .commit_ehr(&chain, &signer, &op)
         .await
         .context("recording the case (is there a write grant on cases?)")?;
     let mut readers = vec![patient, signer.public()];

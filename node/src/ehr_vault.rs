@@ -408,14 +408,9 @@ async fn put_keys(
             "only the document's issuer or its patient stores its keys",
         );
     }
-    let keys: Vec<WrappedKey> = match serde_json::from_slice(&body) {
+    let keys = match parse_keys(&body) {
         Ok(k) => k,
-        Err(e) => {
-            return err(
-                StatusCode::BAD_REQUEST,
-                format!("not a list of wrapped keys: {e}"),
-            )
-        }
+        Err(r) => return r,
     };
     // Keys of share links that were revoked or have expired make room for new readers.
     let now = crate::runtime::now_ms();
@@ -432,6 +427,16 @@ async fn put_keys(
         Ok(n) => (StatusCode::CREATED, Json(json!({ "doc": id, "keys": n }))).into_response(),
         Err(r) => r,
     }
+}
+
+/// A request body that is a list of wrapped keys.
+fn parse_keys(body: &[u8]) -> Result<Vec<WrappedKey>, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            format!("not a list of wrapped keys: {e}"),
+        )
+    })
 }
 
 /// Serializes every read-modify-write of a wrapped-key file on this node.
@@ -695,14 +700,9 @@ async fn put_case_keys(
             "only the case's author, its hospital or the patient stores its keys",
         );
     }
-    let keys: Vec<WrappedKey> = match serde_json::from_slice(&body) {
+    let keys = match parse_keys(&body) {
         Ok(k) => k,
-        Err(e) => {
-            return err(
-                StatusCode::BAD_REQUEST,
-                format!("not a list of wrapped keys: {e}"),
-            )
-        }
+        Err(r) => return r,
     };
     match merge_keys(&s, &case_record_id(&p, &case_id), keys, &p, &caller, &[]) {
         Ok(n) => (
@@ -1031,14 +1031,9 @@ async fn put_profile_keys(
             "only the patient stores its profile keys",
         );
     }
-    let keys: Vec<WrappedKey> = match serde_json::from_slice(&body) {
+    let keys = match parse_keys(&body) {
         Ok(k) => k,
-        Err(e) => {
-            return err(
-                StatusCode::BAD_REQUEST,
-                format!("not a list of wrapped keys: {e}"),
-            )
-        }
+        Err(r) => return r,
     };
     match merge_keys(&s, &profile_id(&p), keys, &p, &caller, &[]) {
         Ok(n) => (
