@@ -358,10 +358,12 @@ fn register_grant_anchor_and_verify_across_nodes() {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(std::fs::read(&file).unwrap()))
     };
+    // Each document its own (made-up) blob address: a blob belongs to one record.
     let issue = |id: &str, patient: &str| {
+        use sha2::Digest;
         format!(
             r#"{{"IssueDocument":{{"doc_id":"{id}","patient":"{patient}","kind":"Report","plaintext_sha256":"{sha}","blob":"{}","supersedes":null}}}}"#,
-            "22".repeat(32)
+            hex::encode(sha2::Sha256::digest(id.as_bytes()))
         )
     };
     assert!(!tx(n(0), &doc, &issue("rep-1", &pat_key)), "no grant yet");
@@ -626,6 +628,56 @@ fn register_grant_anchor_and_verify_across_nodes() {
     assert!(!tx(n(0), &doc, &issue("rep-2", &pat_key)), "revoked");
     let audit = query(n(3), &format!(r#"{{"Audit":"{pat_key}"}}"#));
     assert_eq!(audit[0]["object"], "doc/rep-1", "{audit}");
+
+    // The same flows in the portal, each key opened in the browser and every transaction
+    // signed there: the hospital asks again, the patient grants with write access (the doctor
+    // can issue again), then revokes (it cannot).
+    web.goto(&format!("{}/portal/#account", n(2)));
+    web.fill("#account-file", hosp.to_str().unwrap());
+    web.wait_text("#account-role", "hospital (approved)");
+    web.fill("#request-patient", &pat_key);
+    web.fill("#request-purpose", "second opinion");
+    web.click("#request-form button");
+    web.wait_text("#account-status", "Request sent");
+    web.fill("#account-file", pat.to_str().unwrap());
+    web.wait_text("#account-role", "patient");
+    web.wait_text("#account-requests", "second opinion");
+    web.click("#grant-write");
+    web.click(&format!("#grant-{hosp_key}"));
+    web.wait_text("#account-status", "Grant: committed");
+    assert!(
+        tx(n(0), &doc, &issue("rep-3", &pat_key)),
+        "granted in the portal"
+    );
+    web.click(&format!("#revoke-{hosp_key}"));
+    web.wait_text("#account-status", "Revoke: committed");
+    assert!(
+        !tx(n(0), &doc, &issue("rep-4", &pat_key)),
+        "revoked in the portal"
+    );
+    // A key made in the browser registers a hospital; the administrator approves it there.
+    web.click("#account-new");
+    web.wait_text("#account-role", "not registered");
+    assert!(web.visible("#account-download"), "the new key can be saved");
+    web.fill("#register-name", "Hillside Paediatrics");
+    web.fill("#register-treatments", "Paediatrics, Vaccination");
+    web.click("#register-form button");
+    web.wait_text("#account-role", "waiting for approval");
+    web.fill("#account-file", admin.to_str().unwrap());
+    web.wait_text("#account-pending", "Hillside Paediatrics");
+    web.eval(
+        "document.querySelector('#account-pending button').click();",
+        serde_json::json!([]),
+    );
+    web.wait_text("#account-status", "Approve: committed");
+    let found = query(
+        n(1),
+        r#"{"Hospitals":{"search":"paediatrics","pending":false}}"#,
+    );
+    assert_eq!(
+        found[0]["profile"]["name"], "Hillside Paediatrics",
+        "{found}"
+    );
 }
 
 /// The patient makes a share link for `scan-1`; its holder downloads, decrypts and verifies

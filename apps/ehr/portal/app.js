@@ -219,6 +219,7 @@ async function commitOp(id, op) {
   const rc = res.receipts ? res.receipts[0] : res;
   if (!rc || !rc.status) throw new Error('the transaction was not committed in time');
   if (rc.status !== 'success') throw new Error('refused by the chain: ' + JSON.stringify(rc.status));
+  return rc;
 }
 
 /** Opens a wrapped document key (ECIES: X25519, HKDF-SHA256 bound to both keys and the id, AES-256-GCM). */
@@ -321,9 +322,111 @@ async function openShare() {
   verdictBox($('#share-result'), v, extra);
 }
 
+// ---- my account: the user's own key, signing in the browser ----
+
+let me = null;
+
+async function loadKeyFile() {
+  const f = $('#account-file').files[0];
+  if (!f) return;
+  let kf;
+  try { kf = JSON.parse(await f.text()); } catch { throw new Error('not a medchain key file (JSON)'); }
+  if (!/^[0-9a-f]{64}$/.test((kf && kf.secret_key) || '')) throw new Error('not a medchain key file: no secret_key');
+  const id = await linkIdentity(unhex(kf.secret_key));
+  if (kf.public_key && kf.public_key !== id.pub) throw new Error("the key file's public_key does not match its secret_key");
+  me = id;
+  $('#account-status').textContent = '';
+  await account();
+}
+
+async function newKey() {
+  const pair = await crypto.subtle.generateKey({ name: 'Ed25519' }, true, ['sign', 'verify']);
+  const pkcs8 = new Uint8Array(await crypto.subtle.exportKey('pkcs8', pair.privateKey));
+  me = await linkIdentity(pkcs8.slice(pkcs8.length - 32));
+  const file = JSON.stringify({ public_key: me.pub, secret_key: hex(me.seed) }, null, 2);
+  const a = el('a', { id: 'account-download', download: 'medchain-key.json' },
+    'Save the key file (keep it secret: it cannot be recovered)');
+  a.href = URL.createObjectURL(new Blob([file], { type: 'application/json' }));
+  await account(a);
+}
+
+/** A button that signs and commits `op` (or what `op()` returns) as the open key. */
+function actionButton(label, id, op) {
+  const b = el('button', { type: 'button', id }, label);
+  b.addEventListener('click', guarded(async () => {
+    const rc = await commitOp(me, typeof op === 'function' ? op() : op);
+    await account();
+    $('#account-status').textContent = `${label}: committed at height ${rc.height}`;
+  }, b));
+  return b;
+}
+
+async function account(extra) {
+  const sections = ['#account-patient', '#account-hospital', '#account-register', '#account-admin'];
+  if (!me) {
+    $('#account-info').replaceChildren(el('p', { class: 'hint' }, 'No key open.'));
+    for (const s of sections) $(s).hidden = true;
+    return;
+  }
+  const [patient, doctor, users] = await Promise.all([query({ Patient: me.pub }), query({ Doctor: me.pub }), query('Users')]);
+  const hospital = users.hospitals.find((h) => h.key === me.pub);
+  const role = patient ? 'patient'
+    : doctor ? 'doctor of hospital ' + short(doctor.hospital)
+      : hospital ? (hospital.approved ? 'hospital (approved)' : 'hospital (waiting for approval)')
+        : 'not registered';
+  $('#account-info').replaceChildren(facts([['your key', key(me.pub)], ['role', el('span', { id: 'account-role' }, role)]]), extra || '');
+  $('#account-patient').hidden = !patient;
+  $('#account-hospital').hidden = !(hospital && hospital.approved);
+  $('#account-register').hidden = Boolean(patient || doctor || hospital);
+  const pending = users.hospitals.filter((h) => !h.approved);
+  $('#account-admin').hidden = pending.length === 0;
+  $('#account-pending').replaceChildren(table(['hospital', 'treatments', 'key', ''], pending.map((h) => [
+    h.profile.name, h.profile.treatments.join(', '), key(h.key),
+    actionButton('Approve', 'approve-' + h.key, { ApproveHospital: { hospital: h.key } })])));
+  if (!patient) return;
+  const [requests, grants] = await Promise.all([query({ Requests: me.pub }), query({ Grants: me.pub })]);
+  $('#account-requests').replaceChildren(requests.length
+    ? table(['hospital', 'purpose', 'scopes', 'asked', ''], requests.map((r) => [key(r.hospital), r.purpose, r.scopes.join(', '), when(r.at_ms),
+      actionButton('Grant', 'grant-' + r.hospital, () => ({ Grant: {
+        grantee: r.hospital, scopes: r.scopes, write: $('#grant-write').checked,
+        expires_ms: Date.now() + Math.round(Number($('#grant-days').value) * 86400000) } }))]))
+    : el('p', { class: 'hint' }, 'No request.'));
+  const now = Date.now();
+  $('#account-grants').replaceChildren(grants.length
+    ? table(['hospital', 'scopes', 'write', 'expires', 'state', ''], grants.map((g) => {
+      const live = !g.revoked_ms && g.expires_ms > now;
+      return [key(g.grantee), g.scopes.join(', '), g.write ? 'yes' : 'no', when(g.expires_ms),
+        g.revoked_ms ? 'revoked' : live ? 'active' : 'expired',
+        live ? actionButton('Revoke', 'revoke-' + g.grantee, { Revoke: { grantee: g.grantee } }) : ''];
+    }))
+    : el('p', { class: 'hint' }, 'No grant.'));
+}
+
+async function requestAccess() {
+  if (!me) throw new Error('open your key file first');
+  const patient = $('#request-patient').value.trim().toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(patient)) throw new Error('a pseudonym is 64 hex characters');
+  const scopes = [...document.querySelectorAll('#request-scopes input:checked')].map((i) => i.value);
+  if (!scopes.length) throw new Error('choose at least one of profile, cases, documents');
+  const purpose = $('#request-purpose').value.trim();
+  const rc = await commitOp(me, { RequestAccess: { patient, purpose, scopes } });
+  $('#account-status').textContent = `Request sent: committed at height ${rc.height}`;
+}
+
+async function registerHospital() {
+  if (!me) throw new Error('open your key file first');
+  const name = $('#register-name').value.trim();
+  if (!name) throw new Error('a hospital needs a name');
+  const treatments = $('#register-treatments').value.split(',').map((t) => t.trim()).filter(Boolean);
+  const rc = await commitOp(me, { RegisterHospital: {
+    name, address: $('#register-address').value.trim(), contact: $('#register-contact').value.trim(), treatments } });
+  await account();
+  $('#account-status').textContent = `Registered: committed at height ${rc.height}; an administrator approves it next`;
+}
+
 // ---- routing ----
 
-const pages = { overview, hospitals, audit: null, verify: null, patient: null, admin, share: null };
+const pages = { overview, hospitals, audit: null, verify: null, patient: null, admin, share: null, account: () => account() };
 
 async function route() {
   showError(null);
@@ -346,5 +449,9 @@ window.addEventListener('DOMContentLoaded', () => {
   $('#audit-run').addEventListener('click', guarded(audit, $('#audit-run')));
   $('#patient-form').addEventListener('submit', guarded(patient, $('#patient-form button')));
   $('#share-open').addEventListener('click', guarded(openShare, $('#share-open')));
+  $('#account-file').addEventListener('change', guarded(loadKeyFile));
+  $('#account-new').addEventListener('click', guarded(newKey, $('#account-new')));
+  $('#request-form').addEventListener('submit', guarded(requestAccess, $('#request-form button')));
+  $('#register-form').addEventListener('submit', guarded(registerHospital, $('#register-form button')));
   route();
 });
