@@ -678,6 +678,81 @@ fn register_grant_anchor_and_verify_across_nodes() {
         found[0]["profile"]["name"], "Hillside Paediatrics",
         "{found}"
     );
+
+    expiry_break_glass_and_supersession(&u, &hosp, &hosp_key, &doc, &pat2, &pat2_key);
+}
+
+/// A grant that expires ends the hospital's writes and reads; break-glass lets the doctor read
+/// anyway, flagged to the patient; a document superseded by a newer one says so.
+fn expiry_break_glass_and_supersession(
+    u: &Up,
+    hosp: &Path,
+    hosp_key: &str,
+    doc: &Path,
+    pat2: &Path,
+    pat2_key: &str,
+) {
+    let n = |i: usize| u.apis[i].as_str();
+    let issue = |id: &str, supersedes: &str| {
+        use sha2::Digest;
+        let h = |x: &str| hex::encode(sha2::Sha256::digest(x.as_bytes()));
+        format!(
+            r#"{{"IssueDocument":{{"doc_id":"{id}","patient":"{pat2_key}","kind":"Certificate","plaintext_sha256":"{}","blob":"{}","supersedes":{supersedes}}}}}"#,
+            h(&format!("text of {id}")),
+            h(&format!("blob of {id}"))
+        )
+    };
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let expires = now_ms() + 4_000;
+    assert!(tx(
+        n(1),
+        pat2,
+        &format!(
+            r#"{{"Grant":{{"grantee":"{hosp_key}","scopes":["Documents"],"write":true,"expires_ms":{expires}}}}}"#
+        )
+    ));
+    assert!(tx(n(0), doc, &issue("cert-1", "null")), "within the grant");
+    assert!(
+        tx(n(2), doc, &issue("cert-2", r#""cert-1""#)),
+        "a newer one"
+    );
+    let v = query(n(3), r#"{"Document":"cert-1"}"#);
+    assert_eq!(v["superseded_by"], "cert-2", "{v}");
+    let read = format!(r#"{{"LogRead":{{"patient":"{pat2_key}","object":"doc/cert-1"}}}}"#);
+    assert!(tx(n(1), hosp, &read), "a read under the grant");
+    while now_ms() <= expires + 500 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !tx(n(0), doc, &issue("cert-3", "null")),
+        "expired: no write"
+    );
+    assert!(!tx(n(1), hosp, &read), "expired: no read");
+    // Break-glass: the doctor reads anyway, and the patient sees it flagged.
+    let glass =
+        format!(r#"{{"BreakGlass":{{"patient":"{pat2_key}","reason":"unconscious in A&E"}}}}"#);
+    assert!(!tx(n(2), hosp, &glass), "only doctors break the glass");
+    assert!(tx(n(2), doc, &glass));
+    assert!(tx(n(3), doc, &read), "a read under break-glass");
+    let audit = query(n(0), &format!(r#"{{"Audit":"{pat2_key}"}}"#));
+    let events = audit.as_array().unwrap();
+    assert!(
+        events.iter().any(|e| e["object"] == "break-glass"
+            && e["flagged"] == true
+            && e["note"] == "unconscious in A&E"),
+        "{audit}"
+    );
+    assert!(
+        events.iter().any(|e| e["object"] == "doc/cert-1"
+            && e["basis"] == "break-glass"
+            && e["flagged"] == true),
+        "{audit}"
+    );
 }
 
 /// The patient makes a share link for `scan-1`; its holder downloads, decrypts and verifies

@@ -73,9 +73,10 @@ function facts(pairs) {
   return el('dl', { class: 'facts' }, pairs.flatMap(([k, ...v]) => [el('dt', {}, k), el('dd', {}, ...v)]));
 }
 function table(headers, rows, rowClass) {
-  return el('table', {},
-    el('thead', {}, el('tr', {}, headers.map((h) => el('th', {}, h)))),
-    el('tbody', {}, rows.map((r, i) => el('tr', rowClass ? { class: rowClass(i) } : {}, r.map((c) => el('td', {}, c))))));
+  const body = rows.length
+    ? rows.map((r, i) => el('tr', rowClass ? { class: rowClass(i) } : {}, r.map((c) => el('td', {}, c))))
+    : [el('tr', {}, el('td', { colspan: String(headers.length), class: 'hint' }, 'none'))];
+  return el('table', {}, el('thead', {}, el('tr', {}, headers.map((h) => el('th', {}, h)))), el('tbody', {}, body));
 }
 
 // ---- pages ----
