@@ -848,6 +848,21 @@ async fn wrapped_key(
     Ok(serde_json::from_value(v)?)
 }
 
+/// A blocking writer that hands what it is given to another thread.
+struct ChunkSender(std::sync::mpsc::SyncSender<Vec<u8>>);
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .send(buf.to_vec())
+            .map_err(|_| std::io::Error::other("the output file's writer stopped"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A blocking writer into a channel (a request body being streamed).
 struct ChannelWriter(tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>);
 
@@ -946,14 +961,26 @@ async fn doc_get_as(
             rx,
             cur: bytes::Bytes::new(),
         };
-        let file = std::fs::File::create(&tmp)?;
-        let sha = medchain_ehr::decrypt_verified(
-            input,
-            &blob,
-            &key,
-            std::io::BufWriter::with_capacity(1 << 20, file),
-            &|_| {},
-        )?;
+        // The plaintext goes to disk past the page cache (as the vault writes blobs), on a
+        // thread of its own so that the synchronous writes do not hold up decryption.
+        let _ = std::fs::remove_file(&tmp);
+        let file = medchain_ehr::direct::DirectWriter::create(&tmp)?;
+        let (chunks, queue) = std::sync::mpsc::sync_channel::<Vec<u8>>(32);
+        let writer = std::thread::spawn(move || -> std::io::Result<u64> {
+            let mut file = file;
+            for chunk in queue {
+                std::io::Write::write_all(&mut file, &chunk)?;
+            }
+            file.finish()
+        });
+        // Decryption writes whole 64 KiB chunks: no buffering needed in between.
+        let out = ChunkSender(chunks);
+        let decrypted = medchain_ehr::decrypt_verified(input, &blob, &key, out, &|_| {});
+        let written = writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writer thread failed"))?;
+        let sha = decrypted?;
+        written?;
         if sha != expected {
             bail!("the decrypted document's SHA-256 {sha} differs from the anchored {expected}");
         }

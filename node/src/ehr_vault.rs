@@ -329,7 +329,6 @@ async fn receive_blob(
         }
     }
     let erased_dir = erased_dir(s);
-    let kept = vault.clone();
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let writer = tokio::task::spawn_blocking(move || {
         let reader = BodyReader {
@@ -370,14 +369,11 @@ async fn receive_blob(
     }
     drop(tx);
     match writer.await {
-        Ok(Ok((blob, size))) => {
-            drop_cached(&kept.path(&blob));
-            (
-                StatusCode::CREATED,
-                Json(json!({ "blob": blob, "bytes": size })),
-            )
-                .into_response()
-        }
+        Ok(Ok((blob, size))) => (
+            StatusCode::CREATED,
+            Json(json!({ "blob": blob, "bytes": size })),
+        )
+            .into_response(),
         Ok(Err(medchain_ehr::VaultError::Corrupted(_))) => err(
             StatusCode::UNPROCESSABLE_ENTITY,
             "the bytes do not hash to the blob address; nothing was stored",
@@ -523,7 +519,7 @@ async fn serve_blob(s: &Shared, blob: Hash, what: &str) -> Response {
             return err(StatusCode::NOT_FOUND, format!("{what}: {e}"));
         }
     }
-    stream_file(vault.path(&blob), blob)
+    stream_file(&vault, blob)
 }
 
 /// A response body fed by a blocking file reader.
@@ -611,7 +607,7 @@ async fn peer_blob(
         Ok(v) => v,
         Err(r) => return r,
     };
-    stream_file(vault.path(&blob), blob)
+    stream_file(&vault, blob)
 }
 
 async fn peer_keys(
@@ -768,20 +764,6 @@ fn is_erased(s: &Shared, name: &str) -> bool {
     erased_dir(s).join(name).exists()
 }
 
-/// Asks the kernel to drop a stored (synced) blob's pages from the page cache: a large blob
-/// read once in a while should not push the ledger's hot data out of memory, and the disk
-/// streams it back at well over a gigabyte per second. Advisory: errors are ignored.
-fn drop_cached(path: &std::path::Path) {
-    if let Ok(f) = std::fs::File::open(path) {
-        let _ = nix::fcntl::posix_fadvise(
-            &f,
-            0,
-            0,
-            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
-        );
-    }
-}
-
 /// Where this node's erasure markers are (one empty file per erased blob or record).
 fn erased_dir(s: &Shared) -> std::path::PathBuf {
     s.config.node.data_dir.join("vault-erased")
@@ -844,7 +826,6 @@ async fn fetch_blob(s: &Shared, vault: &Vault, blob: Hash) -> Result<(), String>
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    drop_cached(&vault.path(&blob));
     Ok(())
 }
 
@@ -909,40 +890,28 @@ async fn key_for(s: &Shared, id: &str, reader: &PublicKey) -> Result<WrappedKey,
         })
 }
 
-fn stream_file(path: std::path::PathBuf, blob: Hash) -> Response {
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
+/// Streams blob `blob` from `vault` (read past the page cache, 1 MiB at a time).
+fn stream_file(vault: &Vault, blob: Hash) -> Response {
+    let size = match std::fs::metadata(vault.path(&blob)) {
+        Ok(m) => m.len(),
         Err(_) => return err(StatusCode::NOT_FOUND, "this node does not hold the blob"),
     };
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut reader = match vault.open_blob(&blob) {
+        Ok(r) => r,
+        Err(e) => return err(StatusCode::NOT_FOUND, e.to_string()),
+    };
     let (tx, rx) = tokio::sync::mpsc::channel(8);
-    tokio::task::spawn_blocking(move || {
-        use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
-        let mut file = file;
-        let _ = posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL);
-        let mut offset = 0i64;
-        loop {
-            let mut buf = vec![0u8; 1 << 20];
-            match file.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    buf.truncate(n);
-                    // What is sent leaves the page cache (see `drop_cached`).
-                    let _ = posix_fadvise(
-                        &file,
-                        offset,
-                        n as i64,
-                        PosixFadviseAdvice::POSIX_FADV_DONTNEED,
-                    );
-                    offset += n as i64;
-                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
+    tokio::task::spawn_blocking(move || loop {
+        match reader.next_chunk() {
+            Ok([]) => return,
+            Ok(chunk) => {
+                if tx.blocking_send(Ok(Bytes::copy_from_slice(chunk))).is_err() {
                     return;
                 }
+            }
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
             }
         }
     });

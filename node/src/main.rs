@@ -316,7 +316,8 @@ enum BenchCommand {
     /// Document upload (hash + encrypt + store + anchor, until committed) and retrieval (fetch +
     /// decrypt + re-hash + check against the chain) by size, against a running consortium, with
     /// `openssl dgst -sha256` of each file as the reference and the seed system's figures beside
-    /// ours. Each run reads the document twice: right after the upload, and again. Prints a
+    /// ours. Each run reads the document twice (right after the upload, and again at once) and
+    /// times a synced copy of the file on this machine's disk as a second reference. Prints a
     /// table (medians) and writes docs.csv and docs.json.
     Docs {
         /// Sizes (MB = 2^20 bytes).

@@ -11,6 +11,7 @@ pub use vault::{
     CHUNK,
 };
 pub mod chaincode;
+pub mod direct;
 pub mod portal;
 
 pub use chaincode::{Ehr, EhrOp, EhrQuery, Verdict};

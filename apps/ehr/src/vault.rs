@@ -38,9 +38,6 @@ const HEADER: usize = 16;
 const PIPELINE_DEPTH: usize = 4;
 /// Bytes buffered before a write to a blob file.
 const WRITE_BUFFER: usize = 1 << 20;
-/// While a blob is written, the bytes so far are synced in the background every this many
-/// bytes, so the final sync has little left to do (the disk writes while the data arrives).
-const SYNC_EVERY: u64 = 32 << 20;
 
 /// Why a vault operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +138,14 @@ impl Vault {
     /// Where blob `blob` lives.
     pub fn path(&self, blob: &Hash) -> PathBuf {
         self.dir.join(blob.to_hex())
+    }
+
+    /// Reads blob `blob` in chunks, past the page cache (for serving and auditing it).
+    pub fn open_blob(&self, blob: &Hash) -> Result<crate::direct::BlobReader, VaultError> {
+        crate::direct::BlobReader::open(&self.path(blob)).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => VaultError::NotFound(*blob),
+            _ => e.into(),
+        })
     }
 
     /// True if the vault holds `blob`.
@@ -461,12 +466,15 @@ fn decrypt(
 impl Vault {
     /// Re-hashes a blob and compares with its address (the verifier's audit needs no key).
     pub fn verify(&self, blob: &Hash) -> Result<(), VaultError> {
-        let file = File::open(self.path(blob)).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => VaultError::NotFound(*blob),
-            _ => e.into(),
-        })?;
+        let mut r = self.open_blob(blob)?;
         let mut h = blake3::Hasher::new();
-        h.update_reader(file)?;
+        loop {
+            let chunk = r.next_chunk()?;
+            if chunk.is_empty() {
+                break;
+            }
+            h.update(chunk);
+        }
         if Hash(*h.finalize().as_bytes()) == *blob {
             Ok(())
         } else {
@@ -516,55 +524,26 @@ impl Vault {
         done
     }
 
-    /// Writes `bytes` to a new temporary file, durably, hashing them; returns the file and
-    /// (address, size). The disk writes while the bytes arrive: every [`SYNC_EVERY`] bytes a
-    /// helper thread syncs what is written so far, so the last sync is short.
+    /// Writes `bytes` to a new temporary file, durably and past the page cache (direct I/O),
+    /// hashing them; returns the file and (address, size).
     fn receive(&self, mut bytes: impl Read) -> (PathBuf, Result<(Hash, u64), VaultError>) {
         let tmp = self
             .dir
             .join(format!(".import-{}", hex_token(&mut rand::rngs::OsRng)));
         let result = (|| -> Result<(Hash, u64), VaultError> {
-            let file = File::create(&tmp)?;
-            let syncer_file = file.try_clone()?;
-            let (kick, kicks) = std::sync::mpsc::sync_channel::<()>(1);
-            std::thread::scope(|s| -> Result<(Hash, u64), VaultError> {
-                s.spawn(move || {
-                    for () in kicks.iter() {
-                        if syncer_file.sync_data().is_err() {
-                            break; // the final sync_all reports the error
-                        }
-                    }
-                });
-                let mut out = BufWriter::with_capacity(WRITE_BUFFER, &file);
-                let mut h = blake3::Hasher::new();
-                let mut buf = vec![0u8; 4 * CHUNK];
-                let mut size = 0u64;
-                let mut synced = 0u64;
-                let written = loop {
-                    let n = match fill(&mut bytes, &mut buf) {
-                        Ok(n) => n,
-                        Err(e) => break Err(e),
-                    };
-                    if n == 0 {
-                        break out.flush();
-                    }
-                    h.update(&buf[..n]);
-                    if let Err(e) = out.write_all(&buf[..n]) {
-                        break Err(e);
-                    }
-                    size += n as u64;
-                    if size - synced >= SYNC_EVERY {
-                        synced = size;
-                        // Skipped when the last background sync is still running.
-                        let _ = kick.try_send(());
-                    }
-                };
-                drop(kick);
-                drop(out);
-                written?;
-                file.sync_all()?;
-                Ok((Hash(*h.finalize().as_bytes()), size))
-            })
+            let mut out = crate::direct::DirectWriter::create(&tmp)?;
+            let mut h = blake3::Hasher::new();
+            let mut buf = vec![0u8; 4 * CHUNK];
+            loop {
+                let n = fill(&mut bytes, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                out.write_all(&buf[..n])?;
+            }
+            let size = out.finish()?;
+            Ok((Hash(*h.finalize().as_bytes()), size))
         })();
         (tmp, result)
     }
