@@ -848,21 +848,6 @@ async fn wrapped_key(
     Ok(serde_json::from_value(v)?)
 }
 
-/// A blocking writer that hands what it is given to another thread.
-struct ChunkSender(std::sync::mpsc::SyncSender<Vec<u8>>);
-
-impl std::io::Write for ChunkSender {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .send(buf.to_vec())
-            .map_err(|_| std::io::Error::other("the output file's writer stopped"))?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A blocking writer into a channel (a request body being streamed).
 struct ChannelWriter(tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>);
 
@@ -973,9 +958,7 @@ async fn doc_get_as(
             }
             file.finish()
         });
-        // Decryption writes whole 64 KiB chunks: no buffering needed in between.
-        let out = ChunkSender(chunks);
-        let decrypted = medchain_ehr::decrypt_verified(input, &blob, &key, out, &|_| {});
+        let decrypted = medchain_ehr::decrypt_verified_chunks(input, &blob, &key, chunks, &|_| {});
         let written = writer
             .join()
             .map_err(|_| anyhow::anyhow!("the writer thread failed"))?;

@@ -219,7 +219,7 @@ impl Vault {
         &self,
         blob: &Hash,
         key: &DocKey,
-        out: impl Write,
+        mut out: impl Write,
         progress: &dyn Fn(u64),
     ) -> Result<Hash, VaultError> {
         let file = File::open(self.path(blob)).map_err(|e| match e.kind() {
@@ -230,7 +230,7 @@ impl Vault {
             BufReader::with_capacity(4 * CHUNK, file),
             blob,
             key,
-            out,
+            Sink::Writer(&mut out),
             progress,
         )
     }
@@ -371,7 +371,37 @@ pub fn decrypt_verified(
     input: impl Read,
     blob: &Hash,
     key: &DocKey,
-    out: impl Write,
+    mut out: impl Write,
+    progress: &dyn Fn(u64),
+) -> Result<Hash, VaultError> {
+    decrypt_verified_into(input, blob, key, Sink::Writer(&mut out), progress)
+}
+
+/// As [`decrypt_verified`], but the plaintext is handed over as owned chunks, in order and
+/// without a copy, for a writer on another thread. The caller must discard them on error.
+pub fn decrypt_verified_chunks(
+    input: impl Read,
+    blob: &Hash,
+    key: &DocKey,
+    chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
+    progress: &dyn Fn(u64),
+) -> Result<Hash, VaultError> {
+    decrypt_verified_into(input, blob, key, Sink::Chunks(chunks), progress)
+}
+
+/// Where decrypted chunks go.
+enum Sink<'a> {
+    /// Written in order on the decrypting thread.
+    Writer(&'a mut dyn Write),
+    /// Handed over, after hashing, as owned buffers.
+    Chunks(std::sync::mpsc::SyncSender<Vec<u8>>),
+}
+
+fn decrypt_verified_into(
+    input: impl Read,
+    blob: &Hash,
+    key: &DocKey,
+    out: Sink<'_>,
     progress: &dyn Fn(u64),
 ) -> Result<Hash, VaultError> {
     let mut r = HashingReader {
@@ -393,7 +423,7 @@ fn decrypt(
     mut r: impl Read,
     blob: &Hash,
     key: &DocKey,
-    mut out: impl Write,
+    out: Sink<'_>,
     progress: &dyn Fn(u64),
 ) -> Result<Hash, VaultError> {
     {
@@ -406,13 +436,23 @@ fn decrypt(
         }
         let prefix: [u8; 8] = header[8..].try_into().expect("8 bytes");
         let aead = key.aead();
-        // Two threads: this one reads, decrypts and writes; a helper hashes the plaintext.
+        // Two threads: this one reads, decrypts and writes; a helper hashes the plaintext (and
+        // hands it on when the sink takes chunks).
+        let (mut writer, forward) = match out {
+            Sink::Writer(w) => (Some(w), None),
+            Sink::Chunks(c) => (None, Some(c)),
+        };
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
         std::thread::scope(|s| -> Result<Hash, VaultError> {
             let hasher = s.spawn(move || {
                 let mut sha = Sha256::new();
                 for chunk in rx.iter() {
                     sha.update(&chunk);
+                    if let Some(f) = &forward {
+                        if f.send(chunk).is_err() {
+                            break; // the writer stopped; its error is reported by the caller
+                        }
+                    }
                 }
                 Hash(sha.finalize().into())
             });
@@ -439,7 +479,9 @@ fn decrypt(
                         &mut cur,
                     )
                     .map_err(|_| VaultError::Undecryptable(*blob))?;
-                out.write_all(plain)?;
+                if let Some(w) = writer.as_mut() {
+                    w.write_all(plain)?;
+                }
                 let len = plain.len();
                 done += len as u64;
                 progress(done);
@@ -457,7 +499,9 @@ fn decrypt(
                     .ok_or(VaultError::Undecryptable(*blob))?;
             }
             drop(tx);
-            out.flush()?;
+            if let Some(w) = writer.as_mut() {
+                w.flush()?;
+            }
             Ok(hasher.join().expect("hashing thread"))
         })
     }
@@ -742,13 +786,31 @@ mod tests {
         let bytes = std::fs::read(v.path(&s.blob)).unwrap();
         let mut out = Vec::new();
         let sha = decrypt_verified(&bytes[..], &s.blob, &key, &mut out, &|_| {}).unwrap();
-        assert_eq!((sha, out), (s.plaintext_sha256, plain));
+        assert_eq!((sha, out), (s.plaintext_sha256, plain.clone()));
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(decrypt_verified(&longer[..], &s.blob, &key, std::io::sink(), &|_| {}).is_err());
         assert!(
             decrypt_verified(&bytes[..], &Hash([1; 32]), &key, std::io::sink(), &|_| {}).is_err(),
             "another address"
+        );
+        // The same, handing the plaintext over in owned chunks to another thread.
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let collector = std::thread::spawn(move || rx.iter().flatten().collect::<Vec<u8>>());
+        let sha = decrypt_verified_chunks(&bytes[..], &s.blob, &key, tx, &|_| {}).unwrap();
+        assert_eq!(
+            (sha, collector.join().unwrap()),
+            (s.plaintext_sha256, plain)
+        );
+        let mut altered = bytes.clone();
+        altered[HEADER + 5] ^= 1;
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let collector = std::thread::spawn(move || rx.iter().count());
+        assert!(decrypt_verified_chunks(&altered[..], &s.blob, &key, tx, &|_| {}).is_err());
+        assert_eq!(
+            collector.join().unwrap(),
+            0,
+            "nothing of a tampered chunk is handed over"
         );
     }
 
