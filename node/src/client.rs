@@ -1221,13 +1221,15 @@ pub async fn ehr_patient_register(
     rand::rngs::OsRng.fill_bytes(&mut salt);
     profile.salt = hex::encode(salt);
     let plain = serde_json::to_vec(&profile)?;
-    let (key, stored) = store_small(&client, &chain, &signer, &plain, "the profile").await?;
+    // The chain first: nodes store a patient's blob only once it is anchored for that patient.
+    let (key, stored, bytes) = seal_small(&plain)?;
     {
         let op = medchain_ehr::EhrOp::RegisterPatient {
             profile_commitment: stored.plaintext_sha256,
             profile_blob: Some(stored.blob),
         };
         let receipt = client.commit_ehr(&chain, &signer, &op).await?;
+        upload_small(&client, &chain, &signer, &stored.blob, bytes, "the profile").await?;
         let id = format!("profile-{}", signer.public().to_hex());
         let wrapped = wrap_key(&key, &signer.public(), id.as_bytes())?;
         put_keys(
@@ -1260,26 +1262,38 @@ async fn store_small(
     plain: &[u8],
     what: &str,
 ) -> Result<(medchain_ehr::DocKey, medchain_ehr::Stored)> {
-    use medchain_ehr::{DocKey, Vault};
-    let scratch = scratch_dir();
-    let key = DocKey::generate();
-    let result = async {
-        let vault = Vault::open(&scratch)?;
-        let stored = vault.put(plain, &key, &|_| {})?;
-        let bytes = std::fs::read(vault.path(&stored.blob))?;
-        let path = format!("/api/v1/ehr/blobs/{}", stored.blob);
-        let r = client
-            .signed(reqwest::Method::PUT, &path, signer, chain)
-            .header("content-type", "application/octet-stream")
-            .body(bytes)
-            .send()
-            .await?;
-        ok_or_error(r, &format!("storing {what}")).await?;
-        Ok::<_, anyhow::Error>(stored)
-    }
-    .await;
-    let _ = std::fs::remove_dir_all(&scratch);
-    Ok((key, result?))
+    let (key, stored, bytes) = seal_small(plain)?;
+    upload_small(client, chain, signer, &stored.blob, bytes, what).await?;
+    Ok((key, stored))
+}
+
+/// Encrypts a small record under a fresh key: the key, the blob's address and hashes, and the
+/// blob's bytes.
+fn seal_small(plain: &[u8]) -> Result<(medchain_ehr::DocKey, medchain_ehr::Stored, Vec<u8>)> {
+    let key = medchain_ehr::DocKey::generate();
+    let mut bytes = Vec::new();
+    let stored = medchain_ehr::encrypt(plain, &key, &mut bytes, &|_| {})?;
+    Ok((key, stored, bytes))
+}
+
+/// Stores a small blob on the node as `signer` (checked there against its address).
+async fn upload_small(
+    client: &Client,
+    chain: &str,
+    signer: &SecretKey,
+    blob: &medchain_types::Hash,
+    bytes: Vec<u8>,
+    what: &str,
+) -> Result<()> {
+    let path = format!("/api/v1/ehr/blobs/{blob}");
+    let r = client
+        .signed(reqwest::Method::PUT, &path, signer, chain)
+        .header("content-type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await?;
+    ok_or_error(r, &format!("storing {what}")).await?;
+    Ok(())
 }
 
 /// A small record's place: what the read is logged as, its routes and anchors.

@@ -276,7 +276,7 @@ async fn post_blob(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body)
 }
 
 /// Whether `caller` is consortium staff (an approved hospital or a doctor), who store blobs up
-/// to [`BLOB_MAX`]; anyone else stores small ones only (a patient's encrypted profile).
+/// to [`BLOB_MAX`]; anyone else stores only its anchored profile, up to [`PROFILE_BLOB_MAX`].
 fn is_staff(s: &Shared, caller: &PublicKey) -> bool {
     let view = s.ledger.view(NAME);
     ehr(s)
@@ -304,9 +304,26 @@ async fn receive_blob(
     expected: Option<Hash>,
     body: Body,
 ) -> Response {
+    // Staff store documents and cases before anchoring them. Anyone else stores only its own
+    // profile, small, and only once the chain anchors it (`RegisterPatient` first), so that
+    // keys nobody registered cannot fill the disk.
     let limit = if is_staff(s, caller) {
         BLOB_MAX
     } else {
+        let mine = format!("profile/{}", caller.to_hex());
+        let anchored = expected.and_then(|b| {
+            ehr(s)
+                .query_json(&s.ledger.view(NAME), &EhrQuery::BlobRecord(b))
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+        });
+        if anchored.as_deref() != Some(mine.as_str()) {
+            return err(
+                StatusCode::FORBIDDEN,
+                "only staff store blobs before they are anchored: register the profile's address \
+                 on the chain first (RegisterPatient), then upload it to /api/v1/ehr/blobs/{blob}",
+            );
+        }
         PROFILE_BLOB_MAX
     };
     let vault = match vault(s) {

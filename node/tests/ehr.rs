@@ -973,6 +973,20 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
             .output()
             .unwrap()
     };
+    // A key nobody registered stores nothing: not a small blob by address, not a streamed one.
+    let (nobody, _) = keygen(d, "nobody");
+    let junk = vec![7u8; 1000];
+    let address = blake3::hash(&junk).to_hex().to_string();
+    let (code, body) = signed(
+        n(0),
+        &nobody,
+        "PUT",
+        &format!("/api/v1/ehr/blobs/{address}"),
+        junk.clone(),
+    );
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = signed(n(0), &nobody, "POST", "/api/v1/ehr/blobs", junk);
+    assert_eq!(code, 403, "{body}");
     let o = profile(&patients[0].0, &patients[0].1, n(3));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains(people[0].0));

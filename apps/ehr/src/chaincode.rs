@@ -408,6 +408,9 @@ pub enum EhrQuery {
         /// The case's id.
         case_id: String,
     },
+    /// The record a vault blob is anchored for (`doc/<id>`, `case/<patient>/<id>`,
+    /// `profile/<patient>`), if any.
+    BlobRecord(Hash),
 }
 
 /// A vault record and the blob address anchored for it.
@@ -1217,6 +1220,11 @@ impl Ehr {
                 view,
                 &key(&[b"case", hex(&patient).as_bytes(), case_id.as_bytes()]),
             )?),
+            EhrQuery::BlobRecord(blob) => codec::encode(
+                &view
+                    .get(&key(&[b"blob", blob.to_hex().as_bytes()]))?
+                    .map(|r| String::from_utf8_lossy(&r).into_owned()),
+            ),
             EhrQuery::Shares(id) => codec::encode(&list::<ShareRecord>(
                 view,
                 &key(&[b"share", id.as_bytes(), b""]),
@@ -1263,6 +1271,7 @@ impl Ehr {
             EhrQuery::Users => j::<Users>(&b),
             EhrQuery::Shares(_) => j::<Vec<ShareRecord>>(&b),
             EhrQuery::Case { .. } => j::<Option<CaseRecord>>(&b),
+            EhrQuery::BlobRecord(_) => j::<Option<String>>(&b),
             EhrQuery::Anchors => j::<Vec<AnchoredBlob>>(&b),
             EhrQuery::Access { .. } => j::<bool>(&b),
         }
