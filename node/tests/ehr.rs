@@ -635,6 +635,13 @@ fn register_grant_anchor_and_verify_across_nodes() {
     web.goto(&format!("{}/portal/#account", n(2)));
     web.fill("#account-file", hosp.to_str().unwrap());
     web.wait_text("#account-role", "hospital (approved)");
+    let (_, doc3_key) = keygen(d, "doctor3");
+    web.fill("#doctor-key", &doc3_key);
+    web.fill("#doctor-profile", "Dr A. Osei, cardiology");
+    web.click("#doctor-form button");
+    web.wait_text("#account-status", "Doctor registered");
+    let v = query(n(3), &format!(r#"{{"Doctor":"{doc3_key}"}}"#));
+    assert_eq!(v["hospital"], hosp_key.as_str(), "{v}");
     web.fill("#request-patient", &pat_key);
     web.fill("#request-purpose", "second opinion");
     web.click("#request-form button");

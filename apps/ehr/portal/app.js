@@ -414,6 +414,19 @@ async function requestAccess() {
   $('#account-status').textContent = `Request sent: committed at height ${rc.height}`;
 }
 
+async function registerDoctor() {
+  if (!me) throw new Error('open your key file first');
+  const doctor = $('#doctor-key').value.trim().toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(doctor)) throw new Error("a doctor's key is 64 hex characters");
+  const profile = $('#doctor-profile').value.trim();
+  if (!profile) throw new Error("give the doctor's name");
+  // The commitment: SHA-256 of the profile with a random salt (both stay with the hospital).
+  const salt = hex(crypto.getRandomValues(new Uint8Array(16)));
+  const commitment = hex(await crypto.subtle.digest('SHA-256', utf8(JSON.stringify({ salt, profile }))));
+  const rc = await commitOp(me, { RegisterDoctor: { doctor, profile_commitment: commitment } });
+  $('#account-status').textContent = `Doctor registered: committed at height ${rc.height} (salt ${salt}: keep it to prove the profile)`;
+}
+
 async function registerHospital() {
   if (!me) throw new Error('open your key file first');
   const name = $('#register-name').value.trim();
@@ -454,5 +467,6 @@ window.addEventListener('DOMContentLoaded', () => {
   $('#account-new').addEventListener('click', guarded(newKey, $('#account-new')));
   $('#request-form').addEventListener('submit', guarded(requestAccess, $('#request-form button')));
   $('#register-form').addEventListener('submit', guarded(registerHospital, $('#register-form button')));
+  $('#doctor-form').addEventListener('submit', guarded(registerDoctor, $('#doctor-form button')));
   route();
 });
