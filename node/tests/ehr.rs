@@ -147,6 +147,68 @@ fn query(node: &str, q: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// A key file's key, and the chain and node (from the node's status) its requests are for.
+struct RequestSigner {
+    key: medchain_types::SecretKey,
+    chain: String,
+    target: String,
+}
+
+impl RequestSigner {
+    fn new(node: &str, key_file: &Path) -> RequestSigner {
+        let kf: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(key_file).unwrap()).unwrap();
+        let seed: [u8; 32] = hex::decode(kf["secret_key"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let status: serde_json::Value = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            reqwest::get(format!("{node}/api/v1/status"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        RequestSigner {
+            key: medchain_types::SecretKey::from_seed(seed),
+            chain: status["chain_id"].as_str().unwrap().to_owned(),
+            target: status["node_id"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// `method url`, signed over `path` (what the node sees after decoding), `created` and
+    /// `nonce`, for this signer's node.
+    fn request(
+        &self,
+        http: &reqwest::Client,
+        method: &str,
+        url: String,
+        path: &str,
+        created: u64,
+        nonce: &str,
+    ) -> reqwest::RequestBuilder {
+        let target = &self.target;
+        let sig = self.key.sign(
+            medchain_types::Domain("http-request"),
+            &self.chain,
+            format!("{method}\n{path}\n{created}\n{nonce}\n{target}").as_bytes(),
+        );
+        http.request(method.parse().unwrap(), url)
+            .header("x-medchain-key", self.key.public().to_hex())
+            .header("x-medchain-created", created.to_string())
+            .header("x-medchain-nonce", nonce.to_owned())
+            .header("x-medchain-signature", sig.to_hex())
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 /// A signed request is accepted once; the same request again (same nonce), one signed 10
 /// minutes ago, and the same request sent to another node (`other`) are refused.
 fn signed_requests_refuse_replays_and_stale_times(
@@ -155,44 +217,18 @@ fn signed_requests_refuse_replays_and_stale_times(
     key_file: &Path,
     doc: &str,
 ) {
-    let kf: serde_json::Value = serde_json::from_slice(&std::fs::read(key_file).unwrap()).unwrap();
-    let seed: [u8; 32] = hex::decode(kf["secret_key"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let key = medchain_types::SecretKey::from_seed(seed);
+    let signer = RequestSigner::new(node, key_file);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
-        let status: serde_json::Value = http
-            .get(format!("{node}/api/v1/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let chain = status["chain_id"].as_str().unwrap().to_owned();
-        let target = status["node_id"].as_str().unwrap().to_owned();
         let path = format!("/api/v1/ehr/docs/{doc}/key");
         let send_to = |to: &str, created: u64, nonce: &str| {
-            let sig = key.sign(
-                medchain_types::Domain("http-request"),
-                &chain,
-                format!("GET\n{path}\n{created}\n{nonce}\n{target}").as_bytes(),
-            );
-            http.get(format!("{to}{path}"))
-                .header("x-medchain-key", key.public().to_hex())
-                .header("x-medchain-created", created.to_string())
-                .header("x-medchain-nonce", nonce.to_owned())
-                .header("x-medchain-signature", sig.to_hex())
+            signer
+                .request(&http, "GET", format!("{to}{path}"), &path, created, nonce)
                 .send()
         };
         let send = |created: u64, nonce: &str| send_to(node, created, nonce);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
+        let now = now_ms();
         let nonce = "0123456789abcdef0123456789abcdef";
         assert_eq!(send(now, nonce).await.unwrap().status().as_u16(), 200);
         // Captured on its way to `node` and replayed at another node, which has not seen the
@@ -225,40 +261,19 @@ fn signed_as(
     path: &str,
     body: Vec<u8>,
 ) -> (u16, String) {
-    let kf: serde_json::Value = serde_json::from_slice(&std::fs::read(key_file).unwrap()).unwrap();
-    let seed: [u8; 32] = hex::decode(kf["secret_key"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let key = medchain_types::SecretKey::from_seed(seed);
+    let signer = RequestSigner::new(node, key_file);
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let http = reqwest::Client::new();
-        let status: serde_json::Value = http
-            .get(format!("{node}/api/v1/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let chain = status["chain_id"].as_str().unwrap().to_owned();
-        let target = status["node_id"].as_str().unwrap().to_owned();
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
         let nonce = hex::encode(rand::random::<[u8; 16]>());
-        let sig = key.sign(
-            medchain_types::Domain("http-request"),
-            &chain,
-            format!("{method}\n{path}\n{created}\n{nonce}\n{target}").as_bytes(),
-        );
-        let r = http
-            .request(method.parse().unwrap(), format!("{node}{url_path}"))
-            .header("x-medchain-key", key.public().to_hex())
-            .header("x-medchain-created", created.to_string())
-            .header("x-medchain-nonce", nonce)
-            .header("x-medchain-signature", sig.to_hex())
+        let r = signer
+            .request(
+                &http,
+                method,
+                format!("{node}{url_path}"),
+                path,
+                now_ms(),
+                &nonce,
+            )
             .body(body)
             .send()
             .await
@@ -708,12 +723,6 @@ fn expiry_break_glass_and_supersession(
             h(&format!("text of {id}")),
             h(&format!("blob of {id}"))
         )
-    };
-    let now_ms = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
     };
     let expires = now_ms() + 4_000;
     assert!(tx(
