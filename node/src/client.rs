@@ -572,12 +572,26 @@ impl Client {
         key: &SecretKey,
         chain: &str,
     ) -> reqwest::RequestBuilder {
+        self.signed_body(method, path, key, chain, None)
+    }
+
+    /// As [`Client::signed`], the signature also covering `body` (for the wrapped-key routes;
+    /// the caller sends that body).
+    fn signed_body(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &SecretKey,
+        chain: &str,
+        body: Option<&[u8]>,
+    ) -> reqwest::RequestBuilder {
         let node = self
             .node
             .get()
             .copied()
             .unwrap_or(medchain_types::PublicKey([0; 32]));
-        let headers = crate::ehr_vault::sign_headers(key, chain, &node, method.as_str(), path);
+        let headers =
+            crate::ehr_vault::sign_headers(key, chain, &node, method.as_str(), path, body);
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         for (k, v) in headers {
             req = req.header(k, v);
@@ -768,12 +782,7 @@ pub async fn ehr_doc_upload(
             .map(|r| wrap_key(&key, r, doc_id.as_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
         let path = format!("/api/v1/ehr/docs/{doc_id}/keys");
-        let r = client
-            .signed(reqwest::Method::PUT, &path, &signer, &chain)
-            .json(&wrapped)
-            .send()
-            .await?;
-        ok_or_error(r, "storing the keys").await?;
+        put_keys(&client, &signer, &chain, &path, &wrapped).await?;
         if quiet {
             return Ok(());
         }
@@ -1197,9 +1206,11 @@ async fn put_keys(
     path: &str,
     keys: &[medchain_ehr::WrappedKey],
 ) -> Result<()> {
+    let body = serde_json::to_vec(keys)?;
     let r = client
-        .signed(reqwest::Method::PUT, path, signer, chain)
-        .json(keys)
+        .signed_body(reqwest::Method::PUT, path, signer, chain, Some(&body))
+        .header("content-type", "application/json")
+        .body(body)
         .send()
         .await?;
     ok_or_error(r, "storing keys").await?;

@@ -25,8 +25,9 @@
 //!
 //! **Signed requests.** Headers `x-medchain-key` (the caller's ed25519 key, hex),
 //! `x-medchain-created` (milliseconds since the Unix epoch), `x-medchain-nonce` (16 random
-//! bytes, hex) and `x-medchain-signature` over `METHOD \n PATH \n created \n nonce \n NODE`
-//! (NODE: the key of the node the request is for, hex; domain `http-request`, the chain id).
+//! bytes, hex) and `x-medchain-signature` over `METHOD \n PATH \n created \n nonce \n NODE \n
+//! BODY` (NODE: the key of the node the request is for, hex; BODY: the SHA-256 of the body, hex,
+//! on the wrapped-key routes, empty elsewhere; domain `http-request`, the chain id).
 //! Requests more than 5 minutes old or ahead, any nonce seen before, and requests for another
 //! node are refused.
 
@@ -106,17 +107,29 @@ fn keys_path(s: &Shared, doc: &str) -> std::path::PathBuf {
         .join(format!("{doc}.json"))
 }
 
-/// The bytes a request signature covers: the method, the path, the time, the nonce and the
-/// node the request is for (its key, from `/api/v1/status`), so that a request captured on its
-/// way to one node is refused by every other (each node remembers only its own nonces).
+/// The bytes a request signature covers: the method, the path, the time, the nonce, the node
+/// the request is for (its key, from `/api/v1/status`), so that a request captured on its way
+/// to one node is refused by every other (each node remembers only its own nonces), and the
+/// SHA-256 of the body (hex) for the routes whose body is a small JSON document (the wrapped
+/// keys), empty otherwise (no body, or a streamed blob, which its address binds).
 pub fn request_bytes(
     method: &str,
     path: &str,
     created: u64,
     nonce: &str,
     node: &PublicKey,
+    body_sha256: &str,
 ) -> Vec<u8> {
-    format!("{method}\n{path}\n{created}\n{nonce}\n{}", node.to_hex()).into_bytes()
+    format!(
+        "{method}\n{path}\n{created}\n{nonce}\n{}\n{body_sha256}",
+        node.to_hex()
+    )
+    .into_bytes()
+}
+
+/// The body digest a signature covers (see [`request_bytes`]).
+pub fn body_digest(body: &[u8]) -> String {
+    medchain_types::sha256(body).to_hex()
 }
 
 /// Checks a signed request; returns the caller.
@@ -125,6 +138,17 @@ fn authenticate(
     headers: &HeaderMap,
     method: &Method,
     path: &str,
+) -> Result<PublicKey, Response> {
+    authenticate_body(s, headers, method, path, None)
+}
+
+/// As [`authenticate`], for a route whose signature also covers its (small) body.
+fn authenticate_body(
+    s: &Shared,
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
+    body: Option<&[u8]>,
 ) -> Result<PublicKey, Response> {
     let h = |name: &str| {
         headers
@@ -161,7 +185,14 @@ fn authenticate(
     key.verify(
         DOMAIN_REQUEST,
         &s.genesis.chain_id,
-        &request_bytes(method.as_str(), path, created, nonce, &s.me),
+        &request_bytes(
+            method.as_str(),
+            path,
+            created,
+            nonce,
+            &s.me,
+            &body.map(body_digest).unwrap_or_default(),
+        ),
         &sig,
     )
     .map_err(|_| err(StatusCode::UNAUTHORIZED, "bad request signature"))?;
@@ -407,7 +438,7 @@ async fn put_keys(
     body: Bytes,
 ) -> Response {
     let path = format!("/api/v1/ehr/docs/{id}/keys");
-    let caller = match authenticate(&s, &headers, &Method::PUT, &path) {
+    let caller = match authenticate_body(&s, &headers, &Method::PUT, &path, Some(&body)) {
         Ok(k) => k,
         Err(r) => return r,
     };
@@ -566,13 +597,15 @@ async fn get_blob(
     }
 }
 
-/// Signed-request headers for `method path` to node `node` with `key`.
+/// Signed-request headers for `method path` to node `node` with `key`; `body` for the routes
+/// whose signature covers it.
 pub fn sign_headers(
     key: &medchain_types::SecretKey,
     chain: &str,
     node: &PublicKey,
     method: &str,
     path: &str,
+    body: Option<&[u8]>,
 ) -> [(&'static str, String); 4] {
     let created = crate::runtime::now_ms();
     let mut nonce = [0u8; 16];
@@ -581,7 +614,14 @@ pub fn sign_headers(
     let sig = key.sign(
         DOMAIN_REQUEST,
         chain,
-        &request_bytes(method, path, created, &nonce, node),
+        &request_bytes(
+            method,
+            path,
+            created,
+            &nonce,
+            node,
+            &body.map(body_digest).unwrap_or_default(),
+        ),
     );
     [
         ("x-medchain-key", key.public().to_hex()),
@@ -699,7 +739,7 @@ async fn put_case_keys(
     body: Bytes,
 ) -> Response {
     let path = format!("/api/v1/ehr/cases/{patient}/{case_id}/keys");
-    let caller = match authenticate(&s, &headers, &Method::PUT, &path) {
+    let caller = match authenticate_body(&s, &headers, &Method::PUT, &path, Some(&body)) {
         Ok(k) => k,
         Err(r) => return r,
     };
@@ -794,7 +834,7 @@ async fn from_peers(s: &Shared, path: &str) -> Option<reqwest::Response> {
         .ok()?;
     for v in s.genesis.validators.iter().filter(|v| v.key != s.me) {
         let mut req = http.get(format!("{}{path}", v.api.trim_end_matches('/')));
-        for (k, val) in sign_headers(&s.node_key, &s.genesis.chain_id, &v.key, "GET", path) {
+        for (k, val) in sign_headers(&s.node_key, &s.genesis.chain_id, &v.key, "GET", path, None) {
             req = req.header(k, val);
         }
         if let Ok(r) = req.send().await {
@@ -858,7 +898,7 @@ async fn fetch_keys(s: &Shared, id: &str) -> Result<Vec<WrappedKey>, String> {
     let mut theirs_all = Vec::new();
     for v in s.genesis.validators.iter().filter(|v| v.key != s.me) {
         let mut req = http.get(format!("{}{path}", v.api.trim_end_matches('/')));
-        for (k, val) in sign_headers(&s.node_key, &s.genesis.chain_id, &v.key, "GET", &path) {
+        for (k, val) in sign_headers(&s.node_key, &s.genesis.chain_id, &v.key, "GET", &path, None) {
             req = req.header(k, val);
         }
         let Ok(r) = req.send().await else { continue };
@@ -1003,7 +1043,7 @@ async fn put_profile_keys(
     body: Bytes,
 ) -> Response {
     let path = format!("/api/v1/ehr/profiles/{patient}/keys");
-    let caller = match authenticate(&s, &headers, &Method::PUT, &path) {
+    let caller = match authenticate_body(&s, &headers, &Method::PUT, &path, Some(&body)) {
         Ok(k) => k,
         Err(r) => return r,
     };

@@ -177,8 +177,9 @@ impl RequestSigner {
         }
     }
 
-    /// `method url`, signed over `path` (what the node sees after decoding), `created` and
-    /// `nonce`, for this signer's node.
+    /// `method url`, signed over `path` (what the node sees after decoding), `created`,
+    /// `nonce`, this signer's node and `body_sha256` (hex, or empty: see `request_bytes`).
+    #[allow(clippy::too_many_arguments)]
     fn request(
         &self,
         http: &reqwest::Client,
@@ -187,12 +188,13 @@ impl RequestSigner {
         path: &str,
         created: u64,
         nonce: &str,
+        body_sha256: &str,
     ) -> reqwest::RequestBuilder {
         let target = &self.target;
         let sig = self.key.sign(
             medchain_types::Domain("http-request"),
             &self.chain,
-            format!("{method}\n{path}\n{created}\n{nonce}\n{target}").as_bytes(),
+            format!("{method}\n{path}\n{created}\n{nonce}\n{target}\n{body_sha256}").as_bytes(),
         );
         http.request(method.parse().unwrap(), url)
             .header("x-medchain-key", self.key.public().to_hex())
@@ -224,7 +226,15 @@ fn signed_requests_refuse_replays_and_stale_times(
         let path = format!("/api/v1/ehr/docs/{doc}/key");
         let send_to = |to: &str, created: u64, nonce: &str| {
             signer
-                .request(&http, "GET", format!("{to}{path}"), &path, created, nonce)
+                .request(
+                    &http,
+                    "GET",
+                    format!("{to}{path}"),
+                    &path,
+                    created,
+                    nonce,
+                    "",
+                )
                 .send()
         };
         let send = |created: u64, nonce: &str| send_to(node, created, nonce);
@@ -265,6 +275,13 @@ fn signed_as(
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let http = reqwest::Client::new();
         let nonce = hex::encode(rand::random::<[u8; 16]>());
+        // The wrapped-key routes' signatures cover their body; blobs are bound by address.
+        let body_sha256 = if path.ends_with("/keys") {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&body))
+        } else {
+            String::new()
+        };
         let r = signer
             .request(
                 &http,
@@ -273,6 +290,7 @@ fn signed_as(
                 path,
                 now_ms(),
                 &nonce,
+                &body_sha256,
             )
             .body(body)
             .send()
@@ -509,11 +527,36 @@ fn register_grant_anchor_and_verify_across_nodes() {
         &doc,
         "PUT",
         "/api/v1/ehr/docs/scan-1/keys",
-        junk.into_bytes(),
+        junk.clone().into_bytes(),
     );
     assert_eq!(code, 201, "{body}");
     let o = get(&pat, &d.join("again.bin"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A key list's signature covers the list: the same signed request with another body is
+    // refused.
+    let signer = RequestSigner::new(n(0), &doc);
+    let code = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sha2::Digest;
+        let path = "/api/v1/ehr/docs/scan-1/keys";
+        let signed_for = hex::encode(sha2::Sha256::digest(b"[]"));
+        signer
+            .request(
+                &reqwest::Client::new(),
+                "PUT",
+                format!("{}{path}", n(0)),
+                path,
+                now_ms(),
+                &hex::encode(rand::random::<[u8; 16]>()),
+                &signed_for,
+            )
+            .body(junk.clone())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(code, 401, "a body the signature does not cover");
     // Through another node, which does not hold the blob yet: it fetches and checks it.
     let elsewhere = d.join("elsewhere.bin");
     let o = Command::new(BIN)

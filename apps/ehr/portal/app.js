@@ -198,7 +198,8 @@ async function linkIdentity(seed) {
 async function signedFetch(id, node, method, path) {
   const created = Date.now();
   const nonce = hex(crypto.getRandomValues(new Uint8Array(16)));
-  const msg = utf8(`${method}\n${path}\n${created}\n${nonce}\n${node.node_id}`);
+  // No body is signed: the portal's signed requests are reads.
+  const msg = utf8(`${method}\n${path}\n${created}\n${nonce}\n${node.node_id}\n`);
   const sig = await crypto.subtle.sign({ name: 'Ed25519' }, id.sk, signingBytes('http-request', node.chain_id, msg));
   const r = await fetch(path, { method, headers: {
     'x-medchain-key': id.pub, 'x-medchain-created': String(created),
