@@ -62,6 +62,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub fn router(shared: Arc<Shared>) -> Router {
     let body_max = shared.config.api.body_max;
+    let slots = Arc::new(tokio::sync::Semaphore::new(shared.config.api.requests_max));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/status", get(status))
@@ -85,6 +86,57 @@ pub fn router(shared: Arc<Shared>) -> Router {
         })
         .layer(DefaultBodyLimit::max(body_max))
         .with_state(shared)
+        .layer(axum::middleware::from_fn_with_state(slots, limit_requests))
+}
+
+/// Serves a request only while fewer than `api.requests_max` are being served (a response's
+/// body included, so streamed downloads count until their last byte); otherwise 429 at once.
+async fn limit_requests(
+    State(slots): State<Arc<tokio::sync::Semaphore>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Ok(permit) = slots.try_acquire_owned() else {
+        return ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests in flight on this node; retry shortly".into(),
+        )
+        .into_response();
+    };
+    let (parts, body) = next.run(req).await.into_parts();
+    Response::from_parts(
+        parts,
+        axum::body::Body::new(Held {
+            inner: body,
+            _permit: permit,
+        }),
+    )
+}
+
+/// A response body that holds a request slot until it is done.
+struct Held {
+    inner: axum::body::Body,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Held {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 async fn status(State(s): State<Arc<Shared>>) -> ApiResult {
@@ -561,5 +613,69 @@ mod openapi_tests {
             undocumented.is_empty() && stale.is_empty(),
             "routes missing from openapi.json: {undocumented:?}; documented but not routed: {stale:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn requests_beyond_the_limit_get_429_and_a_streamed_body_holds_its_slot() {
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        let rx = Arc::new(std::sync::Mutex::new(Some(rx)));
+        let app = Router::new()
+            .route(
+                "/stream",
+                get(move || {
+                    let rx = rx.lock().unwrap().take().expect("one download");
+                    async move {
+                        axum::body::Body::from_stream(futures_util::stream::unfold(
+                            rx,
+                            |mut rx| async move { rx.recv().await.map(|c| (c, rx)) },
+                        ))
+                    }
+                }),
+            )
+            .route("/quick", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(slots, limit_requests));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = reqwest::Client::new();
+        let streaming = http
+            .get(format!("http://{addr}/stream"))
+            .send()
+            .await
+            .unwrap();
+        // The download's headers are out, its body is not: the one slot is taken.
+        let r = http
+            .get(format!("http://{addr}/quick"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429);
+        assert!(r.text().await.unwrap().contains("too many requests"));
+        tx.send(Ok(Bytes::from_static(b"done"))).await.unwrap();
+        drop(tx);
+        assert_eq!(streaming.bytes().await.unwrap(), "done");
+        // The slot comes back once the body is done (the server may take a moment to drop it).
+        let mut status = 0;
+        for _ in 0..100 {
+            status = http
+                .get(format!("http://{addr}/quick"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            if status == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(status, 200);
+        server.abort();
     }
 }

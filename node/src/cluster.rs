@@ -123,6 +123,7 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
                 listen: format!("127.0.0.1:{}", spec.api_base + i as u16).parse()?,
                 body_max: 16 << 20,
                 wait_commit_secs: 60,
+                requests_max: 2048,
             },
             mempool: MempoolSection::default(),
             log: LogSection::default(),

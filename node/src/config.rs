@@ -38,6 +38,10 @@ pub struct ApiSection {
     /// How long `?wait=commit` waits, seconds.
     #[serde(default = "default_wait_secs")]
     pub wait_commit_secs: u64,
+    /// Most requests served at once (a streamed download counts until its last byte); more get
+    /// 429 at once instead of queueing without bound.
+    #[serde(default = "default_requests_max")]
+    pub requests_max: usize,
 }
 
 /// `[mempool]`
@@ -123,6 +127,9 @@ fn default_body_max() -> usize {
 }
 fn default_wait_secs() -> u64 {
     60
+}
+fn default_requests_max() -> usize {
+    2048
 }
 fn default_mempool_txs() -> usize {
     200_000
