@@ -488,7 +488,7 @@ static KEYS_LOCK: Mutex<()> = Mutex::new(());
 
 /// Adds `keys` to record `id`'s wrapped keys and stores them, as `caller`: one key per
 /// reader; a reader's existing key is replaced only by that reader itself (nobody else can
-/// spoil it); `drop` readers (dead share links) are removed; the patient's own key must be
+/// spoil it); `dead` readers (dead share links) are removed; the patient's own key must be
 /// among them. Returns how many readers hold a key.
 fn merge_keys(
     s: &Shared,
@@ -496,7 +496,7 @@ fn merge_keys(
     keys: Vec<WrappedKey>,
     patient: &PublicKey,
     caller: &PublicKey,
-    drop: &[PublicKey],
+    dead: &[PublicKey],
 ) -> Result<usize, Response> {
     if keys.is_empty() || keys.len() > 64 {
         return Err(err(StatusCode::BAD_REQUEST, "1 to 64 wrapped keys"));
@@ -507,7 +507,7 @@ fn merge_keys(
     }
     let mut merged =
         read_keys(s, id).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    merged.retain(|old| !drop.contains(&old.reader));
+    merged.retain(|old| !dead.contains(&old.reader));
     for k in keys {
         match merged.iter_mut().find(|m| m.reader == k.reader) {
             Some(m) if k.reader == *caller => *m = k,
