@@ -24,7 +24,10 @@ use medchain_types::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
@@ -230,6 +233,9 @@ pub struct Shared {
     pub executor: Executor,
     /// Verified transactions waiting.
     pub mempool: Mutex<Mempool>,
+    /// Blocks whose ledger write has finished, counted before their transactions leave the
+    /// mempool (see `admit_verified`).
+    commits_written: AtomicU64,
     /// Recently verified transaction hashes.
     verified: Mutex<VerifiedCache>,
     /// The transport.
@@ -330,13 +336,18 @@ impl Shared {
     ) -> Result<Vec<Hash>, AdmitError> {
         // Never keep a final transaction: a backup's mempool drives its view-change timer, so a
         // stale entry would make it time out alone. The ledger is read outside the mempool lock
-        // (commits need that lock); a commit that lands between the check and the insert is
-        // caught by the re-check after it: a commit writes the ledger before it takes the lock
-        // to remove its transactions, so either that removal or the re-check sees the entry.
-        let pending: Vec<bool> = hashes
-            .iter()
-            .map(|h| self.ledger.tx_position(h).ok().flatten().is_none())
-            .collect();
+        // (commits need that lock). A commit writes the ledger, then counts itself in
+        // `commits_written`, then takes the lock to remove its transactions. So a commit that
+        // this check misses either has not counted itself when the count is read again after
+        // the insert (its removal comes later and takes the new entries out), or it has, and
+        // the changed count calls for a re-check of what was inserted. Under load the count
+        // rarely changes within one admission, which saves a ledger read per transaction.
+        let commits_before = self.commits_written.load(SeqCst);
+        // A failed read counts as not final, as a failed single read did.
+        let pending: Vec<bool> = match self.ledger.txs_known(&hashes) {
+            Ok(known) => known.into_iter().map(|k| !k).collect(),
+            Err(_) => vec![true; hashes.len()],
+        };
         // Hashes inserted now (for the re-check) and, when gossiping, the transactions to send.
         let mut inserted: Vec<Hash> = Vec::new();
         let mut fresh = Vec::new();
@@ -361,10 +372,17 @@ impl Shared {
                 }
             }
         }
-        let committed_meanwhile: Vec<Hash> = inserted
-            .into_iter()
-            .filter(|h| self.ledger.tx_position(h).ok().flatten().is_some())
-            .collect();
+        let committed_meanwhile: Vec<Hash> = if self.commits_written.load(SeqCst) == commits_before
+        {
+            Vec::new()
+        } else {
+            let known = self.ledger.txs_known(&inserted).unwrap_or_default();
+            inserted
+                .into_iter()
+                .zip(known)
+                .filter_map(|(h, k)| k.then_some(h))
+                .collect()
+        };
         if !committed_meanwhile.is_empty() {
             self.mempool
                 .lock()
@@ -559,6 +577,7 @@ impl Node {
                 config.mempool.bytes_max,
             )),
             verified: Mutex::new(VerifiedCache::default()),
+            commits_written: AtomicU64::new(0),
             config,
             me,
             node_key: key.clone(),
@@ -738,6 +757,9 @@ fn execute(
             let height = block.header.height;
             match shared.executor.apply(&shared.ledger, &block, &certificate) {
                 Ok((tip, receipts)) => {
+                    // Counted after the ledger write and before the removal from the mempool
+                    // (the order `admit_verified` relies on).
+                    shared.commits_written.fetch_add(1, SeqCst);
                     let m = &shared.metrics;
                     m.commits.fetch_add(1, Relaxed);
                     let ok = receipts.iter().filter(|r| r.is_success()).count() as u64;
@@ -804,7 +826,54 @@ fn execute(
     }
 }
 
+/// Verifies gossiped transactions in arrival order (batched, off the async threads) and admits
+/// the valid ones; they are never re-gossiped.
+async fn gossip_verifier(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<GossipBatch>) {
+    while let Some((from, txs, share)) = queue.recv().await {
+        let s = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _share = share;
+            let mut seen = std::collections::HashSet::new();
+            let (txs, hashes): (Vec<Transaction>, Vec<Hash>) = txs
+                .into_iter()
+                .map(|t| (t.hash(), t))
+                .filter(|(h, _)| seen.insert(*h))
+                .map(|(h, t)| (t, h))
+                .unzip();
+            match verify_once(&s, &txs, &hashes) {
+                Ok(()) => {
+                    let _ = s.admit_verified(txs, hashes, false);
+                }
+                Err((i, e)) => tracing::warn!(
+                    peer = %from,
+                    index = i,
+                    error = %e,
+                    "gossiped transactions failed verification"
+                ),
+            }
+        })
+        .await;
+    }
+}
+
+/// Gossiped transactions received and not yet verified, at most this many KiB. Beyond it the
+/// network loop waits (back-pressure on the peers' streams) instead of queueing more.
+const GOSSIP_QUEUE_KIB: usize = 64 * 1024;
+
+/// A batch of gossiped transactions waiting for verification, holding its share of the queue.
+type GossipBatch = (
+    PublicKey,
+    Vec<Transaction>,
+    tokio::sync::OwnedSemaphorePermit,
+);
+
 async fn network_loop(shared: Arc<Shared>, mut events: medchain_network::Events) {
+    // Gossip is verified by a task of its own: verifying a batch takes milliseconds, and under
+    // load the batches queue up; consensus messages must not wait behind them (a backup that
+    // sees the pre-prepare seconds late times out and starts a view change).
+    let budget = Arc::new(tokio::sync::Semaphore::new(GOSSIP_QUEUE_KIB));
+    let (to_verify, verify_queue) = mpsc::unbounded_channel::<GossipBatch>();
+    tokio::spawn(gossip_verifier(shared.clone(), verify_queue));
     while let Some(ev) = events.recv().await {
         let (from, bytes) = match ev {
             NetEvent::Message { from, bytes } => (from, bytes),
@@ -840,28 +909,18 @@ async fn network_loop(shared: Arc<Shared>, mut events: medchain_network::Events)
                 }
             }
             NodeWire::Txs(txs) => {
-                // Verified here once (batched, off the async threads); never re-gossiped.
+                // Queued for `gossip_verifier`; the loop goes on to the next message.
                 if txs.len() > GOSSIP_BATCH_MAX {
                     tracing::warn!(peer = %from, count = txs.len(), "oversized gossip batch refused");
                     continue;
                 }
-                let s = shared.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    let mut seen = std::collections::HashSet::new();
-                    let (txs, hashes): (Vec<Transaction>, Vec<Hash>) = txs
-                        .into_iter()
-                        .map(|t| (t.hash(), t))
-                        .filter(|(h, _)| seen.insert(*h))
-                        .map(|(h, t)| (t, h))
-                        .unzip();
-                    match verify_once(&s, &txs, &hashes) {
-                        Ok(()) => {
-                            let _ = s.admit_verified(txs, hashes, false);
-                        }
-                        Err((i, e)) => tracing::warn!(peer = %from, index = i, error = %e, "gossiped transactions failed verification"),
-                    }
-                })
-                .await;
+                let kib = (bytes.len() / 1024 + 1).min(GOSSIP_QUEUE_KIB) as u32;
+                let Ok(share) = budget.clone().acquire_many_owned(kib).await else {
+                    return;
+                };
+                if to_verify.send((from, txs, share)).is_err() {
+                    return;
+                }
             }
             NodeWire::BlockRequest { from_height } => {
                 // At most SYNC_SERVERS_MAX requests are served at once; the rest are dropped

@@ -641,7 +641,10 @@ pub fn wrap_key(
     context: &[u8],
 ) -> Result<WrappedKey, VaultError> {
     let reader_x = reader.x25519().ok_or(VaultError::Unwrap)?;
-    let eph = x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng);
+    let mut eph_secret = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut eph_secret);
+    let eph = x25519_dalek::StaticSecret::from(eph_secret);
+    eph_secret.fill(0);
     let eph_pub = x25519_dalek::PublicKey::from(&eph).to_bytes();
     let shared = eph.diffie_hellman(&x25519_dalek::PublicKey::from(reader_x));
     if !shared.was_contributory() {

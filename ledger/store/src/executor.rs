@@ -14,7 +14,7 @@ use medchain_chaincode::{
     TX_EVENTS_MAX, TX_WRITES_MAX,
 };
 use medchain_types::{
-    is_valid_name, Block, Certificate, ChainEvent, Hash, PublicKey, Receipt, TxStatus,
+    is_valid_name, Block, Certificate, ChainEvent, Hash, PublicKey, Receipt, Transaction, TxStatus,
 };
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -117,8 +117,14 @@ impl Executor {
         let mut block_writes = WriteSet::new();
         let mut receipts = Vec::with_capacity(block.txs.len());
         let mut seen = BTreeSet::new();
-        for (i, tx) in block.txs.iter().enumerate() {
-            let tx_hash = tx.hash();
+        let hashes: Vec<Hash> = block.txs.iter().map(Transaction::hash).collect();
+        let executed = ledger.txs_known(&hashes)?;
+        for (i, (tx, (&tx_hash, executed))) in block
+            .txs
+            .iter()
+            .zip(hashes.iter().zip(executed))
+            .enumerate()
+        {
             let mut receipt = Receipt {
                 tx_hash,
                 height,
@@ -128,7 +134,7 @@ impl Executor {
                 events: Vec::new(),
             };
             let fresh = seen.insert(tx_hash);
-            if !fresh || ledger.tx_position(&tx_hash)?.is_some() {
+            if !fresh || executed {
                 receipt.status = TxStatus::Duplicate;
             } else if tx.chain_id != self.chain_id {
                 receipt.status =

@@ -591,6 +591,20 @@ impl Ledger {
         }
     }
 
+    /// Which of `tx_hashes` were executed already, in one batched index read (RocksDB
+    /// MultiGet: about one lookup's cost per key less than [`Ledger::tx_position`] one by one).
+    pub fn txs_known(&self, tx_hashes: &[Hash]) -> Result<Vec<bool>, LedgerError> {
+        self.db
+            .batched_multi_get_cf(
+                self.cf(CF_TX_INDEX),
+                tx_hashes.iter().map(Hash::as_bytes),
+                false,
+            )
+            .into_iter()
+            .map(|r| Ok(r?.is_some()))
+            .collect()
+    }
+
     /// The receipt of a committed transaction (reads the index and that block's receipts only).
     pub fn receipt(&self, tx_hash: &Hash) -> Result<Option<Receipt>, LedgerError> {
         let Some((height, index)) = self.tx_position(tx_hash)? else {

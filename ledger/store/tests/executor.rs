@@ -119,6 +119,12 @@ fn a_transaction_executes_once() {
     assert_eq!(r2[0].status, TxStatus::Duplicate);
     // The index keeps the first execution.
     assert_eq!(ledger.tx_position(&t.hash()).unwrap(), Some((0, 0)));
+    let other = put("b", "1", 2).hash();
+    assert_eq!(
+        ledger.txs_known(&[other, t.hash(), other]).unwrap(),
+        vec![false, true, false]
+    );
+    assert_eq!(ledger.txs_known(&[]).unwrap(), Vec::<bool>::new());
     ledger.verify_chain(|_, _| {}).unwrap();
 }
 

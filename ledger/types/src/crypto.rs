@@ -74,7 +74,11 @@ impl std::fmt::Debug for SecretKey {
 impl SecretKey {
     /// A new key from a cryptographically secure random source.
     pub fn generate<R: rand::CryptoRng + rand::RngCore>(rng: &mut R) -> Self {
-        Self(SigningKey::generate(rng))
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let key = Self(SigningKey::from_bytes(&seed));
+        seed.fill(0);
+        key
     }
 
     /// The key with this 32-byte seed.
