@@ -241,9 +241,11 @@ async fn submit(
         return Err(bad("no transactions"));
     }
     let s2 = s.clone();
+    let slot = s.admit_slots.acquire().await.map_err(internal)?;
     let admitted = tokio::task::spawn_blocking(move || s2.admit(&txs))
         .await
         .map_err(internal)?;
+    drop(slot);
     let hashes = admitted.map_err(|e| match e {
         AdmitError::Invalid(..) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         AdmitError::Full => ApiError(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
@@ -467,6 +469,12 @@ async fn metrics(State(s): State<Arc<Shared>>) -> ApiResult {
         "Client transactions refused at admission.",
         "counter",
         m.txs_refused.load(Relaxed),
+    );
+    gauge(
+        "signatures_verified_total",
+        "Transaction signatures checked by this node (from clients, gossip and proposals).",
+        "counter",
+        m.signatures_verified.load(Relaxed),
     );
     gauge(
         "mempool_txs",

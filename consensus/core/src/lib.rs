@@ -149,8 +149,10 @@ pub struct ChainTip {
 /// Checks the transactions of a proposed block (signatures, chain id). The node's verifier skips
 /// transactions its mempool already verified; the result must not depend on that.
 pub trait TxVerifier: Send + Sync {
-    /// `Ok` if every transaction may be included.
-    fn verify_block(&self, block: &Block) -> Result<(), BlockError>;
+    /// `Ok` if every transaction may be included. `tx_hashes` are the block's transaction
+    /// hashes in order, as [`Block::check_structure`] returned them (so they are not computed
+    /// twice).
+    fn verify_block(&self, block: &Block, tx_hashes: &[Hash]) -> Result<(), BlockError>;
 }
 
 /// Verifies every signature of the block (batched).
@@ -161,7 +163,7 @@ pub struct VerifyAll {
 }
 
 impl TxVerifier for VerifyAll {
-    fn verify_block(&self, block: &Block) -> Result<(), BlockError> {
+    fn verify_block(&self, block: &Block, _tx_hashes: &[Hash]) -> Result<(), BlockError> {
         block.verify_signatures(&self.chain_id)
     }
 }

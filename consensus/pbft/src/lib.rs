@@ -133,6 +133,13 @@ struct PreparedRecord {
     block: Block,
 }
 
+/// [`PreparedRecord`] by reference: the same encoding, without copying a block to write it.
+#[derive(Serialize)]
+struct PreparedRecordRef<'a> {
+    proof: &'a PreparedProof,
+    block: &'a Block,
+}
+
 /// The PBFT engine of one replica.
 pub struct Pbft {
     cfg: PbftConfig,
@@ -516,7 +523,10 @@ impl Pbft {
         if block.txs.len() > self.cfg.batch_txs_max || tx_bytes > self.cfg.batch_bytes_max + 200 {
             return self.count("rejected_pre_prepare_size");
         }
-        if block.check_structure().is_err() || self.verifier.verify_block(&block).is_err() {
+        let Ok(tx_hashes) = block.check_structure() else {
+            return self.count("rejected_pre_prepare_txs");
+        };
+        if self.verifier.verify_block(&block, &tx_hashes).is_err() {
             return self.count("rejected_pre_prepare_txs");
         }
         self.persist(
@@ -600,7 +610,8 @@ impl Pbft {
     /// prepared(m, v, n, i) (§4.2): the pre-prepare plus quorum − 1 matching prepares from other
     /// replicas; then send a commit. committed-local: prepared plus a quorum of commits.
     fn check_prepared(&mut self, out: &mut Vec<Action>) {
-        let Some((pp, block)) = self.accepted.clone() else {
+        // Called on every vote: copy the pre-prepare, never the block (megabytes under load).
+        let Some(pp) = self.accepted.as_ref().map(|(pp, _)| pp.clone()) else {
             return;
         };
         let (view, seq, digest) = (pp.body.view, pp.body.seq, pp.body.digest);
@@ -623,11 +634,14 @@ impl Pbft {
                 pre_prepare: pp.clone(),
                 prepares: prepares.into_iter().take(self.quorum - 1).collect(),
             };
+            let Some((_, block)) = &self.accepted else {
+                return;
+            };
             self.persist(
                 RECORD_PREPARED,
-                &PreparedRecord {
-                    proof: proof.clone(),
-                    block: block.clone(),
+                &PreparedRecordRef {
+                    proof: &proof,
+                    block,
                 },
                 out,
             );
@@ -649,7 +663,10 @@ impl Pbft {
                 view,
                 commits: sigs,
             }));
-            self.commit(block, cert, out);
+            // `commit` clears `accepted` anyway: move the block out of it.
+            if let Some((_, block)) = self.accepted.take() {
+                self.commit(block, cert, out);
+            }
         }
     }
 
@@ -1389,5 +1406,50 @@ impl Engine for Pbft {
             extra,
             counters: self.counters.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prepared record written by reference must read back as the owned record a restarted
+    /// replica decodes.
+    #[test]
+    fn prepared_record_by_reference_encodes_as_the_owned_one() {
+        let key = SecretKey::from_seed([7; 32]);
+        let txs = (0..3u64)
+            .map(|n| Transaction::signed("chain", "noop", vec![n as u8; 40], n, &key))
+            .collect();
+        let block = Block::build(
+            5,
+            Hash::ZERO,
+            4,
+            Hash::ZERO,
+            1_000,
+            key.public(),
+            vec![1],
+            txs,
+        );
+        let vote = |phase| {
+            let body = Vote {
+                phase,
+                view: 2,
+                seq: 5,
+                digest: block.hash(),
+            };
+            Signed::sign(body, &key, "chain")
+        };
+        let proof = PreparedProof {
+            pre_prepare: vote(Phase::PrePrepare),
+            prepares: vec![vote(Phase::Prepare)],
+        };
+        let by_ref = codec::encode(&PreparedRecordRef {
+            proof: &proof,
+            block: &block,
+        });
+        let owned = PreparedRecord { proof, block };
+        assert_eq!(by_ref, codec::encode(&owned));
+        assert_eq!(codec::decode::<PreparedRecord>(&by_ref).ok(), Some(owned));
     }
 }

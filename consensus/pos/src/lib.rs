@@ -707,11 +707,12 @@ impl Pos {
                 )
                 .is_ok()
             && block.txs.len() <= self.cfg.block_txs_max
-            && block.check_structure().is_ok_and(|mut hashes| {
-                hashes.sort_unstable();
-                hashes.windows(2).all(|w| w[0] != w[1])
+            && block.check_structure().is_ok_and(|hashes| {
+                let mut sorted = hashes.clone();
+                sorted.sort_unstable();
+                sorted.windows(2).all(|w| w[0] != w[1])
+                    && self.verifier.verify_block(block, &hashes).is_ok()
             })
-            && self.verifier.verify_block(block).is_ok()
     }
 
     /// Evaluates Tendermint's upon-rules until none fires.

@@ -468,7 +468,7 @@ impl Pow {
             self.count("rejected_work");
             return Accepted::Refused;
         }
-        let Ok(mut tx_hashes) = block.check_structure() else {
+        let Ok(tx_hashes) = block.check_structure() else {
             self.count("rejected_structure");
             return Accepted::Refused;
         };
@@ -509,12 +509,13 @@ impl Pow {
         // node happens to hold in memory: a transaction repeated from an ancestor is therefore
         // not a reason to refuse a block (miners avoid it; the ledger records a repeat as a
         // duplicate without executing it), only a repeat inside the block is.
-        tx_hashes.sort_unstable();
-        if tx_hashes.windows(2).any(|w| w[0] == w[1]) {
+        let mut sorted = tx_hashes.clone();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
             self.count("rejected_duplicate_tx");
             return Accepted::Refused;
         }
-        if self.verifier.verify_block(&block).is_err() {
+        if self.verifier.verify_block(&block, &tx_hashes).is_err() {
             self.count("rejected_txs");
             return Accepted::Refused;
         }
