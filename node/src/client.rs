@@ -913,14 +913,7 @@ async fn doc_get_as(
     let signer = signer.clone();
     let client = Client::new(node)?;
     let chain = client.chain_id().await?;
-    let (code, anchor) = client.get(&format!("/api/v1/ehr/docs/{doc_id}")).await?;
-    if !code.is_success() {
-        bail!(
-            "document {doc_id}: HTTP {code}: {}",
-            anchor["error"].as_str().unwrap_or(&anchor.to_string())
-        );
-    }
-    let anchor: medchain_ehr::chaincode::DocumentAnchor = serde_json::from_value(anchor)?;
+    let anchor = doc_anchor(&client, doc_id).await?;
     if anchor.erased_ms.is_some() {
         bail!("document {doc_id} was erased at the patient's request");
     }
@@ -1013,6 +1006,21 @@ async fn doc_get_as(
     Ok(anchor)
 }
 
+/// The chain's anchor of document `doc_id`.
+async fn doc_anchor(
+    client: &Client,
+    doc_id: &str,
+) -> Result<medchain_ehr::chaincode::DocumentAnchor> {
+    let (code, anchor) = client.get(&format!("/api/v1/ehr/docs/{doc_id}")).await?;
+    if !code.is_success() {
+        bail!(
+            "document {doc_id}: HTTP {code}: {}",
+            anchor["error"].as_str().unwrap_or(&anchor.to_string())
+        );
+    }
+    Ok(serde_json::from_value(anchor)?)
+}
+
 /// The document key of `doc_id`, as `me` (its patient or issuer) unwraps it; logs the read
 /// first when `me` is not the patient.
 async fn own_doc_key(
@@ -1024,14 +1032,7 @@ async fn own_doc_key(
     medchain_ehr::DocKey,
     medchain_ehr::chaincode::DocumentAnchor,
 )> {
-    let (code, anchor) = client.get(&format!("/api/v1/ehr/docs/{doc_id}")).await?;
-    if !code.is_success() {
-        bail!(
-            "document {doc_id}: HTTP {code}: {}",
-            anchor["error"].as_str().unwrap_or(&anchor.to_string())
-        );
-    }
-    let anchor: medchain_ehr::chaincode::DocumentAnchor = serde_json::from_value(anchor)?;
+    let anchor = doc_anchor(client, doc_id).await?;
     if anchor.patient != me.public() && anchor.issuer != me.public() {
         bail!("only the document's patient or its issuing doctor shares it");
     }
