@@ -716,7 +716,7 @@ pub async fn ehr_doc_upload(
             let show = progress_printer("upload", size);
             let noop = |_: u64| {};
             let progress: &(dyn Fn(u64) + Sync) = if quiet { &noop } else { &show };
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(tx));
+            let mut out = ChannelWriter::new(tx);
             match medchain_ehr::encrypt(f, &key, &mut out, progress) {
                 Ok(stored) => {
                     std::io::Write::flush(&mut out)?;
@@ -725,8 +725,7 @@ pub async fn ehr_doc_upload(
                 Err(e) => {
                     // Abort the request (the node then discards what it received) rather than
                     // end the body cleanly, which would store a truncated blob.
-                    let (w, _unsent) = out.into_parts();
-                    let _ = w.0.blocking_send(Err(std::io::Error::other(e.to_string())));
+                    out.abort(&e);
                     Err(e.into())
                 }
             }
@@ -857,24 +856,61 @@ async fn wrapped_key(
     Ok(serde_json::from_value(v)?)
 }
 
-/// A blocking writer into a channel (a request body being streamed).
-struct ChannelWriter(tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>);
+/// A blocking writer into a channel (a request body being streamed): what is written is
+/// gathered into pieces of [`ChannelWriter::PIECE`] bytes, each handed on without another copy.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    buf: bytes::BytesMut,
+}
+
+impl ChannelWriter {
+    const PIECE: usize = 1 << 20;
+
+    fn new(tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>) -> ChannelWriter {
+        ChannelWriter {
+            tx,
+            buf: bytes::BytesMut::with_capacity(Self::PIECE),
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        let piece = self.buf.split().freeze();
+        self.buf.reserve(Self::PIECE);
+        self.tx
+            .blocking_send(Ok(piece))
+            .map_err(|_| std::io::Error::other("the upload stopped"))
+    }
+
+    /// Ends the body with an error, so that the receiver discards what it got (rather than
+    /// store a truncated blob).
+    fn abort(self, e: &dyn std::fmt::Display) {
+        let _ = self
+            .tx
+            .blocking_send(Err(std::io::Error::other(e.to_string())));
+    }
+}
 
 impl std::io::Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
-            .map_err(|_| std::io::Error::other("the upload stopped"))?;
-        Ok(buf.len())
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        // A piece goes before it would outgrow its buffer (growing it would copy it).
+        if !self.buf.is_empty() && self.buf.len() + data.len() > Self::PIECE {
+            self.send()?;
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            self.send()
+        }
     }
 }
 
 /// `medchain ehr doc get`: logs the read on the chain (unless the reader is the patient),
-/// fetches the reader's wrapped key and the ciphertext, checks the ciphertext against its
-/// anchored address, decrypts into OUT and checks the plaintext against the anchored SHA-256.
+/// fetches the reader's wrapped key and the ciphertext, decrypts into OUT (authenticating every
+/// chunk) and checks the plaintext against the anchored SHA-256.
 pub async fn ehr_doc_get(
     node: &str,
     key_file: &std::path::Path,
@@ -900,8 +936,8 @@ pub async fn ehr_doc_get(
 
 /// Reads document `doc_id` as `signer` into `out`: logs the read on the chain (unless the
 /// signer is the patient), fetches the signer's wrapped key and the ciphertext, and writes the
-/// plaintext only if the ciphertext matches its anchored address and the plaintext its
-/// anchored SHA-256. Returns the anchor.
+/// plaintext only if every chunk authenticates and the plaintext matches its anchored
+/// SHA-256. Returns the anchor.
 async fn doc_get_as(
     node: &str,
     signer: &SecretKey,
@@ -938,8 +974,10 @@ async fn doc_get_as(
         .await?;
     let mut r = ok_or_error(r, "the blob").await?;
     let total = r.content_length().unwrap_or(0);
-    // One pass: the ciphertext is authenticated, checked against its anchored address and
-    // decrypted while it arrives; the output appears only if everything matches.
+    // One pass: every chunk is authenticated and decrypted while it arrives, and the
+    // plaintext's SHA-256 compared with the anchor (which makes re-hashing the ciphertext
+    // against its address redundant: see `decrypt_chunks`); the output appears only if
+    // everything matches.
     let tmp_out = out.with_extension("medchain-part");
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
     let (tmp, blob, expected) = (tmp_out.clone(), anchor.blob, anchor.plaintext_sha256);
@@ -952,15 +990,19 @@ async fn doc_get_as(
         // thread of its own so that the synchronous writes do not hold up decryption.
         let _ = std::fs::remove_file(&tmp);
         let file = medchain_ehr::direct::DirectWriter::create(&tmp)?;
+        // Written chunks go back to the decryptor to be filled again (no allocation and no
+        // fresh pages per chunk).
         let (chunks, queue) = std::sync::mpsc::sync_channel::<Vec<u8>>(32);
+        let (back, recycle) = std::sync::mpsc::sync_channel::<Vec<u8>>(40);
         let writer = std::thread::spawn(move || -> std::io::Result<u64> {
             let mut file = file;
             for chunk in queue {
                 std::io::Write::write_all(&mut file, &chunk)?;
+                let _ = back.try_send(chunk);
             }
             file.finish()
         });
-        let decrypted = medchain_ehr::decrypt_verified_chunks(input, &blob, &key, chunks, &|_| {});
+        let decrypted = medchain_ehr::decrypt_chunks(input, &blob, &key, chunks, recycle, &|_| {});
         let written = writer
             .join()
             .map_err(|_| anyhow::anyhow!("the writer thread failed"))?;
@@ -1198,6 +1240,40 @@ pub struct Profile {
     pub contact: String,
     /// Postal address.
     pub address: String,
+    /// A photo, as a `data:image/png;base64,…` or `data:image/jpeg;base64,…` URL (see
+    /// [`photo_data_url`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo: Option<String>,
+}
+
+/// The largest photo a profile holds, in bytes (the whole encrypted profile is at most 1 MiB).
+pub const PHOTO_MAX: u64 = 512 * 1024;
+
+/// Reads a PNG or JPEG file as a `data:` URL for [`Profile::photo`]; refuses anything else and
+/// anything over [`PHOTO_MAX`].
+pub fn photo_data_url(path: &std::path::Path) -> Result<String> {
+    use base64::Engine;
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("the photo {}", path.display()))?
+        .len();
+    if size > PHOTO_MAX {
+        bail!(
+            "the photo {} is {size} bytes; at most {PHOTO_MAX} fit in a profile",
+            path.display()
+        );
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("the photo {}", path.display()))?;
+    let kind = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        "png"
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        "jpeg"
+    } else {
+        bail!("the photo {} is neither a PNG nor a JPEG", path.display());
+    };
+    Ok(format!(
+        "data:image/{kind};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    ))
 }
 
 async fn put_keys(
@@ -1402,19 +1478,42 @@ async fn fetch_profile(
     Ok((key, serde_json::from_slice(&plain)?))
 }
 
-/// `medchain ehr patient profile`: prints a patient's profile (checked against the chain).
+/// `medchain ehr patient profile`: prints a patient's profile (checked against the chain); its
+/// photo, if any, goes to `photo_out` (decoded) or is only described.
 pub async fn ehr_patient_profile(
     node: &str,
     key_file: &std::path::Path,
     patient: &str,
+    photo_out: Option<&std::path::Path>,
 ) -> Result<()> {
+    use base64::Engine;
     let patient: medchain_types::PublicKey = patient
         .parse()
         .map_err(|e| anyhow::anyhow!("patient: {e}"))?;
     let reader = crate::keyfile::read(key_file)?;
     let client = Client::new(node)?;
     let chain = client.chain_id().await?;
-    let (_, profile) = fetch_profile(&client, &chain, &reader, &patient).await?;
+    let (_, mut profile) = fetch_profile(&client, &chain, &reader, &patient).await?;
+    if let Some(url) = profile.photo.take() {
+        let (kind, data) = url
+            .strip_prefix("data:image/")
+            .and_then(|rest| rest.split_once(";base64,"))
+            .context("the profile's photo is not a base64 data: URL")?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .context("the profile's photo is not valid base64")?;
+        profile.photo = Some(match photo_out {
+            Some(path) => {
+                std::fs::write(path, &bytes)
+                    .with_context(|| format!("writing the photo to {}", path.display()))?;
+                path.display().to_string()
+            }
+            None => format!(
+                "image/{kind}, {} bytes (save it with --photo-out FILE)",
+                bytes.len()
+            ),
+        });
+    }
     println!("{}", serde_json::to_string_pretty(&profile)?);
     Ok(())
 }

@@ -191,6 +191,9 @@ enum EhrPatientCommand {
         /// Postal address.
         #[arg(long, default_value = "")]
         address: String,
+        /// A photo: a PNG or JPEG file of at most 512 KiB (encrypted with the rest).
+        #[arg(long)]
+        photo: Option<PathBuf>,
         /// A node's API URL.
         #[arg(long, default_value = "http://127.0.0.1:8700")]
         node: String,
@@ -203,6 +206,10 @@ enum EhrPatientCommand {
         /// The reader's key file.
         #[arg(long)]
         key_file: PathBuf,
+        /// Save the profile's photo (if it has one) to this file; without it the photo is only
+        /// described.
+        #[arg(long)]
+        photo_out: Option<PathBuf>,
         /// A node's API URL.
         #[arg(long, default_value = "http://127.0.0.1:8700")]
         node: String,
@@ -671,28 +678,38 @@ fn run(cli: Cli) -> Result<()> {
                     height_cm,
                     contact,
                     address,
+                    photo,
                     node,
-                } => tokio_runtime()?.block_on(client::ehr_patient_register(
-                    &node,
-                    &key_file,
-                    client::Profile {
-                        salt: String::new(),
-                        name,
-                        email,
-                        date_of_birth,
-                        gender,
-                        blood_group,
-                        height_cm,
-                        contact,
-                        address,
-                    },
-                )),
+                } => {
+                    let photo = photo.as_deref().map(client::photo_data_url).transpose()?;
+                    tokio_runtime()?.block_on(client::ehr_patient_register(
+                        &node,
+                        &key_file,
+                        client::Profile {
+                            salt: String::new(),
+                            name,
+                            email,
+                            date_of_birth,
+                            gender,
+                            blood_group,
+                            height_cm,
+                            contact,
+                            address,
+                            photo,
+                        },
+                    ))
+                }
                 EhrPatientCommand::Profile {
                     patient,
                     key_file,
+                    photo_out,
                     node,
-                } => tokio_runtime()?
-                    .block_on(client::ehr_patient_profile(&node, &key_file, &patient)),
+                } => tokio_runtime()?.block_on(client::ehr_patient_profile(
+                    &node,
+                    &key_file,
+                    &patient,
+                    photo_out.as_deref(),
+                )),
                 EhrPatientCommand::Share {
                     with,
                     key_file,

@@ -938,6 +938,40 @@ fn share_links_and_later_readers(
     assert!(!o.status.success(), "a key without a grant");
 }
 
+/// The portal's own SHA-256 (fed in uneven pieces) and BLAKE3 give what the Rust crates the
+/// node uses give, at lengths around their block, chunk and tree boundaries.
+fn portal_hashes_match_rust(web: &browser::Browser) {
+    let lens = [
+        0usize, 1, 55, 56, 63, 64, 65, 1023, 1024, 1025, 2048, 2049, 3073, 4096, 9000, 65_553,
+        300_001,
+    ];
+    let got = web.eval(
+        "const hex = (x) => [...x].map((v) => v.toString(16).padStart(2, '0')).join('');
+         return arguments[0].map((n) => {
+           const b = new Uint8Array(n);
+           for (let i = 0; i < n; i++) b[i] = (i * 31 + 7) & 255;
+           const sha = new Sha256();
+           for (let at = 0, step = 1; at < n; at += step, step = step * 3 + 1) sha.update(b.subarray(at, at + step));
+           return [hex(sha.digest()), hex(blake3(b))];
+         });",
+        serde_json::json!([lens]),
+    );
+    for (i, n) in lens.iter().enumerate() {
+        use sha2::Digest;
+        let b: Vec<u8> = (0..*n).map(|i| (i * 31 + 7) as u8).collect();
+        assert_eq!(
+            got[i][0],
+            hex::encode(sha2::Sha256::digest(&b)).as_str(),
+            "SHA-256 of {n} bytes"
+        );
+        assert_eq!(
+            got[i][1],
+            blake3::hash(&b).to_hex().as_str(),
+            "BLAKE3 of {n} bytes"
+        );
+    }
+}
+
 /// The public key of a share link's secret.
 fn v_holder(link: &str) -> String {
     let seed: [u8; 32] = hex::decode(&link[link.len() - 64..])
@@ -980,11 +1014,31 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
             "+61 491 570 156",
             "12 Wattle Grove, Ballarat",
         ),
+        // Registers in the portal (below).
+        (
+            "Ignatius Vasquez-Halloran",
+            "iggy.halloran@example.com",
+            "1979-06-30",
+            "+353 85 555 0147",
+            "9 Foxglove Terrace, Kilkenny",
+        ),
     ];
+    // Photos, encrypted with the profiles: a JPEG through the CLI, a PNG through the portal.
+    let picture = |magic: &[u8], seed: u32| -> Vec<u8> {
+        let mut b = magic.to_vec();
+        b.extend((0..40_000u32).map(|i| (i.wrapping_mul(seed) >> 3) as u8));
+        b
+    };
+    let jpeg = picture(&[0xff, 0xd8, 0xff, 0xe0], 2_654_435_761);
+    let png = picture(b"\x89PNG\r\n\x1a\n", 40_503);
+    std::fs::write(d.join("face.jpg"), &jpeg).unwrap();
+    std::fs::write(d.join("face.png"), &png).unwrap();
+    std::fs::write(d.join("not-a-photo.png"), b"GIF89a...").unwrap();
     let mut patients = Vec::new();
-    for (i, (name, email, dob, phone, address)) in people.iter().enumerate() {
+    for (i, (name, email, dob, phone, address)) in people[..2].iter().enumerate() {
         let (key, pk) = keygen(d, &format!("patient{i}"));
-        let out = Command::new(BIN)
+        let mut register = Command::new(BIN);
+        register
             .args(["ehr", "patient", "register", "--node", n(i), "--key-file"])
             .arg(&key)
             .args([
@@ -1006,9 +1060,11 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
                 phone,
                 "--address",
                 address,
-            ])
-            .output()
-            .unwrap();
+            ]);
+        if i == 1 {
+            register.args(["--photo", "face.jpg"]);
+        }
+        let out = register.current_dir(d).output().unwrap();
         assert!(
             out.status.success(),
             "{}",
@@ -1016,6 +1072,53 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
         );
         patients.push((key, pk));
     }
+    // A photo that is not a PNG or JPEG is refused before anything is sent.
+    let (odd, _) = keygen(d, "odd");
+    let out = Command::new(BIN)
+        .args(["ehr", "patient", "register", "--node", n(0), "--name", "X"])
+        .args(["--photo", "not-a-photo.png", "--key-file"])
+        .arg(&odd)
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("neither a PNG nor a JPEG"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The third registers in the portal: the profile and its photo are encrypted in the
+    // browser (its own AES-GCM chunks, BLAKE3 address and key wrap), and the CLI reads it back.
+    let web = browser::Browser::start();
+    web.goto(&format!("{}/portal/#account", n(2)));
+    portal_hashes_match_rust(&web);
+    let (name, email, dob, phone, address) = people[2];
+    let (web_key, web_pk) = keygen(d, "patient-web");
+    web.fill("#account-file", web_key.to_str().unwrap());
+    web.wait_text("#account-role", "not registered");
+    web.fill("#pr-name", name);
+    web.fill("#pr-email", email);
+    web.eval(
+        "document.querySelector('#pr-dob').value = arguments[0]; document.querySelector('#pr-blood').value = 'O-';",
+        serde_json::json!([dob]),
+    );
+    web.fill("#pr-gender", "M");
+    web.fill("#pr-height", "183");
+    web.fill("#pr-contact", phone);
+    web.fill("#pr-address", address);
+    web.fill("#pr-photo", d.join("face.png").to_str().unwrap());
+    web.click("#patient-register-form button");
+    web.wait_text("#account-status", "Registered as a patient");
+    web.wait_text("#account-role", "patient");
+    web.click("#profile-show");
+    let shown = web.wait_text("#account-profile", name);
+    assert!(
+        shown.contains(address) && shown.contains("O-") && shown.contains("183 cm"),
+        "{shown}"
+    );
+    assert!(web.visible("#profile-photo"), "the photo is shown");
+    patients.push((web_key, web_pk));
     // The patient reads its own profile back; the hospital cannot until granted and shared.
     let profile = |reader: &Path, patient: &str, node: &str| {
         Command::new(BIN)
@@ -1049,6 +1152,27 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
     let o = profile(&patients[0].0, &patients[0].1, n(3));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains(people[0].0));
+    // Each photo comes back as it went in, whether the CLI or the browser encrypted it.
+    for (i, want) in [(1, &jpeg), (2, &png)] {
+        let out = d.join(format!("photo-{i}"));
+        let o = Command::new(BIN)
+            .args(["ehr", "patient", "profile", &patients[i].1, "--node", n(3)])
+            .arg("--photo-out")
+            .arg(&out)
+            .arg("--key-file")
+            .arg(&patients[i].0)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["name"], people[i].0, "{v}");
+        assert_eq!(v["email"], people[i].1, "{v}");
+        assert_eq!(v["date_of_birth"], people[i].2, "{v}");
+        assert_eq!(&std::fs::read(&out).unwrap(), want, "photo {i}");
+    }
+    let o = profile(&patients[1].0, &patients[1].1, n(0));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("image/jpeg, 40004 bytes"), "{text}");
     assert!(
         !profile(&hosp, &patients[0].1, n(3)).status.success(),
         "no grant"
@@ -1207,6 +1331,14 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
                     f.display()
                 );
             }
+        }
+        for photo in [&jpeg, &png] {
+            let needle = &photo[1000..1064];
+            assert!(
+                !bytes.windows(64).any(|w| w == needle),
+                "a photo found in clear in {}",
+                f.display()
+            );
         }
     }
     eprintln!(

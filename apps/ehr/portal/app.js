@@ -194,16 +194,22 @@ async function linkIdentity(seed) {
   return { sk, pub, seed };
 }
 
-/** A signed request (method, path, time, nonce and the node it is for, under the chain's id). */
-async function signedFetch(id, node, method, path) {
+/**
+ * A signed request (method, path, time, nonce and the node it is for, under the chain's id).
+ * `body` is sent as is; the signature covers its SHA-256 only where the route asks for it
+ * (`signBody`: the key routes), not for blobs, which the node checks against their address.
+ */
+async function signedFetch(id, node, method, path, { body, signBody = false, type } = {}) {
   const created = Date.now();
   const nonce = hex(crypto.getRandomValues(new Uint8Array(16)));
-  // No body is signed: the portal's signed requests are reads.
-  const msg = utf8(`${method}\n${path}\n${created}\n${nonce}\n${node.node_id}\n`);
+  const digest = body && signBody ? hex(await crypto.subtle.digest('SHA-256', body)) : '';
+  const msg = utf8(`${method}\n${path}\n${created}\n${nonce}\n${node.node_id}\n${digest}`);
   const sig = await crypto.subtle.sign({ name: 'Ed25519' }, id.sk, signingBytes('http-request', node.chain_id, msg));
-  const r = await fetch(path, { method, headers: {
+  const headers = {
     'x-medchain-key': id.pub, 'x-medchain-created': String(created),
-    'x-medchain-nonce': nonce, 'x-medchain-signature': hex(sig) } });
+    'x-medchain-nonce': nonce, 'x-medchain-signature': hex(sig) };
+  if (type) headers['content-type'] = type;
+  const r = await fetch(path, { method, headers, body });
   if (!r.ok) {
     let m = `HTTP ${r.status}`;
     try { m = (await r.json()).error || m; } catch { /* not JSON */ }
@@ -224,68 +230,129 @@ async function commitOp(id, op) {
   return rc;
 }
 
-/** Opens a wrapped document key (ECIES: X25519, HKDF-SHA256 bound to both keys and the id, AES-256-GCM). */
-async function unwrapKey(wrapped, seed, docId) {
+/** The X25519 key medchain derives from an ed25519 seed (the clamped first half of its SHA-512). */
+async function x25519Of(seed) {
   const scalar = new Uint8Array(await crypto.subtle.digest('SHA-512', seed)).slice(0, 32);
   const xsk = await crypto.subtle.importKey('pkcs8', concat(X25519_PKCS8, scalar), { name: 'X25519' }, true, ['deriveBits']);
-  const readerX = fromB64url((await crypto.subtle.exportKey('jwk', xsk)).x);
+  return { xsk, pub: fromB64url((await crypto.subtle.exportKey('jwk', xsk)).x) };
+}
+
+/** The key-encryption key of a wrap: HKDF-SHA256 of the shared secret, bound to both keys and the context. */
+async function wrapKek(shared, eph, readerX, context, usage) {
+  const ikm = await crypto.subtle.importKey('raw', shared, 'HKDF', false, ['deriveKey']);
+  return crypto.subtle.deriveKey(
+    { name: 'HKDF', hash: 'SHA-256', salt: concat(eph, readerX), info: concat(utf8('medchain-ehr/wrap/v1'), utf8(context)) },
+    ikm, { name: 'AES-GCM', length: 256 }, false, [usage]);
+}
+
+/** Opens a wrapped document key (ECIES: X25519, HKDF-SHA256 bound to both keys and the id, AES-256-GCM). */
+async function unwrapKey(wrapped, seed, context) {
+  const me = await x25519Of(seed);
   const eph = bytesField(wrapped.ephemeral);
   const ephKey = await crypto.subtle.importKey('raw', eph, { name: 'X25519' }, false, []);
-  const shared = await crypto.subtle.deriveBits({ name: 'X25519', public: ephKey }, xsk, 256);
-  const ikm = await crypto.subtle.importKey('raw', shared, 'HKDF', false, ['deriveKey']);
-  const kek = await crypto.subtle.deriveKey(
-    { name: 'HKDF', hash: 'SHA-256', salt: concat(eph, readerX), info: concat(utf8('medchain-ehr/wrap/v1'), utf8(docId)) },
-    ikm, { name: 'AES-GCM', length: 256 }, false, ['decrypt']);
+  const shared = await crypto.subtle.deriveBits({ name: 'X25519', public: ephKey }, me.xsk, 256);
+  const kek = await wrapKek(shared, eph, me.pub, context, 'decrypt');
   const raw = await crypto.subtle.decrypt(
     { name: 'AES-GCM', iv: new Uint8Array(12), additionalData: unhex(wrapped.reader) }, kek, bytesField(wrapped.sealed));
   return crypto.subtle.importKey('raw', raw, { name: 'AES-GCM' }, false, ['decrypt']);
 }
 
-/** Decrypts a vault blob ("MCV1", chunk size, nonce prefix; AES-256-GCM chunks in the STREAM construction). */
-async function decryptBlob(blob, docKey) {
-  const header = blob.subarray(0, 16);
-  if (blob.length < 32 || utf8('MCV1').some((b, i) => header[i] !== b)) throw new Error('not a medchain vault blob');
-  const chunk = new DataView(blob.buffer, blob.byteOffset).getUint32(4) + 16;
-  const prefix = header.subarray(8, 15);
-  const parts = [];
-  let total = 0;
-  for (let at = 16, index = 0; at < blob.length; index++) {
-    const n = Math.min(chunk, blob.length - at);
-    const last = at + n === blob.length;
-    const iv = new Uint8Array(12);
-    iv.set(prefix);
-    new DataView(iv.buffer).setUint32(7, index);
-    iv[11] = last ? 1 : 0;
+/** Seals the raw document key `raw` for the holder of `seed` (the inverse of `unwrapKey`). */
+async function wrapKeyForSelf(raw, id, context) {
+  const readerX = (await x25519Of(id.seed)).pub;
+  const eph = await crypto.subtle.generateKey({ name: 'X25519' }, true, ['deriveBits']);
+  const ephPub = new Uint8Array(await crypto.subtle.exportKey('raw', eph.publicKey));
+  const readerKey = await crypto.subtle.importKey('raw', readerX, { name: 'X25519' }, false, []);
+  const shared = await crypto.subtle.deriveBits({ name: 'X25519', public: readerKey }, eph.privateKey, 256);
+  const kek = await wrapKek(shared, ephPub, readerX, context, 'encrypt');
+  const sealed = await crypto.subtle.encrypt(
+    { name: 'AES-GCM', iv: new Uint8Array(12), additionalData: unhex(id.pub) }, kek, raw);
+  return { reader: id.pub, ephemeral: [...ephPub], sealed: hex(sealed) };
+}
+
+// The vault's blob format: "MCV1", chunk size (u32, big-endian), 8 random bytes whose first 7
+// prefix every nonce; then AES-256-GCM chunks in the STREAM construction (nonce = prefix, chunk
+// index, last-chunk flag; the header is the associated data). See apps/ehr/src/vault.rs.
+const CHUNK = 64 * 1024;
+function chunkIv(prefix, index, last) {
+  const iv = new Uint8Array(12);
+  iv.set(prefix.subarray(0, 7));
+  new DataView(iv.buffer).setUint32(7, index);
+  iv[11] = last ? 1 : 0;
+  return iv;
+}
+
+/** Encrypts `plain` (a small record: it is held whole) as a vault blob. */
+async function encryptBlob(plain, docKey) {
+  const header = new Uint8Array(16);
+  header.set(utf8('MCV1'));
+  new DataView(header.buffer).setUint32(4, CHUNK);
+  header.set(crypto.getRandomValues(new Uint8Array(8)), 8);
+  const parts = [header];
+  const count = Math.max(1, Math.ceil(plain.length / CHUNK));
+  for (let i = 0; i < count; i++) {
+    const iv = chunkIv(header.subarray(8), i, i === count - 1);
+    parts.push(new Uint8Array(await crypto.subtle.encrypt(
+      { name: 'AES-GCM', iv, additionalData: header }, docKey, plain.subarray(i * CHUNK, (i + 1) * CHUNK))));
+  }
+  return concat(...parts);
+}
+
+/**
+ * Decrypts a vault blob while it arrives: `push` it piece by piece, then `end`. Each plaintext
+ * chunk goes to `onChunk` in order once it is authenticated; at most one ciphertext chunk is
+ * held back (until it is known whether it is the last).
+ */
+function blobDecryptor(docKey, onChunk) {
+  let pending = new Uint8Array(0);
+  let header = null;
+  let sealed = 0; // ciphertext bytes per chunk
+  let index = 0;
+  async function open(bytes, last) {
     let plain;
     try {
-      plain = new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv, additionalData: header }, docKey, blob.subarray(at, at + n)));
+      plain = await crypto.subtle.decrypt(
+        { name: 'AES-GCM', iv: chunkIv(header.subarray(8), index, last), additionalData: header }, docKey, bytes);
     } catch {
       throw new Error(`chunk ${index} does not decrypt: the stored ciphertext was altered`);
     }
-    parts.push(plain);
-    total += plain.length;
-    at += n;
+    index++;
+    await onChunk(new Uint8Array(plain));
   }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) { out.set(p, at); at += p.length; }
-  return out;
+  return {
+    async push(piece) {
+      pending = concat(pending, piece);
+      if (!header) {
+        if (pending.length < 16) return;
+        header = pending.slice(0, 16);
+        const size = new DataView(header.buffer).getUint32(4);
+        if (utf8('MCV1').some((b, i) => header[i] !== b) || size === 0 || size > 1 << 24) {
+          throw new Error('not a medchain vault blob');
+        }
+        sealed = size + 16;
+        pending = pending.slice(16);
+      }
+      let at = 0;
+      while (pending.length - at > sealed) {
+        await open(pending.subarray(at, at + sealed), false);
+        at += sealed;
+      }
+      if (at) pending = pending.slice(at);
+    },
+    async end() {
+      if (!header || pending.length < 16) throw new Error('the blob is cut short');
+      await open(pending, true);
+      pending = new Uint8Array(0);
+    },
+  };
 }
 
-async function readWithProgress(response, bar) {
-  const total = Number(response.headers.get('content-length')) || 0;
-  const reader = response.body.getReader();
+/** Decrypts a whole (small) vault blob. */
+async function decryptBlob(blob, docKey) {
   const parts = [];
-  let got = 0;
-  bar.hidden = false;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    parts.push(value);
-    got += value.length;
-    if (total) bar.value = got / total;
-  }
-  bar.value = 1;
+  const d = blobDecryptor(docKey, (p) => { parts.push(p); });
+  await d.push(blob);
+  await d.end();
   return concat(...parts);
 }
 
@@ -302,6 +369,23 @@ async function showShare(docId, secret) {
     ['issued by doctor', key(d.issuer)], ['anchored', when(d.at_ms) + ' at height ' + d.height]]));
 }
 
+/** Plaintext pieces gathered into a Blob every 16 MiB, so the page's own memory stays small. */
+function blobCollector() {
+  let blob = new Blob([]);
+  let parts = [];
+  let held = 0;
+  return {
+    add(p) {
+      parts.push(p);
+      held += p.length;
+      if (held >= 16 << 20) { blob = new Blob([blob, ...parts]); parts = []; held = 0; }
+    },
+    done: () => new Blob([blob, ...parts]),
+  };
+}
+
+let shareUrl = null;
+
 async function openShare() {
   const { docId, seed } = share;
   const node = await api('/api/v1/status');
@@ -311,14 +395,34 @@ async function openShare() {
   await commitOp(id, { LogRead: { patient: d.patient, object: 'doc/' + docId } });
   const wrapped = await (await signedFetch(id, node, 'GET', `/api/v1/ehr/docs/${docId}/key`)).json();
   const docKey = await unwrapKey(wrapped, seed, docId);
-  const blob = await readWithProgress(await signedFetch(id, node, 'GET', `/api/v1/ehr/docs/${docId}/blob`), $('#share-progress'));
-  const plain = await decryptBlob(blob, docKey);
-  const sha = hex(await crypto.subtle.digest('SHA-256', plain));
-  const v = await api(`/api/v1/ehr/verify/${sha}?doc=${encodeURIComponent(docId)}`);
+  // One pass while the blob arrives: each chunk is authenticated, decrypted and hashed; the
+  // document is offered only if its SHA-256 is the anchored one.
+  const r = await signedFetch(id, node, 'GET', `/api/v1/ehr/docs/${docId}/blob`);
+  const total = Number(r.headers.get('content-length')) || 0;
+  const bar = $('#share-progress');
+  bar.hidden = false;
+  bar.value = 0;
+  const sha = new Sha256();
+  const file = blobCollector();
+  const decryptor = blobDecryptor(docKey, (p) => { sha.update(p); file.add(p); });
+  const reader = r.body.getReader();
+  let got = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    await decryptor.push(value);
+    got += value.length;
+    if (total) bar.value = got / total;
+  }
+  await decryptor.end();
+  bar.value = 1;
+  const v = await api(`/api/v1/ehr/verify/${hex(sha.digest())}?doc=${encodeURIComponent(docId)}`);
   const extra = [];
   if (v.verdict === 'authentic') {
     const a = el('a', { id: 'share-download', download: docId }, 'Save the document');
-    a.href = URL.createObjectURL(new Blob([plain]));
+    if (shareUrl) URL.revokeObjectURL(shareUrl);
+    shareUrl = URL.createObjectURL(file.done());
+    a.href = shareUrl;
     extra.push(['file', a]);
   }
   verdictBox($('#share-result'), v, extra);
@@ -428,6 +532,90 @@ async function registerDoctor() {
   $('#account-status').textContent = `Doctor registered: committed at height ${rc.height} (salt ${salt}: keep it to prove the profile)`;
 }
 
+const PHOTO_MAX = 512 * 1024;
+const PHOTO_URL = /^data:image\/(png|jpeg);base64,[A-Za-z0-9+/]+=*$/;
+
+/** A PNG or JPEG file as a data: URL (what a profile's `photo` holds), checked by its bytes. */
+async function photoUrl(file) {
+  if (file.size > PHOTO_MAX) throw new Error(`the photo is ${file.size} bytes; at most ${PHOTO_MAX} fit in a profile`);
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  const png = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a].every((b, i) => bytes[i] === b);
+  const jpeg = bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff;
+  if (!png && !jpeg) throw new Error('the photo is neither a PNG nor a JPEG');
+  let bin = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return `data:image/${png ? 'png' : 'jpeg'};base64,${btoa(bin)}`;
+}
+
+/**
+ * Registers the open key as a patient, as `medchain ehr patient register` does: the profile
+ * (with a random salt) is encrypted here under a fresh key; the chain gets its SHA-256 and the
+ * blob's address (BLAKE3); then the blob and the key, wrapped for the patient alone, go to the node.
+ */
+async function registerPatient() {
+  if (!me) throw new Error('open your key file first');
+  const val = (sel) => $(sel).value.trim();
+  const name = val('#pr-name');
+  if (!name) throw new Error('give your name');
+  const dob = val('#pr-dob');
+  if (dob && !/^\d{4}-\d{2}-\d{2}$/.test(dob)) throw new Error('the date of birth is YYYY-MM-DD');
+  const heightText = val('#pr-height');
+  const height = heightText === '' ? null : Number(heightText);
+  if (height !== null && !(Number.isInteger(height) && height >= 30 && height <= 272)) {
+    throw new Error('the height is a whole number of centimetres between 30 and 272');
+  }
+  const profile = {
+    salt: hex(crypto.getRandomValues(new Uint8Array(16))), name, email: val('#pr-email'),
+    date_of_birth: dob, gender: val('#pr-gender'), blood_group: val('#pr-blood'), height_cm: height,
+    contact: val('#pr-contact'), address: val('#pr-address'),
+  };
+  const photo = $('#pr-photo').files[0];
+  if (photo) profile.photo = await photoUrl(photo);
+  const plain = utf8(JSON.stringify(profile));
+  const raw = crypto.getRandomValues(new Uint8Array(32));
+  const docKey = await crypto.subtle.importKey('raw', raw, { name: 'AES-GCM' }, false, ['encrypt']);
+  const blob = await encryptBlob(plain, docKey);
+  const address = hex(blake3(blob));
+  const commitment = hex(await crypto.subtle.digest('SHA-256', plain));
+  const node = await api('/api/v1/status');
+  // The chain first: a node stores a patient's blob only once it is anchored for that patient.
+  const rc = await commitOp(me, { RegisterPatient: { profile_commitment: commitment, profile_blob: address } });
+  await signedFetch(me, node, 'PUT', `/api/v1/ehr/blobs/${address}`, { body: blob, type: 'application/octet-stream' });
+  const wrapped = await wrapKeyForSelf(raw, me, 'profile-' + me.pub);
+  await signedFetch(me, node, 'PUT', `/api/v1/ehr/profiles/${me.pub}/keys`,
+    { body: utf8(JSON.stringify([wrapped])), signBody: true, type: 'application/json' });
+  raw.fill(0);
+  for (const f of document.querySelectorAll('#patient-register-form input, #patient-register-form select')) f.value = '';
+  await account();
+  $('#account-status').textContent = `Registered as a patient: committed at height ${rc.height}`;
+}
+
+/** The open key's own profile: fetched, checked against the chain, decrypted and shown. */
+async function showMyProfile() {
+  if (!me) throw new Error('open your key file first');
+  const info = await query({ Patient: me.pub });
+  if (!info) throw new Error('this key is not a registered patient');
+  if (!info.profile_blob) throw new Error('you registered without a profile');
+  const node = await api('/api/v1/status');
+  const base = `/api/v1/ehr/profiles/${me.pub}`;
+  const wrapped = await (await signedFetch(me, node, 'GET', base + '/key')).json();
+  const docKey = await unwrapKey(wrapped, me.seed, 'profile-' + me.pub);
+  const blob = new Uint8Array(await (await signedFetch(me, node, 'GET', base + '/blob')).arrayBuffer());
+  if (hex(blake3(blob)) !== info.profile_blob) throw new Error('the node served a profile blob that is not the anchored one');
+  const plain = await decryptBlob(blob, docKey);
+  if (hex(await crypto.subtle.digest('SHA-256', plain)) !== info.profile_commitment) {
+    throw new Error('the decrypted profile does not match its commitment on the chain');
+  }
+  const p = JSON.parse(new TextDecoder().decode(plain));
+  const photo = typeof p.photo === 'string' && PHOTO_URL.test(p.photo)
+    ? el('img', { id: 'profile-photo', src: p.photo, alt: 'photo of ' + p.name, class: 'photo' }) : null;
+  $('#account-profile').replaceChildren(photo || '', facts([
+    ['name', p.name], ['email', p.email], ['date of birth', p.date_of_birth], ['gender', p.gender],
+    ['blood group', p.blood_group], ['height', p.height_cm ? p.height_cm + ' cm' : ''],
+    ['contact', p.contact], ['address', p.address],
+    ['checked', 'matches the commitment anchored at registration, ' + when(info.registered_ms)]]));
+}
+
 async function registerHospital() {
   if (!me) throw new Error('open your key file first');
   const name = $('#register-name').value.trim();
@@ -469,5 +657,7 @@ window.addEventListener('DOMContentLoaded', () => {
   $('#request-form').addEventListener('submit', guarded(requestAccess, $('#request-form button')));
   $('#register-form').addEventListener('submit', guarded(registerHospital, $('#register-form button')));
   $('#doctor-form').addEventListener('submit', guarded(registerDoctor, $('#doctor-form button')));
+  $('#patient-register-form').addEventListener('submit', guarded(registerPatient, $('#patient-register-form button')));
+  $('#profile-show').addEventListener('click', guarded(showMyProfile, $('#profile-show')));
   route();
 });

@@ -4,6 +4,7 @@
 
 const INDEX: &str = include_str!("../portal/index.html");
 const APP: &str = include_str!("../portal/app.js");
+const HASH: &str = include_str!("../portal/hash.js");
 const STYLE: &str = include_str!("../portal/style.css");
 
 /// The portal file `name`: its content type and bytes.
@@ -11,6 +12,7 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
     match name {
         "" | "index.html" => Some(("text/html; charset=utf-8", INDEX)),
         "app.js" => Some(("text/javascript; charset=utf-8", APP)),
+        "hash.js" => Some(("text/javascript; charset=utf-8", HASH)),
         "style.css" => Some(("text/css; charset=utf-8", STYLE)),
         _ => None,
     }
