@@ -255,24 +255,38 @@ struct BodyReader {
 
 impl Read for BodyReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let piece = std::io::BufRead::fill_buf(self)?;
+        let n = buf.len().min(piece.len());
+        buf[..n].copy_from_slice(&piece[..n]);
+        std::io::BufRead::consume(self, n);
+        Ok(n)
+    }
+}
+
+/// The body's own pieces, lent without a copy.
+impl std::io::BufRead for BodyReader {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         while self.cur.is_empty() {
             match self.rx.blocking_recv() {
-                None => return Ok(0),
-                Some(Ok(b)) => self.cur = b,
+                None => return Ok(&[]),
+                Some(Ok(b)) => {
+                    self.total += b.len() as u64;
+                    if self.total > self.limit {
+                        return Err(std::io::Error::other(format!(
+                            "blob larger than this caller's maximum ({} bytes)",
+                            self.limit
+                        )));
+                    }
+                    self.cur = b;
+                }
                 Some(Err(e)) => return Err(std::io::Error::other(e)),
             }
         }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
+        Ok(&self.cur)
+    }
+
+    fn consume(&mut self, n: usize) {
         self.cur = self.cur.slice(n..);
-        self.total += n as u64;
-        if self.total > self.limit {
-            return Err(std::io::Error::other(format!(
-                "blob larger than this caller's maximum ({} bytes)",
-                self.limit
-            )));
-        }
-        Ok(n)
     }
 }
 

@@ -1149,6 +1149,26 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
     assert_eq!(code, 403, "{body}");
     let (code, body) = signed(n(0), &nobody, "POST", "/api/v1/ehr/blobs", junk);
     assert_eq!(code, 403, "{body}");
+    // A patient's own anchored profile is stored only up to 1 MiB.
+    let (big, _) = keygen(d, "big-profile");
+    let huge = vec![5u8; (1 << 20) + 1];
+    let address = blake3::hash(&huge).to_hex().to_string();
+    assert!(tx(
+        n(0),
+        &big,
+        &format!(
+            r#"{{"RegisterPatient":{{"profile_commitment":"{address}","profile_blob":"{address}"}}}}"#
+        )
+    ));
+    let (code, body) = signed(
+        n(0),
+        &big,
+        "PUT",
+        &format!("/api/v1/ehr/blobs/{address}"),
+        huge,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("maximum (1048576 bytes)"), "{body}");
     let o = profile(&patients[0].0, &patients[0].1, n(3));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains(people[0].0));

@@ -26,7 +26,7 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Plaintext bytes per chunk.
@@ -558,7 +558,7 @@ impl Vault {
 
     /// Stores a blob fetched from another node, checking on arrival that its bytes hash to
     /// `expected`; nothing is kept if they do not.
-    pub fn import(&self, bytes: impl Read, expected: &Hash) -> Result<u64, VaultError> {
+    pub fn import(&self, bytes: impl BufRead, expected: &Hash) -> Result<u64, VaultError> {
         let (tmp, result) = self.receive(bytes);
         match result {
             Ok((hash, size)) if hash == *expected => {
@@ -582,7 +582,7 @@ impl Vault {
     /// address first and may refuse it (say, an erased blob); nothing is stored then.
     pub fn import_new(
         &self,
-        bytes: impl Read,
+        bytes: impl BufRead,
         keep: impl FnOnce(&Hash) -> Result<(), VaultError>,
     ) -> Result<(Hash, u64), VaultError> {
         let (tmp, result) = self.receive(bytes);
@@ -599,22 +599,28 @@ impl Vault {
     }
 
     /// Writes `bytes` to a new temporary file, durably and past the page cache (direct I/O),
-    /// hashing them; returns the file and (address, size).
-    fn receive(&self, mut bytes: impl Read) -> (PathBuf, Result<(Hash, u64), VaultError>) {
+    /// hashing them; returns the file and (address, size). The bytes are hashed and written
+    /// where the reader holds them (a request body's own buffers), not copied out first.
+    fn receive(&self, mut bytes: impl BufRead) -> (PathBuf, Result<(Hash, u64), VaultError>) {
         let tmp = self
             .dir
             .join(format!(".import-{}", hex_token(&mut rand::rngs::OsRng)));
         let result = (|| -> Result<(Hash, u64), VaultError> {
             let mut out = crate::direct::DirectWriter::create(&tmp)?;
             let mut h = blake3::Hasher::new();
-            let mut buf = vec![0u8; 4 * CHUNK];
             loop {
-                let n = fill(&mut bytes, &mut buf)?;
-                if n == 0 {
+                let piece = match bytes.fill_buf() {
+                    Ok(p) => p,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                if piece.is_empty() {
                     break;
                 }
-                h.update(&buf[..n]);
-                out.write_all(&buf[..n])?;
+                h.update(piece);
+                out.write_all(piece)?;
+                let n = piece.len();
+                bytes.consume(n);
             }
             let size = out.finish()?;
             Ok((Hash(*h.finalize().as_bytes()), size))
