@@ -871,11 +871,19 @@ fn run_node(config_path: &std::path::Path) -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     tokio_runtime()?.block_on(async move {
+        use axum::serve::ListenerExt;
         let listen = config.api.listen;
         let node = runtime::Node::start(config)?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+            .with_context(|| format!("cannot listen on {listen}"))?
+            // Without TCP_NODELAY, a response's last small write (a body's tail, a chunked
+            // body's end) can wait for the client's delayed ACK: 40 ms on Linux.
+            .tap_io(|stream: &mut tokio::net::TcpStream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!("TCP_NODELAY on an API connection: {e}");
+                }
+            });
         tracing::info!(api = %listen, "HTTP API listening");
         let mut sigterm =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
