@@ -1117,7 +1117,30 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
         shown.contains(address) && shown.contains("O-") && shown.contains("183 cm"),
         "{shown}"
     );
-    assert!(web.visible("#profile-photo"), "the photo is shown");
+    let src = web.eval(
+        "return document.querySelector('#profile-photo').getAttribute('src');",
+        serde_json::json!([]),
+    );
+    let want_src = {
+        use base64::Engine;
+        format!(
+            "data:image/png;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(&png)
+        )
+    };
+    assert!(
+        src == want_src.as_str(),
+        "the photo shown is the one registered"
+    );
+    // Another key opened on the same page does not see the first one's profile.
+    let (other, _) = keygen(d, "other-web");
+    web.fill("#account-file", other.to_str().unwrap());
+    web.wait_text("#account-role", "not registered");
+    let left = web.eval(
+        "return document.querySelector('#account-profile').textContent;",
+        serde_json::json!([]),
+    );
+    assert_eq!(left, "", "a previous key's profile is cleared");
     patients.push((web_key, web_pk));
     // The patient reads its own profile back; the hospital cannot until granted and shared.
     let profile = |reader: &Path, patient: &str, node: &str| {
@@ -1352,13 +1375,19 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
                 );
             }
         }
+        // A photo would leak raw (a copied file) or as base64 (a profile in clear): a window
+        // of each form, the base64 one cut at a 3-byte boundary so it encodes the same way
+        // inside the whole photo's encoding.
         for photo in [&jpeg, &png] {
-            let needle = &photo[1000..1064];
-            assert!(
-                !bytes.windows(64).any(|w| w == needle),
-                "a photo found in clear in {}",
-                f.display()
-            );
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&photo[999..1062]);
+            for needle in [&photo[1000..1064], b64.as_bytes()] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "a photo found in clear in {}",
+                    f.display()
+                );
+            }
         }
     }
     eprintln!(

@@ -1,7 +1,9 @@
 // The medchain portal: plain JavaScript over the node's HTTP API (same origin), no build step.
 // Everything user-provided is rendered with textContent (never as HTML). Cryptography is the
-// browser's WebCrypto: SHA-256 for verification; for share links also Ed25519 (signing),
-// X25519 + HKDF + AES-GCM (unwrapping the document key) and AES-GCM (the vault's STREAM chunks).
+// browser's WebCrypto: SHA-256 for verification, Ed25519 (signing), X25519 + HKDF + AES-GCM
+// (wrapping and unwrapping document keys) and AES-GCM (the vault's STREAM chunks); hash.js adds
+// SHA-256 fed in pieces (a shared document is checked while it streams) and BLAKE3 (blob
+// addresses).
 'use strict';
 
 const $ = (sel) => document.querySelector(sel);
@@ -407,14 +409,19 @@ async function openShare() {
   const decryptor = blobDecryptor(docKey, (p) => { sha.update(p); file.add(p); });
   const reader = r.body.getReader();
   let got = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    await decryptor.push(value);
-    got += value.length;
-    if (total) bar.value = got / total;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      await decryptor.push(value);
+      got += value.length;
+      if (total) bar.value = got / total;
+    }
+    await decryptor.end();
+  } catch (e) {
+    reader.cancel().catch(() => {}); // stop the download: nothing of it is offered
+    throw e;
   }
-  await decryptor.end();
   bar.value = 1;
   const v = await api(`/api/v1/ehr/verify/${hex(sha.digest())}?doc=${encodeURIComponent(docId)}`);
   const extra = [];
@@ -467,7 +474,14 @@ function actionButton(label, id, op) {
   return b;
 }
 
+// Whose decrypted profile is on the page: it is cleared as soon as another key is opened.
+let profileShownFor = null;
+
 async function account(extra) {
+  if (!me || me.pub !== profileShownFor) {
+    $('#account-profile').replaceChildren();
+    profileShownFor = null;
+  }
   const sections = ['#account-patient', '#account-hospital', '#account-register', '#account-admin'];
   if (!me) {
     $('#account-info').replaceChildren(el('p', { class: 'hint' }, 'No key open.'));
@@ -593,6 +607,7 @@ async function registerPatient() {
 /** The open key's own profile: fetched, checked against the chain, decrypted and shown. */
 async function showMyProfile() {
   if (!me) throw new Error('open your key file first');
+  const who = me;
   const info = await query({ Patient: me.pub });
   if (!info) throw new Error('this key is not a registered patient');
   if (!info.profile_blob) throw new Error('you registered without a profile');
@@ -607,6 +622,8 @@ async function showMyProfile() {
     throw new Error('the decrypted profile does not match its commitment on the chain');
   }
   const p = JSON.parse(new TextDecoder().decode(plain));
+  if (me !== who) return; // another key was opened meanwhile: show nothing of this one
+  profileShownFor = who.pub;
   const photo = typeof p.photo === 'string' && PHOTO_URL.test(p.photo)
     ? el('img', { id: 'profile-photo', src: p.photo, alt: 'photo of ' + p.name, class: 'photo' }) : null;
   $('#account-profile').replaceChildren(photo || '', facts([
