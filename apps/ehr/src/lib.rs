@@ -7,8 +7,8 @@
 pub mod vault;
 
 pub use vault::{
-    decrypt_chunks, decrypt_verified, encrypt, unwrap_key, wrap_key, DocKey, Stored, Vault,
-    VaultError, WrappedKey, CHUNK,
+    decrypt_chunks, encrypt, unwrap_key, wrap_key, DocKey, Stored, Vault, VaultError, WrappedKey,
+    CHUNK,
 };
 pub mod chaincode;
 pub mod direct;

@@ -359,33 +359,6 @@ fn encrypt_with(
     })
 }
 
-/// Reads a blob and hashes it (BLAKE3) on the way.
-struct HashingReader<R> {
-    inner: R,
-    hash: blake3::Hasher,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// Decrypts a blob arriving from anywhere (a download) in one pass: authenticates every chunk,
-/// checks that the bytes hash to `blob`, writes the plaintext to `out` and returns its SHA-256.
-/// The caller must discard `out` on error.
-pub fn decrypt_verified(
-    input: impl Read,
-    blob: &Hash,
-    key: &DocKey,
-    mut out: impl Write,
-    progress: &dyn Fn(u64),
-) -> Result<Hash, VaultError> {
-    decrypt_verified_into(input, blob, key, Sink::Writer(&mut out), progress)
-}
-
 /// Decrypts a blob for a reader that compares the plaintext's SHA-256 (returned) with its
 /// anchor, as a client's download does; the plaintext is handed over as owned chunks, in order
 /// and without a copy, for a writer on another thread, which may send the buffers back on
@@ -425,26 +398,6 @@ fn chunk_buffer(recycle: Option<&std::sync::mpsc::Receiver<Vec<u8>>>) -> Vec<u8>
     let mut buf = recycle.and_then(|r| r.try_recv().ok()).unwrap_or_default();
     buf.resize(CHUNK + TAG, 0);
     buf
-}
-
-fn decrypt_verified_into(
-    input: impl Read,
-    blob: &Hash,
-    key: &DocKey,
-    out: Sink<'_>,
-    progress: &dyn Fn(u64),
-) -> Result<Hash, VaultError> {
-    let mut r = HashingReader {
-        inner: input,
-        hash: blake3::Hasher::new(),
-    };
-    let sha = decrypt(&mut r, blob, key, out, progress)?;
-    // Anything after the final chunk is not part of the blob.
-    let mut rest = [0u8; 1];
-    if r.read(&mut rest)? != 0 || Hash(*r.hash.finalize().as_bytes()) != *blob {
-        return Err(VaultError::Corrupted(*blob));
-    }
-    Ok(sha)
 }
 
 /// Decrypts a blob from `r` into `out`, authenticating every chunk; returns the plaintext's
@@ -813,26 +766,6 @@ mod tests {
             a.get(&s.blob, &key, std::io::sink(), &|_| {}),
             Err(VaultError::NotFound(_))
         ));
-    }
-
-    #[test]
-    fn a_download_decrypts_in_one_pass_and_is_checked_against_its_address() {
-        let dir = tempfile::tempdir().unwrap();
-        let v = Vault::open(dir.path()).unwrap();
-        let plain = data(2 * CHUNK + 9, 4);
-        let key = DocKey::generate();
-        let s = v.put(&plain[..], &key, &|_| {}).unwrap();
-        let bytes = std::fs::read(v.path(&s.blob)).unwrap();
-        let mut out = Vec::new();
-        let sha = decrypt_verified(&bytes[..], &s.blob, &key, &mut out, &|_| {}).unwrap();
-        assert_eq!((sha, out), (s.plaintext_sha256, plain.clone()));
-        let mut longer = bytes.clone();
-        longer.push(0);
-        assert!(decrypt_verified(&longer[..], &s.blob, &key, std::io::sink(), &|_| {}).is_err());
-        assert!(
-            decrypt_verified(&bytes[..], &Hash([1; 32]), &key, std::io::sink(), &|_| {}).is_err(),
-            "another address"
-        );
     }
 
     /// Runs [`decrypt_chunks`] with a collector that sends every buffer back for reuse.
