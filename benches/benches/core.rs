@@ -56,6 +56,98 @@ fn signatures(c: &mut Criterion) {
     g.finish();
 }
 
+/// Batch verification by batch size, with one sender for all (as `medchain load` signs) and a
+/// sender per signature, and on every core at once: the ceiling of a cluster whose replicas all
+/// check every signature is what the cores verify together, not one core times their number.
+fn batch_sizes(c: &mut Criterion) {
+    let distinct = |n: usize| -> Vec<_> {
+        (0..n)
+            .map(|i| {
+                let mut seed = [0u8; 32];
+                seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                let tx = medchain_types::Transaction::signed(
+                    medchain_bench::BENCH_CHAIN,
+                    "noop",
+                    vec![i as u8; 512],
+                    i as u64,
+                    &SecretKey::from_seed(seed),
+                );
+                (tx.sender, tx.signing_bytes(), tx.signature)
+            })
+            .collect()
+    };
+    let one_sender = |n: usize| -> Vec<_> {
+        signed_txs(n, 512, 0)
+            .into_iter()
+            .map(|tx| (tx.sender, tx.signing_bytes(), tx.signature))
+            .collect()
+    };
+    let mut g = c.benchmark_group("ed25519_batch");
+    g.sample_size(20);
+    for n in [64usize, 256, 1024] {
+        g.throughput(Throughput::Elements(n as u64));
+        let items = one_sender(n);
+        g.bench_function(BenchmarkId::new("one_sender", n), |b| {
+            b.iter(|| batch_verify(&items).unwrap())
+        });
+        // The reference: ed25519-dalek's own batch check of the same signatures.
+        let reference = |items: &[(
+            medchain_types::PublicKey,
+            Vec<u8>,
+            medchain_types::Signature,
+        )]| {
+            let keys: Vec<_> = items
+                .iter()
+                .map(|(pk, _, _)| ed25519_dalek::VerifyingKey::from_bytes(&pk.0).unwrap())
+                .collect();
+            let sigs: Vec<_> = items
+                .iter()
+                .map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(&s.0))
+                .collect();
+            (keys, sigs)
+        };
+        let (keys, sigs) = reference(&items);
+        g.bench_function(BenchmarkId::new("one_sender_dalek_verify_batch", n), |b| {
+            b.iter(|| {
+                let msgs: Vec<&[u8]> = items.iter().map(|(_, m, _)| m.as_slice()).collect();
+                ed25519_dalek::verify_batch(&msgs, &sigs, &keys).unwrap()
+            })
+        });
+        let items = distinct(n);
+        g.bench_function(BenchmarkId::new("distinct_senders", n), |b| {
+            b.iter(|| batch_verify(&items).unwrap())
+        });
+        let (keys, sigs) = reference(&items);
+        g.bench_function(
+            BenchmarkId::new("distinct_senders_dalek_verify_batch", n),
+            |b| {
+                b.iter(|| {
+                    let msgs: Vec<&[u8]> = items.iter().map(|(_, m, _)| m.as_slice()).collect();
+                    ed25519_dalek::verify_batch(&msgs, &sigs, &keys).unwrap()
+                })
+            },
+        );
+    }
+    // Every core verifying its own batches of 256 (distinct senders) at the same time.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_thread: Vec<_> = (0..cores).map(|_| distinct(256)).collect();
+    g.throughput(Throughput::Elements((cores * 256 * 4) as u64));
+    g.bench_function(BenchmarkId::new("all_cores_distinct_senders", 256), |b| {
+        b.iter(|| {
+            std::thread::scope(|s| {
+                for items in &per_thread {
+                    s.spawn(move || {
+                        for _ in 0..4 {
+                            batch_verify(items).unwrap();
+                        }
+                    });
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
 fn merkle(c: &mut Criterion) {
     let hashes: Vec<Hash> = (0u32..1000).map(|i| sha256(&i.to_le_bytes())).collect();
     c.bench_function("merkle_root_1000_txs", |b| b.iter(|| merkle_root(&hashes)));
@@ -151,6 +243,7 @@ criterion_group!(
     benches,
     hashing,
     signatures,
+    batch_sizes,
     merkle,
     encoding,
     ledger_commit

@@ -191,34 +191,98 @@ fn small_order_encodings() -> &'static [[u8; 32]] {
     })
 }
 
-/// Verifies many signatures at once; about twice as fast per signature as one by one for
-/// batches of a few hundred. `items` are `(key, signing_bytes, signature)` where the bytes come
-/// from [`signing_bytes`].
+/// Verifies many signatures at once; two to three times as fast per signature as one by one
+/// for batches of a few hundred. `items` are `(key, signing_bytes, signature)` where the bytes
+/// come from [`signing_bytes`].
 ///
 /// Returns `Ok` only if every signature is valid. Keys and `R` points of small order are refused
-/// up front, as `verify_strict` refuses them; a batch that fails is re-checked item by item with
-/// `verify_strict` to name the first bad index.
+/// up front, as `verify_strict` refuses them, and so is an `s` that is not below the group
+/// order; a batch that fails is re-checked item by item with `verify_strict` to name the first
+/// bad index.
+///
+/// The batch equation is the one `ed25519_dalek::verify_batch` checks (the randomized sum of
+/// Bernstein et al., "High-speed high-security signatures", §5, without the cofactor):
+/// `[-Σ zᵢsᵢ]B + Σ [zᵢ]Rᵢ + Σ [zᵢkᵢ]Aᵢ = 0` with `kᵢ = SHA-512(Rᵢ || Aᵢ || Mᵢ)` and random
+/// 128-bit `zᵢ`. Two things differ, neither changing what is accepted. The `zᵢ` come from the
+/// thread's CSPRNG instead of a Merlin transcript over the whole batch (the STROBE hashing was
+/// 2–3% of a loaded cluster's CPU). And the terms of one key are summed into one point of the
+/// multiscalar multiplication, `[Σ zᵢkᵢ]A`, which is the same sum with fewer points: a batch
+/// from a few senders costs about half the multiplication of one from as many senders as
+/// signatures.
 pub fn batch_verify(
     items: &[(PublicKey, Vec<u8>, Signature)],
 ) -> Result<(), (usize, SignatureError)> {
-    let mut keys = Vec::with_capacity(items.len());
-    let mut sigs = Vec::with_capacity(items.len());
+    use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+    use curve25519_dalek::scalar::Scalar;
+    use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
+    use rand::RngCore;
+    use sha2::{Digest, Sha512};
+
     let small = small_order_encodings();
-    for (i, (pk, _, sig)) in items.iter().enumerate() {
+    let mut rng = rand::thread_rng();
+    // Points: B, then each R, then each distinct key; scalars in the same order.
+    let mut points = Vec::with_capacity(2 * items.len() + 1);
+    let mut scalars = Vec::with_capacity(2 * items.len() + 1);
+    points.push(curve25519_dalek::constants::ED25519_BASEPOINT_POINT);
+    scalars.push(Scalar::ZERO);
+    let mut b_coefficient = Scalar::ZERO;
+    let mut keys: Vec<(EdwardsPoint, Scalar)> = Vec::new();
+    let mut key_slot: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut keys_verifying = Vec::with_capacity(items.len());
+    let mut valid_shape = true;
+    for (i, (pk, msg, sig)) in items.iter().enumerate() {
         let key = verifying_key(pk).map_err(|e| (i, e))?;
-        let r: [u8; 32] = sig.0[..32].try_into().expect("64-byte signature");
-        if key.is_weak() || small.binary_search(&r).is_ok() {
+        let r_bytes: [u8; 32] = sig.0[..32].try_into().expect("64-byte signature");
+        let s_bytes: [u8; 32] = sig.0[32..].try_into().expect("64-byte signature");
+        if key.is_weak() || small.binary_search(&r_bytes).is_ok() {
             return Err((i, SignatureError::Invalid));
         }
-        keys.push(key);
-        sigs.push(ed25519_dalek::Signature::from_bytes(&sig.0));
+        keys_verifying.push(key);
+        let (Some(s), Some(r)) = (
+            Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)),
+            CompressedEdwardsY(r_bytes).decompress(),
+        ) else {
+            // Not a signature at all; the item-by-item pass below names the first such.
+            valid_shape = false;
+            continue;
+        };
+        let k = Scalar::from_bytes_mod_order_wide(
+            &Sha512::new()
+                .chain_update(r_bytes)
+                .chain_update(pk.0)
+                .chain_update(msg)
+                .finalize()
+                .into(),
+        );
+        let mut z_bytes = [0u8; 32];
+        rng.fill_bytes(&mut z_bytes[..16]);
+        let z = Scalar::from_bytes_mod_order(z_bytes);
+        b_coefficient += z * s;
+        points.push(r);
+        scalars.push(z);
+        let slot = *key_slot.entry(pk.0).or_insert_with(|| {
+            keys.push((key.to_edwards(), Scalar::ZERO));
+            keys.len() - 1
+        });
+        keys[slot].1 += z * k;
     }
-    let msgs: Vec<&[u8]> = items.iter().map(|(_, m, _)| m.as_slice()).collect();
-    if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
-        return Ok(());
+    if valid_shape {
+        scalars[0] = -b_coefficient;
+        for (point, coefficient) in keys {
+            points.push(point);
+            scalars.push(coefficient);
+        }
+        if EdwardsPoint::vartime_multiscalar_mul(&scalars, &points).is_identity() {
+            return Ok(());
+        }
     }
-    for (i, ((key, msg), sig)) in keys.iter().zip(&msgs).zip(&sigs).enumerate() {
-        key.verify_strict(msg, sig)
+    for (i, ((key, msg), (_, _, sig))) in keys_verifying
+        .iter()
+        .zip(items.iter().map(|(_, m, _)| m))
+        .zip(items)
+        .enumerate()
+    {
+        key.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig.0))
             .map_err(|_| (i, SignatureError::Invalid))?;
     }
     // The batch failed but every item passes strictly: only possible for crafted mixed-order
@@ -229,7 +293,7 @@ pub fn batch_verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
+    use rand::{RngCore, SeedableRng};
 
     fn key(n: u8) -> SecretKey {
         SecretKey::from_seed([n; 32])
@@ -299,6 +363,96 @@ mod tests {
         assert_eq!(batch_verify(&items), Ok(()));
         items[17].1.push(0);
         assert_eq!(batch_verify(&items), Err((17, SignatureError::Invalid)));
+    }
+
+    /// The batch equation against `ed25519_dalek::verify_batch` and `verify_strict` on many
+    /// random batches: few and many senders, valid and with one item broken in each way a
+    /// signature can be wrong, including two signatures of one sender swapped (the case where
+    /// summing a sender's terms must not let errors cancel).
+    #[test]
+    fn batch_agrees_with_dalek_and_with_one_by_one() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        for round in 0..60u64 {
+            let senders: Vec<SecretKey> = (0..[1, 3, 40][round as usize % 3])
+                .map(|_| SecretKey::generate(&mut rng))
+                .collect();
+            let n = 1 + (rng.next_u32() % 70) as usize;
+            let mut items: Vec<(PublicKey, Vec<u8>, Signature)> = (0..n)
+                .map(|i| {
+                    let k = &senders[i % senders.len()];
+                    let body = [round as u8, i as u8, 7];
+                    (
+                        k.public(),
+                        signing_bytes(Domain::TEST, "c", &body),
+                        k.sign(Domain::TEST, "c", &body),
+                    )
+                })
+                .collect();
+            let bad = (rng.next_u32() as usize) % n;
+            let broken = round % 6;
+            match broken {
+                0 => {}
+                1 => items[bad].1.push(1),
+                2 => items[bad].2 .0[40] ^= 4,
+                3 => items[bad].2 .0[2] ^= 1,
+                4 => {
+                    // s + l: the same value mod l, not canonical (malleability).
+                    let l: [u8; 32] = hex::decode(
+                        "edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010",
+                    )
+                    .unwrap()
+                    .try_into()
+                    .unwrap();
+                    let s: [u8; 32] = items[bad].2 .0[32..].try_into().unwrap();
+                    let mut sum = [0u8; 32];
+                    let mut carry = 0u16;
+                    for j in 0..32 {
+                        let v = u16::from(s[j]) + u16::from(l[j]) + carry;
+                        sum[j] = v as u8;
+                        carry = v >> 8;
+                    }
+                    items[bad].2 .0[32..].copy_from_slice(&sum);
+                }
+                _ => {
+                    // Another signature of the same sender, if it signed another item.
+                    let other = (bad + senders.len()) % n;
+                    if other != bad {
+                        let sig = items[other].2;
+                        items[other].2 = items[bad].2;
+                        items[bad].2 = sig;
+                    } else {
+                        items[bad].1.push(2);
+                    }
+                }
+            }
+            let first_bad = items.iter().position(|(pk, msg, sig)| {
+                verifying_key(pk)
+                    .unwrap()
+                    .verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig.0))
+                    .is_err()
+            });
+            let keys: Vec<_> = items
+                .iter()
+                .map(|(pk, _, _)| verifying_key(pk).unwrap())
+                .collect();
+            let msgs: Vec<&[u8]> = items.iter().map(|(_, m, _)| m.as_slice()).collect();
+            let sigs: Vec<_> = items
+                .iter()
+                .map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(&s.0))
+                .collect();
+            let dalek = ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok();
+            let ours = batch_verify(&items);
+            assert_eq!(ours.is_ok(), dalek, "round {round}, broken {broken}");
+            assert_eq!(
+                ours.is_ok(),
+                first_bad.is_none(),
+                "round {round}, broken {broken}"
+            );
+            if let Some(i) = first_bad {
+                assert_eq!(ours, Err((i, SignatureError::Invalid)), "round {round}");
+                assert_ne!(broken, 0);
+            }
+        }
     }
 
     #[test]
