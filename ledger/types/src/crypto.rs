@@ -3,7 +3,8 @@
 //! Signed bytes are `"medchain-sig/1" || len(chain_id) || chain_id || len(kind) || kind || msg`,
 //! so a signature made for one chain, or for one kind of message (a transaction, a PBFT vote, a
 //! share link), is never valid for another. Single signatures are checked with `verify_strict`
-//! (rejects small-order keys and non-canonical encodings).
+//! (rejects small-order keys and non-canonical encodings); transactions, alone or in batches,
+//! with [`batch_verify`]'s cofactored rule, so that every node decides alike.
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use std::collections::HashMap;
@@ -193,25 +194,44 @@ fn small_order_encodings() -> &'static [[u8; 32]] {
 
 /// Verifies many signatures at once; two to three times as fast per signature as one by one
 /// for batches of a few hundred. `items` are `(key, signing_bytes, signature)` where the bytes
-/// come from [`signing_bytes`].
+/// come from [`signing_bytes`]. This is the rule for transactions, whatever path they come by
+/// (`Transaction::verify` checks a batch of one).
 ///
-/// Returns `Ok` only if every signature is valid. Keys and `R` points of small order are refused
-/// up front, as `verify_strict` refuses them, and so is an `s` that is not below the group
-/// order; a batch that fails is re-checked item by item with `verify_strict` to name the first
-/// bad index.
+/// The rule is the cofactored equation `[8][s]B = [8]R + [8][k]A`, `k = SHA-512(R || A || M)`,
+/// the choice ZIP 215 made for a consensus system: a batch passes exactly when every item
+/// passes on its own, so whether a transaction is valid never depends on which other
+/// transactions share its batch, nor on the batch's random coefficients, and every node decides
+/// alike. (The cofactorless equation of `verify_strict` and of `ed25519_dalek::verify_batch`
+/// lets an `R` with a small-order component pass a random batch about half the time.) On top,
+/// keys and `R` of small order, and an `s` not below the group order, are refused, as
+/// `verify_strict` refuses them.
 ///
-/// The batch equation is the one `ed25519_dalek::verify_batch` checks (the randomized sum of
-/// Bernstein et al., "High-speed high-security signatures", §5, without the cofactor):
-/// `[-Σ zᵢsᵢ]B + Σ [zᵢ]Rᵢ + Σ [zᵢkᵢ]Aᵢ = 0` with `kᵢ = SHA-512(Rᵢ || Aᵢ || Mᵢ)` and random
-/// 128-bit `zᵢ`. Two things differ, neither changing what is accepted. The `zᵢ` come from the
-/// thread's CSPRNG instead of a Merlin transcript over the whole batch (the STROBE hashing was
-/// 2–3% of a loaded cluster's CPU). And the terms of one key are summed into one point of the
-/// multiscalar multiplication, `[Σ zᵢkᵢ]A`, which is the same sum with fewer points: a batch
-/// from a few senders costs about half the multiplication of one from as many senders as
-/// signatures.
+/// A batch checks `[8]([-Σ zᵢsᵢ]B + Σ [zᵢ]Rᵢ + Σ [zᵢkᵢ]Aᵢ) = 0` with random odd 128-bit `zᵢ`
+/// from the thread's CSPRNG (Bernstein et al., "High-speed high-security signatures", §5), one
+/// multiscalar multiplication. The terms of one key are summed into one point, `[Σ zᵢkᵢ]A`: the
+/// same sum with fewer points, so a batch from a few senders costs about half the
+/// multiplication of one from as many senders as signatures. When a batch fails, each item is
+/// checked alone to name the first bad one.
 pub fn batch_verify(
     items: &[(PublicKey, Vec<u8>, Signature)],
 ) -> Result<(), (usize, SignatureError)> {
+    if items.len() > 1 && cofactored(items, true)? {
+        return Ok(());
+    }
+    for (i, item) in items.iter().enumerate() {
+        if !cofactored(std::slice::from_ref(item), false).map_err(|(_, e)| (i, e))? {
+            return Err((i, SignatureError::Invalid));
+        }
+    }
+    Ok(())
+}
+
+/// The cofactored batch equation over `items`, with random coefficients if `random` (else all
+/// 1, for a single item). `Err` for an item that cannot be a signature at all.
+fn cofactored(
+    items: &[(PublicKey, Vec<u8>, Signature)],
+    random: bool,
+) -> Result<bool, (usize, SignatureError)> {
     use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
     use curve25519_dalek::scalar::Scalar;
     use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
@@ -228,8 +248,6 @@ pub fn batch_verify(
     let mut b_coefficient = Scalar::ZERO;
     let mut keys: Vec<(EdwardsPoint, Scalar)> = Vec::new();
     let mut key_slot: HashMap<[u8; 32], usize> = HashMap::new();
-    let mut keys_verifying = Vec::with_capacity(items.len());
-    let mut valid_shape = true;
     for (i, (pk, msg, sig)) in items.iter().enumerate() {
         let key = verifying_key(pk).map_err(|e| (i, e))?;
         let r_bytes: [u8; 32] = sig.0[..32].try_into().expect("64-byte signature");
@@ -237,14 +255,11 @@ pub fn batch_verify(
         if key.is_weak() || small.binary_search(&r_bytes).is_ok() {
             return Err((i, SignatureError::Invalid));
         }
-        keys_verifying.push(key);
         let (Some(s), Some(r)) = (
             Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)),
             CompressedEdwardsY(r_bytes).decompress(),
         ) else {
-            // Not a signature at all; the item-by-item pass below names the first such.
-            valid_shape = false;
-            continue;
+            return Err((i, SignatureError::Invalid));
         };
         let k = Scalar::from_bytes_mod_order_wide(
             &Sha512::new()
@@ -254,9 +269,15 @@ pub fn batch_verify(
                 .finalize()
                 .into(),
         );
-        let mut z_bytes = [0u8; 32];
-        rng.fill_bytes(&mut z_bytes[..16]);
-        let z = Scalar::from_bytes_mod_order(z_bytes);
+        let z = if random {
+            let mut z_bytes = [0u8; 32];
+            rng.fill_bytes(&mut z_bytes[..16]);
+            // Odd, so never zero: a zero coefficient would drop its item from the check.
+            z_bytes[0] |= 1;
+            Scalar::from_bytes_mod_order(z_bytes)
+        } else {
+            Scalar::ONE
+        };
         b_coefficient += z * s;
         points.push(r);
         scalars.push(z);
@@ -266,28 +287,14 @@ pub fn batch_verify(
         });
         keys[slot].1 += z * k;
     }
-    if valid_shape {
-        scalars[0] = -b_coefficient;
-        for (point, coefficient) in keys {
-            points.push(point);
-            scalars.push(coefficient);
-        }
-        if EdwardsPoint::vartime_multiscalar_mul(&scalars, &points).is_identity() {
-            return Ok(());
-        }
+    scalars[0] = -b_coefficient;
+    for (point, coefficient) in keys {
+        points.push(point);
+        scalars.push(coefficient);
     }
-    for (i, ((key, msg), (_, _, sig))) in keys_verifying
-        .iter()
-        .zip(items.iter().map(|(_, m, _)| m))
-        .zip(items)
-        .enumerate()
-    {
-        key.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig.0))
-            .map_err(|_| (i, SignatureError::Invalid))?;
-    }
-    // The batch failed but every item passes strictly: only possible for crafted mixed-order
-    // points; refuse the whole batch rather than accept something the batch equation rejects.
-    Err((0, SignatureError::Invalid))
+    Ok(EdwardsPoint::vartime_multiscalar_mul(&scalars, &points)
+        .mul_by_cofactor()
+        .is_identity())
 }
 
 #[cfg(test)]
@@ -365,18 +372,20 @@ mod tests {
         assert_eq!(batch_verify(&items), Err((17, SignatureError::Invalid)));
     }
 
-    /// The batch equation against `ed25519_dalek::verify_batch` and `verify_strict` on many
-    /// random batches: few and many senders, valid and with one item broken in each way a
-    /// signature can be wrong, including two signatures of one sender swapped (the case where
-    /// summing a sender's terms must not let errors cancel).
+    /// The batch check against each item checked alone, `verify_strict` and
+    /// `ed25519_dalek::verify_batch`, on many random batches of honest points (where the
+    /// cofactored and cofactorless rules agree): few and many senders, valid and with one item
+    /// broken in each way a signature can be wrong, including two signatures of one sender
+    /// swapped (the case where summing a sender's terms must not let errors cancel).
     #[test]
-    fn batch_agrees_with_dalek_and_with_one_by_one() {
+    fn batch_agrees_with_one_by_one_and_with_dalek() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
-        for round in 0..60u64 {
-            let senders: Vec<SecretKey> = (0..[1, 3, 40][round as usize % 3])
+        let mut swapped_same_sender = 0;
+        for round in 0..90u64 {
+            let senders: Vec<SecretKey> = (0..[1, 3, 40][(round / 6) as usize % 3])
                 .map(|_| SecretKey::generate(&mut rng))
                 .collect();
-            let n = 1 + (rng.next_u32() % 70) as usize;
+            let n = 2 + (rng.next_u32() % 90) as usize;
             let mut items: Vec<(PublicKey, Vec<u8>, Signature)> = (0..n)
                 .map(|i| {
                     let k = &senders[i % senders.len()];
@@ -414,12 +423,25 @@ mod tests {
                     items[bad].2 .0[32..].copy_from_slice(&sum);
                 }
                 _ => {
-                    // Another signature of the same sender, if it signed another item.
-                    let other = (bad + senders.len()) % n;
+                    // Another signature of the same sender (items i and i ± senders).
+                    let m = senders.len();
+                    let other = if bad + m < n {
+                        bad + m
+                    } else if bad >= m {
+                        bad - m
+                    } else {
+                        bad
+                    };
                     if other != bad {
-                        let sig = items[other].2;
-                        items[other].2 = items[bad].2;
-                        items[bad].2 = sig;
+                        swapped_same_sender += 1;
+                        items.swap(other, bad);
+                        // Swap back the messages: only the signatures trade places.
+                        let msg = items[other].1.clone();
+                        items[other].1 = items[bad].1.clone();
+                        items[bad].1 = msg;
+                        let key = items[other].0;
+                        items[other].0 = items[bad].0;
+                        items[bad].0 = key;
                     } else {
                         items[bad].1.push(2);
                     }
@@ -431,6 +453,10 @@ mod tests {
                     .verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig.0))
                     .is_err()
             });
+            let alone = items
+                .iter()
+                .position(|item| batch_verify(std::slice::from_ref(item)).is_err());
+            assert_eq!(alone, first_bad, "round {round}, broken {broken}");
             let keys: Vec<_> = items
                 .iter()
                 .map(|(pk, _, _)| verifying_key(pk).unwrap())
@@ -452,6 +478,80 @@ mod tests {
                 assert_eq!(ours, Err((i, SignatureError::Invalid)), "round {round}");
                 assert_ne!(broken, 0);
             }
+        }
+        assert!(
+            swapped_same_sender >= 10,
+            "{swapped_same_sender} same-sender swaps"
+        );
+    }
+
+    /// A signature whose `R` has a small-order component: `R = [r]B + T` with `T` of order 2 and
+    /// `s = r + k·a`. The cofactorless equation leaves `T` over, so a random batch would pass
+    /// it about half the time and nodes would disagree. The cofactored rule decides the same
+    /// every time, alone or in any batch; a wrong `s` with the same `R` always fails.
+    #[test]
+    fn an_r_with_a_torsion_component_is_decided_alike_every_time() {
+        use curve25519_dalek::scalar::Scalar;
+        use sha2::{Digest, Sha512};
+        let key = key(5);
+        // The signing scalar: SHA-512 of the seed's first half, clamped (RFC 8032 §5.1.5).
+        let mut a_bytes = key.x25519_secret();
+        a_bytes[0] &= 248;
+        a_bytes[31] &= 127;
+        a_bytes[31] |= 64;
+        let a = Scalar::from_bytes_mod_order(a_bytes);
+        assert_eq!(
+            (curve25519_dalek::constants::ED25519_BASEPOINT_POINT * a)
+                .compress()
+                .to_bytes(),
+            key.public().0
+        );
+        let msg = signing_bytes(Domain::TEST, "c", b"torsion");
+        let r = Scalar::from_bytes_mod_order([9; 32]);
+        let big_r = curve25519_dalek::constants::ED25519_BASEPOINT_POINT * r
+            + curve25519_dalek::constants::EIGHT_TORSION[4];
+        let r_bytes = big_r.compress().to_bytes();
+        let k = Scalar::from_bytes_mod_order_wide(
+            &Sha512::new()
+                .chain_update(r_bytes)
+                .chain_update(key.public().0)
+                .chain_update(&msg)
+                .finalize()
+                .into(),
+        );
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&r_bytes);
+        sig[32..].copy_from_slice((r + k * a).as_bytes());
+        let item = (key.public(), msg.clone(), Signature(sig));
+        // verify_strict refuses it; the cofactored rule accepts it, every time.
+        assert!(key
+            .public()
+            .verify(Domain::TEST, "c", b"torsion", &Signature(sig))
+            .is_err());
+        let honest: Vec<_> = (0..40u8)
+            .map(|i| {
+                let k = SecretKey::from_seed([i; 32]);
+                (
+                    k.public(),
+                    signing_bytes(Domain::TEST, "c", &[i]),
+                    k.sign(Domain::TEST, "c", &[i]),
+                )
+            })
+            .collect();
+        for round in 0..64 {
+            assert_eq!(batch_verify(std::slice::from_ref(&item)), Ok(()));
+            let mut batch = honest.clone();
+            batch.insert(round % honest.len(), item.clone());
+            assert_eq!(batch_verify(&batch), Ok(()), "round {round}");
+        }
+        // The same R with an s that does not match: refused every time, at its index.
+        let mut wrong = item.clone();
+        wrong.2 .0[32..].copy_from_slice((r + k * a + Scalar::ONE).as_bytes());
+        for round in 0..64 {
+            let mut batch = honest.clone();
+            let at = round % honest.len();
+            batch.insert(at, wrong.clone());
+            assert_eq!(batch_verify(&batch), Err((at, SignatureError::Invalid)));
         }
     }
 

@@ -130,7 +130,8 @@ impl Transaction {
         Ok(())
     }
 
-    /// Full check for chain `chain_id`: bounds, chain and signature (`verify_strict`).
+    /// Full check for chain `chain_id`: bounds, chain and signature (the rule of
+    /// [`crate::batch_verify`], which checks transactions in batches the same way).
     pub fn verify(&self, chain_id: &str) -> Result<(), TxError> {
         self.check_well_formed()?;
         if self.chain_id != chain_id {
@@ -139,12 +140,8 @@ impl Transaction {
                 found: self.chain_id.clone(),
             });
         }
-        self.sender.verify(
-            Domain::TRANSACTION,
-            &self.chain_id,
-            &self.body_bytes(),
-            &self.signature,
-        )?;
+        crate::batch_verify(&[(self.sender, self.signing_bytes(), self.signature)])
+            .map_err(|(_, e)| TxError::Signature(e))?;
         Ok(())
     }
 }
