@@ -434,14 +434,9 @@ mod tests {
                     };
                     if other != bad {
                         swapped_same_sender += 1;
-                        items.swap(other, bad);
-                        // Swap back the messages: only the signatures trade places.
-                        let msg = items[other].1.clone();
-                        items[other].1 = items[bad].1.clone();
-                        items[bad].1 = msg;
-                        let key = items[other].0;
-                        items[other].0 = items[bad].0;
-                        items[bad].0 = key;
+                        let sig = items[other].2;
+                        items[other].2 = items[bad].2;
+                        items[bad].2 = sig;
                     } else {
                         items[bad].1.push(2);
                     }
