@@ -464,6 +464,13 @@ mod tests {
             let dalek = ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok();
             let ours = batch_verify(&items);
             assert_eq!(ours.is_ok(), dalek, "round {round}, broken {broken}");
+            // The batch equation itself, not only its result after the item-by-item fallback
+            // (which would hide a batch path that refuses good batches).
+            assert_eq!(
+                cofactored(&items, true).unwrap_or(false),
+                first_bad.is_none(),
+                "round {round}, broken {broken}"
+            );
             assert_eq!(
                 ours.is_ok(),
                 first_bad.is_none(),
