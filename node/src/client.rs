@@ -227,6 +227,8 @@ pub struct LoadSpec {
     pub chaincode: String,
     /// Transactions per HTTP request.
     pub batch: usize,
+    /// Distinct signing keys (transaction i is signed by key i mod senders).
+    pub senders: usize,
     /// Most requests in flight.
     pub in_flight_max: usize,
     /// Print the report as JSON too.
@@ -243,8 +245,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// `medchain load`: offers signed transactions at a fixed rate, waits for their commits, and
 /// reports throughput and commit latency.
 pub async fn load(spec: &LoadSpec) -> Result<()> {
-    if spec.rate == 0 || spec.duration == 0 || spec.batch == 0 {
-        bail!("--rate, --duration and --batch must be positive");
+    if spec.rate == 0 || spec.duration == 0 || spec.batch == 0 || spec.senders == 0 {
+        bail!("--rate, --duration, --batch and --senders must be positive");
     }
     if !["noop", "kv"].contains(&spec.chaincode.as_str()) {
         bail!("--chaincode must be noop or kv");
@@ -253,10 +255,15 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
     let chain = client.chain_id().await?;
     let total = (spec.rate * spec.duration) as usize;
     eprintln!(
-        "signing {total} transactions of {} payload bytes ({} chaincode)...",
-        spec.size, spec.chaincode
+        "signing {total} transactions of {} payload bytes ({} chaincode, {} sender{})...",
+        spec.size,
+        spec.chaincode,
+        spec.senders,
+        if spec.senders == 1 { "" } else { "s" }
     );
-    let key = SecretKey::generate(&mut rand::rngs::OsRng);
+    let keys: Vec<SecretKey> = (0..spec.senders.min(total.max(1)))
+        .map(|_| SecretKey::generate(&mut rand::rngs::OsRng))
+        .collect();
     let base_nonce = rand::rngs::OsRng.next_u64() >> 16;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -264,7 +271,7 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
     let chunks: Vec<Vec<Transaction>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (key, chain, spec) = (&key, &chain, &spec);
+                let (keys, chain, spec) = (&keys, &chain, &spec);
                 s.spawn(move || {
                     (t..total)
                         .step_by(threads)
@@ -281,6 +288,7 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
                             } else {
                                 payload
                             };
+                            let key = &keys[i % keys.len()];
                             Transaction::signed(chain, &spec.chaincode, payload, nonce, key)
                         })
                         .collect::<Vec<_>>()
@@ -375,8 +383,14 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
     let c = committed.load(Relaxed);
     let ms = |x: f64| x * 1000.0;
     println!(
-        "offered     {} tx/s for {} s ({} transactions, {} B payload, {} per request)",
-        spec.rate, spec.duration, total, spec.size, spec.batch
+        "offered     {} tx/s for {} s ({} transactions, {} B payload, {} per request, {} sender{})",
+        spec.rate,
+        spec.duration,
+        total,
+        spec.size,
+        spec.batch,
+        keys.len(),
+        if keys.len() == 1 { "" } else { "s" }
     );
     println!("sent        {}", sent.load(Relaxed));
     println!(
@@ -400,7 +414,7 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "offered_rate": spec.rate, "duration_s": spec.duration, "size": spec.size,
+                "offered_rate": spec.rate, "duration_s": spec.duration, "size": spec.size, "senders": keys.len(),
                 "sent": sent.load(Relaxed), "not_sent": skipped, "committed": c, "failed": failed.load(Relaxed),
                 "throughput": c as f64 / span,
                 "latency_ms": {"p50": ms(percentile(&lat, 0.5)), "p90": ms(percentile(&lat, 0.9)), "p99": ms(percentile(&lat, 0.99)), "max": ms(lat.last().copied().unwrap_or(f64::NAN))}

@@ -473,6 +473,11 @@ enum Command {
         /// Transactions per HTTP request.
         #[arg(long, default_value_t = 100)]
         batch: usize,
+        /// Distinct signing keys, used in turn (transaction i is signed by key i mod N). One
+        /// sender lets a batch signature check fold all its signatures' key terms into one
+        /// point; many senders measure the general case, where every signature costs its own.
+        #[arg(long, default_value_t = 1)]
+        senders: usize,
         /// Most requests waiting for their commit at once.
         #[arg(long, default_value_t = 512)]
         in_flight: usize,
@@ -823,6 +828,7 @@ fn run(cli: Cli) -> Result<()> {
             size,
             chaincode,
             batch,
+            senders,
             in_flight,
             json,
         } => tokio_runtime()?.block_on(client::load(&client::LoadSpec {
@@ -832,6 +838,7 @@ fn run(cli: Cli) -> Result<()> {
             size,
             chaincode,
             batch,
+            senders,
             in_flight_max: in_flight,
             json,
         })),

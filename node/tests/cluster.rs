@@ -86,6 +86,16 @@ impl Cluster {
         c
     }
 
+    /// A single-validator consortium, once its API answers.
+    async fn serving_single() -> Cluster {
+        let c = Cluster::start(1);
+        c.wait("the node serves its API", 60, async |c: &Cluster| {
+            c.status(0).await.is_some()
+        })
+        .await;
+        c
+    }
+
     fn node_dir(&self, i: usize) -> PathBuf {
         self.dir.path().join(format!("node{i}"))
     }
@@ -582,11 +592,7 @@ fn nix_term(mut child: Child) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_refuses_bad_requests_with_json_errors() {
     let _serial = SERIAL.lock().await;
-    let c = Cluster::start(1);
-    c.wait("the node serves its API", 60, async |c: &Cluster| {
-        c.status(0).await.is_some()
-    })
-    .await;
+    let c = Cluster::serving_single().await;
     let chain = c.status(0).await.unwrap()["chain_id"]
         .as_str()
         .unwrap()
@@ -728,4 +734,68 @@ async fn the_api_refuses_bad_requests_with_json_errors() {
         .await
         .unwrap()
         .contains("medchain_height 1"));
+}
+
+/// `medchain load` end to end: every offered transaction commits, the JSON report adds up, and
+/// `--senders 3` really signs with three keys in turn (read back from the committed blocks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_commits_what_it_offers_signed_by_each_sender() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::serving_single().await;
+    let run = |senders: &str| {
+        Command::new(BIN)
+            .args(["load", "--node", &c.apis[0], "--rate", "150", "--duration"])
+            .args([
+                "2",
+                "--batch",
+                "25",
+                "--size",
+                "64",
+                "--json",
+                "--senders",
+                senders,
+            ])
+            .output()
+            .unwrap()
+    };
+    let refused = run("0");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--senders must be positive"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let out = run("3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("3 senders"), "{text}");
+    let report: Value = text
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON report in {text}"));
+    assert_eq!(report["senders"], 3);
+    assert_eq!(report["sent"], 300);
+    assert_eq!(report["committed"], 300);
+    assert_eq!(report["failed"], 0);
+    assert!(report["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+    // The committed blocks hold 300 noop transactions from exactly three senders, 100 each.
+    let height = c.status(0).await.unwrap()["height"].as_u64().unwrap();
+    let mut by_sender = std::collections::BTreeMap::<String, u32>::new();
+    for h in 1..=height {
+        let block = c.get(0, &format!("/api/v1/blocks/{h}")).await.unwrap();
+        for tx in block["txs"].as_array().unwrap() {
+            if tx["chaincode"] == "noop" {
+                *by_sender.entry(tx["sender"].to_string()).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(
+        by_sender.values().copied().collect::<Vec<_>>(),
+        vec![100, 100, 100],
+        "{by_sender:?}"
+    );
 }
