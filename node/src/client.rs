@@ -242,6 +242,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Bytes a signed transaction takes in memory beyond its payload (names, key, signature, vectors).
+const LOAD_TX_OVERHEAD: usize = 256;
+/// Most bytes of pre-signed transactions `medchain load` holds.
+const LOAD_BYTES_MAX: usize = 8 << 30;
+
 /// `medchain load`: offers signed transactions at a fixed rate, waits for their commits, and
 /// reports throughput and commit latency.
 pub async fn load(spec: &LoadSpec) -> Result<()> {
@@ -251,17 +256,30 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
     if !["noop", "kv"].contains(&spec.chaincode.as_str()) {
         bail!("--chaincode must be noop or kv");
     }
+    // Every transaction is signed before the clock starts and held in memory until the end.
+    let total = spec
+        .rate
+        .checked_mul(spec.duration)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| n.saturating_mul(spec.size.saturating_add(LOAD_TX_OVERHEAD)) <= LOAD_BYTES_MAX)
+        .with_context(|| {
+            format!(
+                "--rate x --duration transactions of --size bytes would hold more than {} GiB \
+                 of signed transactions in memory; offer fewer or smaller ones",
+                LOAD_BYTES_MAX >> 30
+            )
+        })?;
     let client = Client::new(&spec.node)?;
     let chain = client.chain_id().await?;
-    let total = (spec.rate * spec.duration) as usize;
+    // More keys than transactions would only be generated for nothing.
+    let senders = spec.senders.min(total.max(1));
     eprintln!(
-        "signing {total} transactions of {} payload bytes ({} chaincode, {} sender{})...",
+        "signing {total} transactions of {} payload bytes ({} chaincode, {senders} sender{})...",
         spec.size,
         spec.chaincode,
-        spec.senders,
-        if spec.senders == 1 { "" } else { "s" }
+        if senders == 1 { "" } else { "s" }
     );
-    let keys: Vec<SecretKey> = (0..spec.senders.min(total.max(1)))
+    let keys: Vec<SecretKey> = (0..senders)
         .map(|_| SecretKey::generate(&mut rand::rngs::OsRng))
         .collect();
     let base_nonce = rand::rngs::OsRng.next_u64() >> 16;

@@ -212,3 +212,27 @@ fn node_refuses_a_missing_config_and_testnet_refuses_to_overwrite() {
         stderr(&again)
     );
 }
+
+#[test]
+fn load_refuses_bad_settings_before_reaching_a_node() {
+    // Port 9 on loopback: nothing listens there, and these must fail before any request.
+    let node = "http://127.0.0.1:9";
+    for (args, needle) in [
+        (vec!["--senders", "0"], "must be positive"),
+        (vec!["--rate", "0"], "must be positive"),
+        (vec!["--chaincode", "ehr"], "noop or kv"),
+        // 18 quintillion transactions overflow; 40 million of 512 bytes exceed the memory bound.
+        (
+            vec!["--rate", "18446744073709551615", "--duration", "2"],
+            "GiB",
+        ),
+        (vec!["--rate", "4000000", "--duration", "10"], "GiB"),
+    ] {
+        let mut all = vec!["load", "--node", node];
+        all.extend(args.iter().copied());
+        let o = medchain(&all);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    }
+}
