@@ -25,7 +25,7 @@ pub mod sim;
 pub mod tls;
 mod transport;
 
-pub use metrics::{Metrics, MetricsSnapshot, PeerStats};
+pub use metrics::{Metrics, MetricsSnapshot, PathStats, PeerStats};
 pub use transport::{
     Events, NetError, NetEvent, Network, NetworkConfig, SendError, FRAME_MAX_DEFAULT,
 };

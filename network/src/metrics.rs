@@ -42,6 +42,29 @@ pub struct PeerStats {
     pub queued_frames: u64,
     /// Payload bytes waiting in the send queue now.
     pub queued_bytes: u64,
+    /// QUIC's view of the path, for the connection open now (`None` while disconnected).
+    pub path: Option<PathStats>,
+}
+
+/// QUIC's statistics of one connection's path. Counts start at zero with every new connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PathStats {
+    /// Smoothed round-trip time, in microseconds.
+    pub rtt_us: u64,
+    /// Largest UDP payload the path carries, as MTU discovery found it (starts at 1,200 bytes).
+    pub mtu: u16,
+    /// Congestion window, in bytes.
+    pub cwnd: u64,
+    /// Times the congestion controller reacted to loss.
+    pub congestion_events: u64,
+    /// Packets sent.
+    pub sent_packets: u64,
+    /// Packets declared lost (each is retransmitted).
+    pub lost_packets: u64,
+    /// UDP datagrams sent and received (one may carry several packets).
+    pub datagrams_sent: u64,
+    /// UDP datagrams received.
+    pub datagrams_received: u64,
 }
 
 /// All counters of one transport.
@@ -119,6 +142,7 @@ impl Metrics {
                             disconnects: c.disconnects.load(Relaxed),
                             queued_frames: c.queued_frames.load(Relaxed),
                             queued_bytes: c.queued_bytes.load(Relaxed),
+                            path: None,
                         },
                     )
                 })

@@ -70,6 +70,9 @@ pub struct NetworkConfig {
     pub stream_receive_window: u32,
     /// QUIC per-connection receive window (default 16 MiB).
     pub connection_receive_window: u32,
+    /// Kernel receive and send buffer asked for the UDP socket (default 4 MiB; Linux grants at
+    /// most `net.core.rmem_max` / `wmem_max`).
+    pub socket_buffer_bytes: usize,
     /// First reconnect delay (default 100 ms); doubles per failure.
     pub reconnect_backoff_min: Duration,
     /// Largest reconnect delay (default 5 s).
@@ -101,6 +104,7 @@ impl NetworkConfig {
             inbound_bytes_max: 64 << 20,
             stream_receive_window: 8 << 20,
             connection_receive_window: 16 << 20,
+            socket_buffer_bytes: 4 << 20,
             reconnect_backoff_min: Duration::from_millis(100),
             reconnect_backoff_max: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
@@ -342,6 +346,11 @@ impl Network {
         config: NetworkConfig,
         socket: std::net::UdpSocket,
     ) -> Result<(Network, Events), NetError> {
+        // Larger kernel buffers than the default (~200 KiB): a proposal arrives as hundreds of
+        // datagrams at once, and a full receive buffer drops them, which QUIC reads as congestion.
+        let sock = socket2::SockRef::from(&socket);
+        sock.set_recv_buffer_size(config.socket_buffer_bytes)?;
+        sock.set_send_buffer_size(config.socket_buffer_bytes)?;
         let runtime: Arc<dyn Runtime> = Arc::new(quinn::TokioRuntime);
         let socket = runtime.wrap_udp_socket(socket)?;
         Self::start(key, config, socket, runtime)
@@ -496,9 +505,31 @@ impl Network {
             .collect()
     }
 
-    /// A copy of the counters.
+    /// A copy of the counters, with QUIC's path statistics of each open connection.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared.metrics.snapshot()
+        let mut snapshot = self.shared.metrics.snapshot();
+        for (key, peer) in &self.shared.peers {
+            let conn = peer
+                .slot
+                .lock()
+                .expect("peer slot lock poisoned")
+                .as_ref()
+                .map(|a| a.conn.clone());
+            if let (Some(conn), Some(stats)) = (conn, snapshot.peers.get_mut(key)) {
+                let q = conn.stats();
+                stats.path = Some(crate::metrics::PathStats {
+                    rtt_us: u64::try_from(q.path.rtt.as_micros()).unwrap_or(u64::MAX),
+                    mtu: q.path.current_mtu,
+                    cwnd: q.path.cwnd,
+                    congestion_events: q.path.congestion_events,
+                    sent_packets: q.path.sent_packets,
+                    lost_packets: q.path.lost_packets,
+                    datagrams_sent: q.udp_tx.datagrams,
+                    datagrams_received: q.udp_rx.datagrams,
+                });
+            }
+        }
+        snapshot
     }
 
     /// Closes every connection and stops every task; waits up to 2 s for peers to acknowledge.

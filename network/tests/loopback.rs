@@ -50,6 +50,19 @@ async fn four_endpoints_exchange_messages_both_ways() {
     assert_eq!(m.peer(&keys[1]).frames_sent, EACH as u64);
     assert_eq!(m.peer(&keys[1]).frames_received, EACH as u64);
     assert_eq!(m.peer(&keys[1]).connects, 1);
+    // QUIC's path statistics of the open connection: packets went both ways over a path of at
+    // least QUIC's minimum datagram size, with a measured round trip.
+    let path = m.peer(&keys[1]).path.expect("connected: path statistics");
+    assert!(path.mtu >= 1200, "{path:?}");
+    assert!(path.rtt_us > 0 && path.rtt_us < 1_000_000, "{path:?}");
+    assert!(
+        path.sent_packets > 0 && path.lost_packets <= path.sent_packets,
+        "{path:?}"
+    );
+    assert!(
+        path.datagrams_sent > 0 && path.datagrams_received > 0,
+        "{path:?}"
+    );
     for (net, _) in nodes {
         net.shutdown().await;
     }
@@ -98,6 +111,11 @@ async fn a_peer_with_an_unknown_key_is_refused_at_the_handshake() {
     );
     assert!(m.connected_peers().is_empty() && o.connected_peers().is_empty());
     assert_eq!(om.peer(&member.public()).connects, 0);
+    assert_eq!(
+        om.peer(&member.public()).path,
+        None,
+        "no connection, no path statistics"
+    );
     // Refusals slow the outsider down (backoff), they do not make it spin.
     let attempts: u64 = om.rejects.values().sum();
     assert!(

@@ -546,6 +546,78 @@ async fn metrics(State(s): State<Arc<Shared>>) -> ApiResult {
             p.bytes_received
         );
     }
+    use medchain_network::PathStats;
+    // QUIC's view of each open connection's path (counts restart with every connection).
+    let paths: Vec<_> = net
+        .peers
+        .iter()
+        .filter_map(|(peer, p)| Some((peer, p.path?)))
+        .collect();
+    type Family = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&PathStats) -> f64,
+    );
+    let families: [Family; 8] = [
+        (
+            "rtt_seconds",
+            "gauge",
+            "Smoothed QUIC round-trip time.",
+            |q| q.rtt_us as f64 / 1e6,
+        ),
+        (
+            "mtu_bytes",
+            "gauge",
+            "Largest UDP payload found by MTU discovery.",
+            |q| f64::from(q.mtu),
+        ),
+        (
+            "congestion_window_bytes",
+            "gauge",
+            "QUIC congestion window.",
+            |q| q.cwnd as f64,
+        ),
+        (
+            "congestion_events_total",
+            "counter",
+            "Congestion controller reactions to loss, this connection.",
+            |q| q.congestion_events as f64,
+        ),
+        (
+            "packets_sent_total",
+            "counter",
+            "QUIC packets sent, this connection.",
+            |q| q.sent_packets as f64,
+        ),
+        (
+            "packets_lost_total",
+            "counter",
+            "QUIC packets declared lost, this connection.",
+            |q| q.lost_packets as f64,
+        ),
+        (
+            "datagrams_sent_total",
+            "counter",
+            "UDP datagrams sent, this connection.",
+            |q| q.datagrams_sent as f64,
+        ),
+        (
+            "datagrams_received_total",
+            "counter",
+            "UDP datagrams received, this connection.",
+            |q| q.datagrams_received as f64,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(
+            out,
+            "# HELP medchain_peer_{name} {help}\n# TYPE medchain_peer_{name} {kind}"
+        );
+        for (peer, q) in &paths {
+            let _ = writeln!(out, "medchain_peer_{name}{{peer=\"{peer}\"}} {}", value(q));
+        }
+    }
     let _ = writeln!(out, "# HELP medchain_transport_rejects_total Refused handshakes, frames and connections by reason.\n# TYPE medchain_transport_rejects_total counter");
     for (reason, n) in &net.rejects {
         let _ = writeln!(

@@ -326,6 +326,33 @@ async fn four_processes_commit_survive_a_dead_primary_and_a_restarted_replica() 
             "node {i} verified {verified} signatures for 10,000 transactions"
         );
     }
+    // QUIC's path statistics of every connection are published: node 0 reports one RTT, MTU and
+    // packet counts per peer, and carried the 10,000 transactions in many packets.
+    let metrics = c
+        .http
+        .get(format!("{}/metrics", c.apis[0]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for family in [
+        "medchain_peer_rtt_seconds{",
+        "medchain_peer_mtu_bytes{",
+        "medchain_peer_packets_sent_total{",
+        "medchain_peer_packets_lost_total{",
+    ] {
+        let n = metrics.lines().filter(|l| l.starts_with(family)).count();
+        assert_eq!(n, 3, "{family}: one line per peer\n{metrics}");
+    }
+    let sent: u64 = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("medchain_peer_packets_sent_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum();
+    assert!(sent > 1_000, "node 0 sent {sent} QUIC packets");
     // Same chain, block by block.
     for h in (1..=height).step_by(1.max(height as usize / 10)) {
         let hashes: Vec<Value> = futures_all(&c, &format!("/api/v1/blocks/{h}"))
