@@ -61,7 +61,7 @@ pub struct PathStats {
     pub sent_packets: u64,
     /// Packets declared lost (each is retransmitted).
     pub lost_packets: u64,
-    /// UDP datagrams sent and received (one may carry several packets).
+    /// UDP datagrams sent (one may carry several packets).
     pub datagrams_sent: u64,
     /// UDP datagrams received.
     pub datagrams_received: u64,

@@ -316,6 +316,14 @@ impl std::fmt::Debug for Network {
     }
 }
 
+/// Asks for larger kernel buffers than the default (~200 KiB): a proposal arrives as hundreds of
+/// datagrams at once, and a full receive buffer drops them, which QUIC reads as congestion.
+fn set_socket_buffers(socket: &std::net::UdpSocket, bytes: usize) -> std::io::Result<()> {
+    let sock = socket2::SockRef::from(socket);
+    sock.set_recv_buffer_size(bytes)?;
+    sock.set_send_buffer_size(bytes)
+}
+
 fn transport_config(config: &NetworkConfig) -> Result<TransportConfig, NetError> {
     let mut t = TransportConfig::default();
     t.stream_receive_window(VarInt::from_u32(config.stream_receive_window))
@@ -346,11 +354,7 @@ impl Network {
         config: NetworkConfig,
         socket: std::net::UdpSocket,
     ) -> Result<(Network, Events), NetError> {
-        // Larger kernel buffers than the default (~200 KiB): a proposal arrives as hundreds of
-        // datagrams at once, and a full receive buffer drops them, which QUIC reads as congestion.
-        let sock = socket2::SockRef::from(&socket);
-        sock.set_recv_buffer_size(config.socket_buffer_bytes)?;
-        sock.set_send_buffer_size(config.socket_buffer_bytes)?;
+        set_socket_buffers(&socket, config.socket_buffer_bytes)?;
         let runtime: Arc<dyn Runtime> = Arc::new(quinn::TokioRuntime);
         let socket = runtime.wrap_udp_socket(socket)?;
         Self::start(key, config, socket, runtime)
@@ -905,5 +909,32 @@ async fn reader(
         if shared.events.send(batch).await.is_err() {
             return; // the application dropped its Events
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The socket gets the buffers asked for, up to the kernel's cap (Linux reports twice the
+    /// granted size, for its bookkeeping).
+    #[test]
+    fn socket_buffers_are_raised_up_to_the_kernels_cap() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sock = socket2::SockRef::from(&socket);
+        let before = sock.recv_buffer_size().unwrap();
+        let want = 4 << 20;
+        set_socket_buffers(&socket, want).unwrap();
+        let cap = |name: &str| {
+            std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .unwrap_or(want)
+        };
+        let recv = sock.recv_buffer_size().unwrap();
+        let send = sock.send_buffer_size().unwrap();
+        assert!(recv >= want.min(cap("rmem_max")), "receive {recv}");
+        assert!(send >= want.min(cap("wmem_max")), "send {send}");
+        assert!(recv > before || before >= want, "{before} -> {recv}");
     }
 }
