@@ -70,8 +70,9 @@ pub struct NetworkConfig {
     pub stream_receive_window: u32,
     /// QUIC per-connection receive window (default 16 MiB).
     pub connection_receive_window: u32,
-    /// Kernel receive and send buffer asked for the UDP socket (default 4 MiB; Linux grants at
-    /// most `net.core.rmem_max` / `wmem_max`).
+    /// Kernel receive and send buffer asked for the UDP socket (default 4 MiB, below 2 GiB).
+    /// Linux grants at most `net.core.rmem_max` / `wmem_max` (often 208 KiB); the node logs a
+    /// warning when it gets less, and the host's limits should then be raised.
     pub socket_buffer_bytes: usize,
     /// First reconnect delay (default 100 ms); doubles per failure.
     pub reconnect_backoff_min: Duration,
@@ -127,6 +128,12 @@ impl NetworkConfig {
         }
         if self.send_queue_frames_max == 0 || self.send_queue_bytes_max < self.frame_max {
             return bad("send queues must hold at least one frame of frame_max bytes".into());
+        }
+        if self.socket_buffer_bytes == 0 || self.socket_buffer_bytes > i32::MAX as usize {
+            return bad(format!(
+                "socket_buffer_bytes {} must be 1..2 GiB",
+                self.socket_buffer_bytes
+            ));
         }
         if self.reconnect_backoff_min.is_zero()
             || self.reconnect_backoff_max < self.reconnect_backoff_min
@@ -318,10 +325,40 @@ impl std::fmt::Debug for Network {
 
 /// Asks for larger kernel buffers than the default (~200 KiB): a proposal arrives as hundreds of
 /// datagrams at once, and a full receive buffer drops them, which QUIC reads as congestion.
-fn set_socket_buffers(socket: &std::net::UdpSocket, bytes: usize) -> std::io::Result<()> {
+/// Best effort: the kernel grants at most `net.core.rmem_max` / `wmem_max`, and a refusal or a
+/// smaller grant is logged, not fatal (the node still works, with more loss under bursts).
+/// Returns the sizes the kernel reports (Linux reports twice what it granted).
+fn set_socket_buffers(socket: &std::net::UdpSocket, bytes: usize) -> (usize, usize) {
     let sock = socket2::SockRef::from(socket);
-    sock.set_recv_buffer_size(bytes)?;
-    sock.set_send_buffer_size(bytes)
+    let recv = sock
+        .set_recv_buffer_size(bytes)
+        .and_then(|()| sock.recv_buffer_size());
+    let send = sock
+        .set_send_buffer_size(bytes)
+        .and_then(|()| sock.send_buffer_size());
+    let mut granted = [0; 2];
+    for (i, (what, sysctl, result)) in [
+        ("receive", "net.core.rmem_max", recv),
+        ("send", "net.core.wmem_max", send),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        match result {
+            Ok(n) if n >= bytes => granted[i] = n,
+            Ok(n) => {
+                granted[i] = n;
+                tracing::warn!(
+                    asked = bytes,
+                    got = n,
+                    "the UDP {what} buffer is smaller than asked; raise {sysctl} to avoid \
+                     dropped datagrams under load"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot size the UDP {what} buffer"),
+        }
+    }
+    (granted[0], granted[1])
 }
 
 fn transport_config(config: &NetworkConfig) -> Result<TransportConfig, NetError> {
@@ -354,7 +391,8 @@ impl Network {
         config: NetworkConfig,
         socket: std::net::UdpSocket,
     ) -> Result<(Network, Events), NetError> {
-        set_socket_buffers(&socket, config.socket_buffer_bytes)?;
+        config.validate()?;
+        set_socket_buffers(&socket, config.socket_buffer_bytes);
         let runtime: Arc<dyn Runtime> = Arc::new(quinn::TokioRuntime);
         let socket = runtime.wrap_udp_socket(socket)?;
         Self::start(key, config, socket, runtime)
@@ -917,24 +955,33 @@ mod tests {
     use super::*;
 
     /// The socket gets the buffers asked for, up to the kernel's cap (Linux reports twice the
-    /// granted size, for its bookkeeping).
+    /// granted size, for its bookkeeping); a zero or oversized request is a configuration error.
     #[test]
     fn socket_buffers_are_raised_up_to_the_kernels_cap() {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let sock = socket2::SockRef::from(&socket);
         let before = sock.recv_buffer_size().unwrap();
         let want = 4 << 20;
-        set_socket_buffers(&socket, want).unwrap();
+        let (recv, send) = set_socket_buffers(&socket, want);
         let cap = |name: &str| {
             std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
                 .ok()
                 .and_then(|s| s.trim().parse::<usize>().ok())
                 .unwrap_or(want)
         };
-        let recv = sock.recv_buffer_size().unwrap();
-        let send = sock.send_buffer_size().unwrap();
+        assert_eq!(recv, sock.recv_buffer_size().unwrap());
+        assert_eq!(send, sock.send_buffer_size().unwrap());
         assert!(recv >= want.min(cap("rmem_max")), "receive {recv}");
         assert!(send >= want.min(cap("wmem_max")), "send {send}");
         assert!(recv > before || before >= want, "{before} -> {recv}");
+        let addr = socket.local_addr().unwrap();
+        for bad in [0, 1 << 31] {
+            let mut config = NetworkConfig::new(addr, BTreeMap::new(), 1);
+            config.socket_buffer_bytes = bad;
+            assert!(
+                matches!(config.validate(), Err(NetError::Config(m)) if m.contains("socket_buffer_bytes")),
+                "{bad}"
+            );
+        }
     }
 }

@@ -242,10 +242,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Bytes a signed transaction takes in memory beyond its payload (names, key, signature, vectors).
-const LOAD_TX_OVERHEAD: usize = 256;
+/// Bytes a signed transaction takes in memory beyond its payload while `medchain load` prepares
+/// it: the struct in two vectors for a moment (the signing thread's and its request's), its two
+/// names, allocator slack.
+const LOAD_TX_OVERHEAD: u64 = 512;
 /// Most bytes of pre-signed transactions `medchain load` holds.
-const LOAD_BYTES_MAX: usize = 8 << 30;
+const LOAD_BYTES_MAX: u64 = 8 << 30;
+/// Most distinct signing keys (each is generated before the run; 100,000 take about 2 s).
+const LOAD_SENDERS_MAX: usize = 100_000;
 
 /// `medchain load`: offers signed transactions at a fixed rate, waits for their commits, and
 /// reports throughput and commit latency.
@@ -256,12 +260,16 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
     if !["noop", "kv"].contains(&spec.chaincode.as_str()) {
         bail!("--chaincode must be noop or kv");
     }
+    if spec.senders > LOAD_SENDERS_MAX {
+        bail!("--senders {} is more than {LOAD_SENDERS_MAX}", spec.senders);
+    }
     // Every transaction is signed before the clock starts and held in memory until the end.
+    let per_tx = (spec.size as u64).saturating_add(LOAD_TX_OVERHEAD);
     let total = spec
         .rate
         .checked_mul(spec.duration)
+        .filter(|&n| n.saturating_mul(per_tx) <= LOAD_BYTES_MAX)
         .and_then(|n| usize::try_from(n).ok())
-        .filter(|&n| n.saturating_mul(spec.size.saturating_add(LOAD_TX_OVERHEAD)) <= LOAD_BYTES_MAX)
         .with_context(|| {
             format!(
                 "--rate x --duration transactions of --size bytes would hold more than {} GiB \
@@ -318,21 +326,24 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
             .map(|h| h.join().expect("signing thread"))
             .collect()
     });
-    // Interleave the threads' outputs back into one sequence.
-    let mut txs = Vec::with_capacity(total);
-    let mut iters: Vec<_> = chunks.into_iter().map(|c| c.into_iter()).collect();
-    'outer: loop {
-        for it in iters.iter_mut() {
-            match it.next() {
-                Some(t) => txs.push(t),
-                None => break 'outer,
-            }
+    // Back into one sequence (transaction i is in thread i mod threads' output), cut into
+    // requests. Moved, not copied: the transactions are most of this command's memory.
+    let mut signed: Vec<_> = chunks.into_iter().map(Vec::into_iter).collect();
+    let mut batches: Vec<Vec<Transaction>> = Vec::with_capacity(total.div_ceil(spec.batch));
+    let mut batch = Vec::with_capacity(spec.batch.min(total));
+    for i in 0..total {
+        batch.extend(signed[i % threads].next());
+        if batch.len() == spec.batch {
+            batches.push(std::mem::replace(
+                &mut batch,
+                Vec::with_capacity(spec.batch.min(total)),
+            ));
         }
     }
-    let batches: Vec<Vec<Transaction>> = txs
-        .chunks(spec.batch)
-        .map(<[Transaction]>::to_vec)
-        .collect();
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    drop(signed);
     eprintln!(
         "offering {} tx/s for {} s to {} in batches of {}",
         spec.rate, spec.duration, spec.node, spec.batch

@@ -475,7 +475,8 @@ enum Command {
         batch: usize,
         /// Distinct signing keys, used in turn (transaction i is signed by key i mod N). One
         /// sender lets a batch signature check fold all its signatures' key terms into one
-        /// point; many senders measure the general case, where every signature costs its own.
+        /// point; many senders measure the general case, where every signature costs its own
+        /// (at most 100,000).
         #[arg(long, default_value_t = 1)]
         senders: usize,
         /// Most requests waiting for their commit at once.

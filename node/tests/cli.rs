@@ -219,6 +219,7 @@ fn load_refuses_bad_settings_before_reaching_a_node() {
     let node = "http://127.0.0.1:9";
     for (args, needle) in [
         (vec!["--senders", "0"], "must be positive"),
+        (vec!["--senders", "100001"], "more than 100000"),
         (vec!["--rate", "0"], "must be positive"),
         (vec!["--chaincode", "ehr"], "noop or kv"),
         // 18 quintillion transactions overflow; 40 million of 512 bytes exceed the memory bound.
