@@ -330,24 +330,9 @@ impl std::fmt::Debug for Network {
 /// Returns the sizes the kernel reports (Linux reports twice what it granted).
 fn set_socket_buffers(socket: &std::net::UdpSocket, bytes: usize) -> (usize, usize) {
     let sock = socket2::SockRef::from(socket);
-    let recv = sock
-        .set_recv_buffer_size(bytes)
-        .and_then(|()| sock.recv_buffer_size());
-    let send = sock
-        .set_send_buffer_size(bytes)
-        .and_then(|()| sock.send_buffer_size());
-    let mut granted = [0; 2];
-    for (i, (what, sysctl, result)) in [
-        ("receive", "net.core.rmem_max", recv),
-        ("send", "net.core.wmem_max", send),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        match result {
-            Ok(n) if n >= bytes => granted[i] = n,
-            Ok(n) => {
-                granted[i] = n;
+    let granted = |what: &str, sysctl: &str, result: std::io::Result<usize>| match result {
+        Ok(n) => {
+            if n < bytes {
                 tracing::warn!(
                     asked = bytes,
                     got = n,
@@ -355,10 +340,23 @@ fn set_socket_buffers(socket: &std::net::UdpSocket, bytes: usize) -> (usize, usi
                      dropped datagrams under load"
                 );
             }
-            Err(e) => tracing::warn!(error = %e, "cannot size the UDP {what} buffer"),
+            n
         }
-    }
-    (granted[0], granted[1])
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot size the UDP {what} buffer");
+            0
+        }
+    };
+    let recv = sock
+        .set_recv_buffer_size(bytes)
+        .and_then(|()| sock.recv_buffer_size());
+    let send = sock
+        .set_send_buffer_size(bytes)
+        .and_then(|()| sock.send_buffer_size());
+    (
+        granted("receive", "net.core.rmem_max", recv),
+        granted("send", "net.core.wmem_max", send),
+    )
 }
 
 fn transport_config(config: &NetworkConfig) -> Result<TransportConfig, NetError> {

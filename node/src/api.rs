@@ -581,38 +581,41 @@ async fn metrics(State(s): State<Arc<Shared>>) -> ApiResult {
         (
             "congestion_events_total",
             "counter",
-            "Congestion controller reactions to loss on the current connection (restarts at 0 when it is replaced).",
+            "Congestion controller reactions to loss.",
             |q| q.congestion_events.to_string(),
         ),
-        (
-            "packets_sent_total",
-            "counter",
-            "QUIC packets sent on the current connection (restarts at 0 when it is replaced).",
-            |q| q.sent_packets.to_string(),
-        ),
+        ("packets_sent_total", "counter", "QUIC packets sent.", |q| {
+            q.sent_packets.to_string()
+        }),
         (
             "packets_lost_total",
             "counter",
-            "QUIC packets declared lost on the current connection (restarts at 0 when it is replaced).",
+            "QUIC packets declared lost.",
             |q| q.lost_packets.to_string(),
         ),
         (
             "datagrams_sent_total",
             "counter",
-            "UDP datagrams sent on the current connection (restarts at 0 when it is replaced).",
+            "UDP datagrams sent.",
             |q| q.datagrams_sent.to_string(),
         ),
         (
             "datagrams_received_total",
             "counter",
-            "UDP datagrams received on the current connection (restarts at 0 when it is replaced).",
+            "UDP datagrams received.",
             |q| q.datagrams_received.to_string(),
         ),
     ];
     for (name, kind, help, value) in families {
+        // A counter covers the connection open now: it restarts at 0 when a new one replaces it.
+        let scope = if kind == "counter" {
+            " Current connection; restarts at 0 with a new one."
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "# HELP medchain_peer_{name} {help}\n# TYPE medchain_peer_{name} {kind}"
+            "# HELP medchain_peer_{name} {help}{scope}\n# TYPE medchain_peer_{name} {kind}"
         );
         for (peer, q) in &paths {
             let _ = writeln!(out, "medchain_peer_{name}{{peer=\"{peer}\"}} {}", value(q));
