@@ -13,6 +13,7 @@ mod keyfile;
 mod mempool;
 mod miner;
 mod runtime;
+mod verify;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};

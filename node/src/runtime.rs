@@ -10,6 +10,7 @@
 use crate::config::NodeConfig;
 use crate::genesis::Genesis;
 use crate::mempool::Mempool;
+use crate::verify::VerifyOnce;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use medchain_consensus::{
@@ -19,8 +20,8 @@ use medchain_ledger::{Executor, Ledger};
 use medchain_network::{NetEvent, Network, NetworkConfig};
 use medchain_pbft::Pbft;
 use medchain_types::{
-    batch_verify, codec, Block, BlockError, Certificate, Hash, PublicKey, Receipt, SecretKey,
-    Transaction, TxError,
+    codec, Block, BlockError, Certificate, Hash, PublicKey, Receipt, SecretKey, Transaction,
+    TxError,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -147,79 +148,20 @@ impl Waiters {
     }
 }
 
-/// Hashes of recently verified transactions, so that a transaction arriving by gossip, in a
-/// proposal and from a client is verified once per node. Bounded: oldest forgotten first.
-#[derive(Debug, Default)]
-pub struct VerifiedCache {
-    set: std::collections::HashSet<Hash>,
-    order: VecDeque<Hash>,
-}
-
-/// Most hashes [`VerifiedCache`] keeps.
-pub const VERIFIED_CACHE_MAX: usize = 400_000;
-
-impl VerifiedCache {
-    fn contains(&self, h: &Hash) -> bool {
-        self.set.contains(h)
-    }
-
-    fn insert_all<'a>(&mut self, hashes: impl IntoIterator<Item = &'a Hash>) {
-        for h in hashes {
-            if self.set.insert(*h) {
-                self.order.push_back(*h);
-            }
-        }
-        while self.order.len() > VERIFIED_CACHE_MAX {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-    }
-}
-
-/// Verifies signatures of `txs` (bounds and chain first), skipping those this node already
-/// verified; returns the index of the first bad one. Records the newly verified.
+/// Verifies signatures of `txs` (bounds and chain first), at most once per node (see
+/// [`crate::verify`]); returns the index of a bad one.
 fn verify_once(
     shared: &Shared,
     txs: &[Transaction],
     hashes: &[Hash],
 ) -> Result<(), (usize, TxError)> {
-    let chain = &shared.genesis.chain_id;
-    let unknown: Vec<usize> = {
-        let pool = shared.mempool.lock().expect("mempool lock");
-        let seen = shared.verified.lock().expect("verified lock");
-        (0..txs.len())
-            .filter(|&i| !pool.contains(&hashes[i]) && !seen.contains(&hashes[i]))
-            .collect()
-    };
-    for &i in &unknown {
-        txs[i].check_well_formed().map_err(|e| (i, e))?;
-        if txs[i].chain_id != *chain {
-            return Err((
-                i,
-                TxError::WrongChain {
-                    expected: chain.clone(),
-                    found: txs[i].chain_id.clone(),
-                },
-            ));
-        }
-    }
-    for chunk in unknown.chunks(256) {
-        let items: Vec<_> = chunk
-            .iter()
-            .map(|&i| (txs[i].sender, txs[i].signing_bytes(), txs[i].signature))
-            .collect();
-        batch_verify(&items).map_err(|(j, e)| (chunk[j], TxError::Signature(e)))?;
-    }
-    shared
-        .verified
-        .lock()
-        .expect("verified lock")
-        .insert_all(unknown.iter().map(|&i| &hashes[i]));
+    let checked = shared
+        .verifier
+        .verify(&shared.mempool, &shared.genesis.chain_id, txs, hashes)?;
     shared
         .metrics
         .signatures_verified
-        .fetch_add(unknown.len() as u64, Relaxed);
+        .fetch_add(checked as u64, Relaxed);
     Ok(())
 }
 
@@ -242,8 +184,8 @@ pub struct Shared {
     /// Blocks whose ledger write has finished, counted before their transactions leave the
     /// mempool (see `admit_verified`).
     commits_written: AtomicU64,
-    /// Recently verified transaction hashes.
-    verified: Mutex<VerifiedCache>,
+    /// Signature checks, once per transaction.
+    verifier: VerifyOnce,
     /// The transport.
     pub network: Network,
     /// The engine's last reported status.
@@ -588,7 +530,7 @@ impl Node {
                 config.mempool.txs_max,
                 config.mempool.bytes_max,
             )),
-            verified: Mutex::new(VerifiedCache::default()),
+            verifier: VerifyOnce::default(),
             commits_written: AtomicU64::new(0),
             config,
             me,

@@ -52,6 +52,14 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     encode_into(value, out)
 }
 
+/// A buffer holding the version byte, with room for `capacity` bytes in all (for
+/// [`encode_into`] when the caller knows about how long the encoding is).
+pub fn version_prefix(capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity.max(1));
+    out.push(ENCODING_VERSION);
+    out
+}
+
 /// Encodes `value` canonically, appending to `out` (which should already hold the version byte
 /// or whatever prefix the caller wants).
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Vec<u8> {

@@ -49,8 +49,16 @@ pub enum SignatureError {
 
 /// Builds the exact bytes that are signed.
 pub fn signing_bytes(domain: Domain, chain_id: &str, msg: &[u8]) -> Vec<u8> {
+    let mut out = signing_prefix(domain, chain_id, msg.len());
+    out.extend_from_slice(msg);
+    out
+}
+
+/// The bytes [`signing_bytes`] puts before the message, in a buffer with room for `msg_len` more
+/// (for callers that encode the message straight after them).
+pub fn signing_prefix(domain: Domain, chain_id: &str, msg_len: usize) -> Vec<u8> {
     let mut out =
-        Vec::with_capacity(SIG_PREFIX.len() + 2 + chain_id.len() + domain.0.len() + msg.len());
+        Vec::with_capacity(SIG_PREFIX.len() + 2 + chain_id.len() + domain.0.len() + msg_len);
     out.extend_from_slice(SIG_PREFIX);
     // Both variable fields are short and bounded (chain id <= 64 bytes, domains are constants);
     // a length byte each makes the concatenation unambiguous.
@@ -58,7 +66,6 @@ pub fn signing_bytes(domain: Domain, chain_id: &str, msg: &[u8]) -> Vec<u8> {
     out.extend_from_slice(chain_id.as_bytes());
     out.push(u8::try_from(domain.0.len()).expect("domain names are short constants"));
     out.extend_from_slice(domain.0.as_bytes());
-    out.extend_from_slice(msg);
     out
 }
 

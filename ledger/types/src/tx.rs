@@ -1,7 +1,7 @@
 //! Client transactions: a signed call of one chaincode.
 
 use crate::codec;
-use crate::crypto::{signing_bytes, Domain, PublicKey, SecretKey, Signature, SignatureError};
+use crate::crypto::{signing_prefix, Domain, PublicKey, SecretKey, Signature, SignatureError};
 use crate::hash::{sha256, Hash};
 use crate::limits::{CHAINCODE_NAME_LEN_MAX, CHAIN_ID_LEN_MAX, TX_PAYLOAD_MAX};
 use serde::{Deserialize, Serialize};
@@ -87,24 +87,45 @@ impl Transaction {
         tx
     }
 
-    fn body_bytes(&self) -> Vec<u8> {
-        codec::encode(&Body {
+    fn body(&self) -> Body<'_> {
+        Body {
             chain_id: &self.chain_id,
             chaincode: &self.chaincode,
             payload: &self.payload,
             sender: &self.sender,
             nonce: self.nonce,
-        })
+        }
     }
 
-    /// The exact bytes the sender signed (for batch verification).
+    /// An upper bound of the encoding's length (variable-length integers at their longest), so
+    /// that encoding allocates once instead of growing its buffer.
+    fn encoded_len_max(&self) -> usize {
+        1 + (10 + self.chain_id.len())
+            + (10 + self.chaincode.len())
+            + (10 + self.payload.len())
+            + 32
+            + 10
+            + 64
+    }
+
+    fn body_bytes(&self) -> Vec<u8> {
+        codec::encode_into(&self.body(), codec::version_prefix(self.encoded_len_max()))
+    }
+
+    /// The exact bytes the sender signed (for batch verification):
+    /// `signing_bytes(TRANSACTION, chain_id, body)`, encoded in place after the prefix.
     pub fn signing_bytes(&self) -> Vec<u8> {
-        signing_bytes(Domain::TRANSACTION, &self.chain_id, &self.body_bytes())
+        let mut out = signing_prefix(Domain::TRANSACTION, &self.chain_id, self.encoded_len_max());
+        out.push(codec::ENCODING_VERSION);
+        codec::encode_into(&self.body(), out)
     }
 
     /// The transaction's identity: SHA-256 of its canonical encoding, signature included.
     pub fn hash(&self) -> Hash {
-        sha256(&codec::encode(self))
+        sha256(&codec::encode_into(
+            self,
+            codec::version_prefix(self.encoded_len_max()),
+        ))
     }
 
     /// Checks bounds and names without touching the signature (cheap).
@@ -187,6 +208,32 @@ pub mod serde_bytes_compat {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::signing_bytes;
+
+    /// The allocation-saving encodings give the same bytes as the plain ones: the hash is
+    /// SHA-256 of `encode(tx)`, the signed bytes are `signing_bytes` of `encode(body)`, and the
+    /// length bound holds, for short and long fields (one- to three-byte lengths).
+    #[test]
+    fn presized_encodings_equal_the_canonical_ones() {
+        for (name_len, payload_len, nonce) in [
+            (1, 0, 0),
+            (10, 127, 1),
+            (64, 128, u64::MAX),
+            (64, 20_000, 1 << 40),
+        ] {
+            let key = SecretKey::from_seed([9; 32]);
+            let name = "a".repeat(name_len);
+            let t = Transaction::signed(&name, &name, vec![5; payload_len], nonce, &key);
+            let encoded = codec::encode(&t);
+            assert!(encoded.len() <= t.encoded_len_max());
+            assert_eq!(t.hash(), sha256(&encoded));
+            assert_eq!(
+                t.signing_bytes(),
+                signing_bytes(Domain::TRANSACTION, &name, &codec::encode(&t.body()))
+            );
+            assert!(t.verify(&name).is_ok());
+        }
+    }
 
     fn tx() -> Transaction {
         Transaction::signed(
