@@ -231,8 +231,67 @@ pub struct LoadSpec {
     pub senders: usize,
     /// Most requests in flight.
     pub in_flight_max: usize,
+    /// Measure this machine's signature-check rate first (see [`Reference`]).
+    pub reference: bool,
     /// Print the report as JSON too.
     pub json: bool,
+}
+
+/// What a load run is compared with, measured on the same machine just before it: the rate at
+/// which all cores check these transactions' signatures (batches of 256 with
+/// [`medchain_types::batch_verify`], the rule and batch size of the nodes), divided by the
+/// number of nodes, each of which checks every signature once. For a consortium on this
+/// machine, that is the most transactions per second it could commit if its nodes did nothing
+/// else.
+#[derive(Debug, Clone, Copy)]
+pub struct Reference {
+    /// Signature checks per second, all cores together.
+    pub checks_per_s: f64,
+    /// Threads used (one per core).
+    pub cores: usize,
+    /// Nodes in the consortium (each checks every signature).
+    pub nodes: usize,
+}
+
+impl Reference {
+    /// Transactions per second at which the nodes' signature checks alone fill the cores.
+    pub fn ceiling(&self) -> f64 {
+        self.checks_per_s / self.nodes.max(1) as f64
+    }
+}
+
+/// Batch-verifies slices of `txs` on `cores` threads for about `secs` seconds.
+fn measure_checks(txs: &[Transaction], cores: usize, secs: f64) -> f64 {
+    const BATCH: usize = 256;
+    let items: Vec<_> = txs
+        .iter()
+        .take(BATCH * cores)
+        .map(|t| (t.sender, t.signing_bytes(), t.signature))
+        .collect();
+    let chunks: Vec<&[_]> = items.chunks(BATCH).collect();
+    let start = Instant::now();
+    let checked: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..cores)
+            .map(|t| {
+                let chunk = chunks[t % chunks.len()];
+                s.spawn(move || {
+                    let mut n = 0;
+                    while start.elapsed().as_secs_f64() < secs {
+                        // The transactions were signed here; a failure would be a bug, and it
+                        // would not make the check cheaper.
+                        let _ = medchain_types::batch_verify(chunk);
+                        n += chunk.len();
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("reference thread"))
+            .sum()
+    });
+    checked as f64 / start.elapsed().as_secs_f64()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -344,6 +403,30 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
         batches.push(batch);
     }
     drop(signed);
+    let reference = if spec.reference {
+        let nodes = client.status().await?["peers"]["total"]
+            .as_u64()
+            .context("status has no peers.total")? as usize
+            + 1;
+        eprintln!("measuring the reference: signature checks on {threads} cores for 3 s...");
+        let sample: Vec<Transaction> = batches
+            .iter()
+            .flatten()
+            .take(256 * threads)
+            .cloned()
+            .collect();
+        let checks_per_s =
+            tokio::task::spawn_blocking(move || measure_checks(&sample, threads, 3.0))
+                .await
+                .context("reference measurement failed")?;
+        Some(Reference {
+            checks_per_s,
+            cores: threads,
+            nodes,
+        })
+    } else {
+        None
+    };
     eprintln!(
         "offering {} tx/s for {} s to {} in batches of {}",
         spec.rate, spec.duration, spec.node, spec.batch
@@ -439,6 +522,18 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
         ms(percentile(&lat, 0.99)),
         ms(lat.last().copied().unwrap_or(f64::NAN))
     );
+    if let Some(r) = reference {
+        println!(
+            "reference   {:.0} tx/s: {:.0} signature checks/s on {} cores / {} nodes, the most \
+             a consortium on this machine could commit if its nodes only checked signatures; \
+             throughput is {:.1}% of it",
+            r.ceiling(),
+            r.checks_per_s,
+            r.cores,
+            r.nodes,
+            100.0 * c as f64 / span / r.ceiling()
+        );
+    }
     if spec.json {
         println!(
             "{}",
@@ -446,7 +541,10 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
                 "offered_rate": spec.rate, "duration_s": spec.duration, "size": spec.size, "senders": keys.len(),
                 "sent": sent.load(Relaxed), "not_sent": skipped, "committed": c, "failed": failed.load(Relaxed),
                 "throughput": c as f64 / span,
-                "latency_ms": {"p50": ms(percentile(&lat, 0.5)), "p90": ms(percentile(&lat, 0.9)), "p99": ms(percentile(&lat, 0.99)), "max": ms(lat.last().copied().unwrap_or(f64::NAN))}
+                "latency_ms": {"p50": ms(percentile(&lat, 0.5)), "p90": ms(percentile(&lat, 0.9)), "p99": ms(percentile(&lat, 0.99)), "max": ms(lat.last().copied().unwrap_or(f64::NAN))},
+                "reference": reference.map(|r| serde_json::json!({
+                    "signature_checks_per_s": r.checks_per_s, "cores": r.cores, "nodes": r.nodes, "ceiling_tx_per_s": r.ceiling()
+                }))
             })
         );
     }

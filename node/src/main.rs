@@ -483,6 +483,13 @@ enum Command {
         /// Most requests waiting for their commit at once.
         #[arg(long, default_value_t = 512)]
         in_flight: usize,
+        /// Before offering, measure the reference: how many of these transactions' signatures
+        /// this machine checks per second on all its cores (batches of 256, the nodes' rule),
+        /// and so the most transactions per second the consortium could commit if its nodes
+        /// shared these cores and did nothing but check each signature once each (meaningful
+        /// for a local consortium such as `medchain up`'s).
+        #[arg(long)]
+        reference: bool,
         /// Also print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -832,6 +839,7 @@ fn run(cli: Cli) -> Result<()> {
             batch,
             senders,
             in_flight,
+            reference,
             json,
         } => tokio_runtime()?.block_on(client::load(&client::LoadSpec {
             node,
@@ -842,6 +850,7 @@ fn run(cli: Cli) -> Result<()> {
             batch,
             senders,
             in_flight_max: in_flight,
+            reference,
             json,
         })),
         Command::Sim {

@@ -769,7 +769,7 @@ async fn the_api_refuses_bad_requests_with_json_errors() {
 async fn load_commits_what_it_offers_signed_by_each_sender() {
     let _serial = SERIAL.lock().await;
     let c = Cluster::serving_single().await;
-    let run = |senders: &str| {
+    let run = |senders: &str, extra: &[&str]| {
         Command::new(BIN)
             .args(["load", "--node", &c.apis[0], "--rate", "150", "--duration"])
             .args([
@@ -782,17 +782,18 @@ async fn load_commits_what_it_offers_signed_by_each_sender() {
                 "--senders",
                 senders,
             ])
+            .args(extra)
             .output()
             .unwrap()
     };
-    let refused = run("0");
+    let refused = run("0", &[]);
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("--senders must be positive"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    let out = run("3");
+    let out = run("3", &["--reference"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -809,6 +810,14 @@ async fn load_commits_what_it_offers_signed_by_each_sender() {
     assert_eq!(report["committed"], 300);
     assert_eq!(report["failed"], 0);
     assert!(report["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+    // The reference was measured on this machine's cores for the one node of this consortium.
+    let reference = &report["reference"];
+    let checks = reference["signature_checks_per_s"].as_f64().unwrap();
+    assert!(checks > 1_000.0, "{reference}");
+    assert_eq!(reference["nodes"], 1, "{reference}");
+    assert!(reference["cores"].as_u64().unwrap() >= 1, "{reference}");
+    assert_eq!(reference["ceiling_tx_per_s"].as_f64().unwrap(), checks);
+    assert!(text.contains("reference "), "{text}");
     // The committed blocks hold 300 noop transactions from exactly three senders, 100 each.
     let height = c.status(0).await.unwrap()["height"].as_u64().unwrap();
     let mut by_sender = std::collections::BTreeMap::<String, u32>::new();
