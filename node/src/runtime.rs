@@ -45,6 +45,9 @@ pub const SYNC_BYTES_MAX: usize = 8 << 20;
 pub const GOSSIP_BATCH_MAX: usize = 2_000;
 /// How often admitted transactions are gossiped.
 pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(20);
+/// Most blocks whose transaction hashes are kept for their execution (more than the blocks a
+/// replica has accepted and not yet executed: PBFT's watermark window is 64 by default).
+pub const BLOCK_TX_HASHES_MAX: usize = 256;
 /// Most transactions with someone waiting for their commit.
 pub const WAITERS_MAX: usize = 200_000;
 
@@ -186,6 +189,9 @@ pub struct Shared {
     commits_written: AtomicU64,
     /// Signature checks, once per transaction.
     verifier: VerifyOnce,
+    /// Transaction hashes of blocks whose structure the engine checked (by header hash), so
+    /// that executing them does not hash every transaction again.
+    block_tx_hashes: Mutex<VecDeque<(Hash, Arc<Vec<Hash>>)>>,
     /// The transport.
     pub network: Network,
     /// The engine's last reported status.
@@ -375,10 +381,7 @@ impl Shared {
         unique.sort_unstable();
         unique.dedup();
         // Ledger reads happen before taking the lock (commits need it to resolve waiters).
-        let committed: Vec<Option<Receipt>> = unique
-            .iter()
-            .map(|h| self.ledger.receipt(h).ok().flatten())
-            .collect();
+        let committed = self.receipts_if_final(&unique);
         let mut waiters = self.waiters.lock().expect("waiters lock");
         if waiters.count + unique.len() > WAITERS_MAX {
             return Err(
@@ -399,8 +402,9 @@ impl Shared {
         drop(waiters);
         // A commit between the ledger read above and the registration has already looked for
         // waiters; resolve those here (commits write the ledger before they take the lock).
-        for (h, _) in &out {
-            if let Ok(Some(receipt)) = self.ledger.receipt(h) {
+        let registered: Vec<Hash> = out.iter().map(|(h, _)| *h).collect();
+        for (h, receipt) in registered.iter().zip(self.receipts_if_final(&registered)) {
+            if let Some(receipt) = receipt {
                 let senders = self.waiters.lock().expect("waiters lock").take(h);
                 for w in senders {
                     let _ = w.send(receipt.clone());
@@ -408,6 +412,48 @@ impl Shared {
             }
         }
         Ok(out)
+    }
+
+    /// The receipts of those of `hashes` that are final: one batched index read for all, then
+    /// a receipt read for each final one only (at submission, usually none). A failed read
+    /// counts as not final yet (the commit resolves the waiter).
+    fn receipts_if_final(&self, hashes: &[Hash]) -> Vec<Option<Receipt>> {
+        let known = self
+            .ledger
+            .txs_known(hashes)
+            .unwrap_or_else(|_| vec![true; hashes.len()]);
+        hashes
+            .iter()
+            .zip(known)
+            .map(|(h, k)| k.then(|| self.ledger.receipt(h).ok().flatten()).flatten())
+            .collect()
+    }
+
+    /// Keeps the transaction hashes of a block checked by the engine, for its execution. They
+    /// are sound to reuse by header hash: the header commits to the transactions' Merkle root,
+    /// which the structure check matched against exactly these hashes.
+    fn remember_tx_hashes(&self, block_hash: Hash, tx_hashes: &[Hash]) {
+        let mut known = self.block_tx_hashes.lock().expect("block hashes lock");
+        if known.iter().any(|(h, _)| *h == block_hash) {
+            return;
+        }
+        if known.len() >= BLOCK_TX_HASHES_MAX {
+            known.pop_front();
+        }
+        known.push_back((block_hash, Arc::new(tx_hashes.to_vec())));
+    }
+
+    /// The transaction hashes of `block`: remembered from its structure check, or computed.
+    fn tx_hashes_of(&self, block: &Block) -> Arc<Vec<Hash>> {
+        let block_hash = block.hash();
+        let mut known = self.block_tx_hashes.lock().expect("block hashes lock");
+        match known.iter().position(|(h, _)| *h == block_hash) {
+            Some(i) => known.remove(i).expect("position is in range").1,
+            None => {
+                drop(known);
+                Arc::new(block.tx_hashes())
+            }
+        }
     }
 
     /// Drops waiters whose clients gave up.
@@ -434,7 +480,9 @@ impl TxVerifier for MempoolVerifier {
         // could make a transaction look verified already.
         debug_assert_eq!(tx_hashes.len(), block.txs.len());
         verify_once(&shared, &block.txs, tx_hashes)
-            .map_err(|(index, error)| BlockError::Tx { index, error })
+            .map_err(|(index, error)| BlockError::Tx { index, error })?;
+        shared.remember_tx_hashes(block.hash(), tx_hashes);
+        Ok(())
     }
 }
 
@@ -531,6 +579,7 @@ impl Node {
                 config.mempool.bytes_max,
             )),
             verifier: VerifyOnce::default(),
+            block_tx_hashes: Mutex::new(VecDeque::new()),
             commits_written: AtomicU64::new(0),
             config,
             me,
@@ -712,7 +761,11 @@ fn execute(
         Action::Commit { block, certificate } => {
             let started = Instant::now();
             let height = block.header.height;
-            match shared.executor.apply(&shared.ledger, &block, &certificate) {
+            let tx_hashes = shared.tx_hashes_of(&block);
+            match shared
+                .executor
+                .apply_hashed(&shared.ledger, &block, &tx_hashes, &certificate)
+            {
                 Ok((tip, receipts)) => {
                     // Counted after the ledger write and before the removal from the mempool
                     // (the order `admit_verified` relies on).

@@ -14,7 +14,7 @@ use medchain_chaincode::{
     TX_EVENTS_MAX, TX_WRITES_MAX,
 };
 use medchain_types::{
-    is_valid_name, Block, Certificate, ChainEvent, Hash, PublicKey, Receipt, Transaction, TxStatus,
+    is_valid_name, Block, Certificate, ChainEvent, Hash, PublicKey, Receipt, TxStatus,
 };
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -113,12 +113,33 @@ impl Executor {
 
     /// Executes `block` on top of `ledger`'s current state without writing anything.
     pub fn execute(&self, ledger: &Ledger, block: &Block) -> Result<BlockWrites, LedgerError> {
+        self.execute_hashed(ledger, block, &block.tx_hashes())
+    }
+
+    /// [`Executor::execute`] with the block's transaction hashes already known (`tx_hashes`
+    /// must be `block.tx_hashes()`, for instance as returned by `Block::check_structure`).
+    pub fn execute_hashed(
+        &self,
+        ledger: &Ledger,
+        block: &Block,
+        hashes: &[Hash],
+    ) -> Result<BlockWrites, LedgerError> {
+        if hashes.len() != block.txs.len() {
+            return Err(LedgerError::BadExecution {
+                height: block.header.height,
+                reason: format!(
+                    "{} transaction hashes for {} transactions",
+                    hashes.len(),
+                    block.txs.len()
+                ),
+            });
+        }
+        debug_assert_eq!(hashes, block.tx_hashes(), "hashes of another block");
         let height = block.header.height;
         let mut block_writes = WriteSet::new();
         let mut receipts = Vec::with_capacity(block.txs.len());
         let mut seen = BTreeSet::new();
-        let hashes: Vec<Hash> = block.txs.iter().map(Transaction::hash).collect();
-        let executed = ledger.txs_known(&hashes)?;
+        let executed = ledger.txs_known(hashes)?;
         for (i, (tx, (&tx_hash, executed))) in block
             .txs
             .iter()
@@ -196,7 +217,19 @@ impl Executor {
         block: &Block,
         certificate: &Certificate,
     ) -> Result<(Tip, Vec<Receipt>), LedgerError> {
-        let out = self.execute(ledger, block)?;
+        self.apply_hashed(ledger, block, &block.tx_hashes(), certificate)
+    }
+
+    /// [`Executor::apply`] with the block's transaction hashes already known (see
+    /// [`Executor::execute_hashed`]): saves hashing every transaction once more.
+    pub fn apply_hashed(
+        &self,
+        ledger: &Ledger,
+        block: &Block,
+        tx_hashes: &[Hash],
+        certificate: &Certificate,
+    ) -> Result<(Tip, Vec<Receipt>), LedgerError> {
+        let out = self.execute_hashed(ledger, block, tx_hashes)?;
         let tip = ledger.commit(block, certificate, &out)?;
         Ok((tip, out.receipts))
     }

@@ -28,6 +28,35 @@ fn kv_get(ledger: &Ledger, key: &str) -> Option<Vec<u8>> {
     .unwrap()
 }
 
+/// Hashes known from the block's structure check give the same result as hashing again; a
+/// list of the wrong length is refused before anything is written.
+#[test]
+fn apply_with_known_hashes_matches_apply_and_refuses_a_wrong_list() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (
+        Ledger::open(dir_a.path(), CHAIN).unwrap(),
+        Ledger::open(dir_b.path(), CHAIN).unwrap(),
+    );
+    let exec = Executor::with_builtins(CHAIN);
+    let cert = medchain_types::Certificate(vec![1, 2, 3]);
+    let txs = vec![put("k", "v", 1), put("k", "w", 2), delete("k", 3)];
+    let block = next_block(&a, txs);
+    let hashes = block.check_structure().unwrap();
+    let short = exec.apply_hashed(&b, &block, &hashes[..2], &cert);
+    assert!(
+        matches!(
+            short,
+            Err(medchain_ledger::LedgerError::BadExecution { .. })
+        ),
+        "{short:?}"
+    );
+    assert!(b.tip().is_none(), "nothing written");
+    let (tip_a, receipts_a) = exec.apply(&a, &block, &cert).unwrap();
+    let (tip_b, receipts_b) = exec.apply_hashed(&b, &block, &hashes, &cert).unwrap();
+    assert_eq!(tip_a, tip_b);
+    assert_eq!(receipts_a, receipts_b);
+}
+
 #[test]
 fn a_failed_transaction_is_discarded_and_the_block_still_commits() {
     let dir = tempfile::tempdir().unwrap();
