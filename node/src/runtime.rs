@@ -189,9 +189,9 @@ pub struct Shared {
     commits_written: AtomicU64,
     /// Signature checks, once per transaction.
     verifier: VerifyOnce,
-    /// Transaction hashes of blocks whose structure the engine checked (by header hash), so
-    /// that executing them does not hash every transaction again.
-    block_tx_hashes: Mutex<VecDeque<(Hash, Arc<Vec<Hash>>)>>,
+    /// Transaction hashes of blocks whose structure the engine checked, so that executing
+    /// them does not hash every transaction again.
+    block_tx_hashes: BlockTxHashes,
     /// The transport.
     pub network: Network,
     /// The engine's last reported status.
@@ -389,20 +389,23 @@ impl Shared {
             );
         }
         let mut out = Vec::with_capacity(unique.len());
+        let mut registered = Vec::new();
         for (h, receipt) in unique.into_iter().zip(committed) {
             let (tx, rx) = oneshot::channel();
             match receipt {
                 Some(r) => {
                     let _ = tx.send(r);
                 }
-                None => waiters.add(h, tx),
+                None => {
+                    waiters.add(h, tx);
+                    registered.push(h);
+                }
             }
             out.push((h, rx));
         }
         drop(waiters);
         // A commit between the ledger read above and the registration has already looked for
         // waiters; resolve those here (commits write the ledger before they take the lock).
-        let registered: Vec<Hash> = out.iter().map(|(h, _)| *h).collect();
         for (h, receipt) in registered.iter().zip(self.receipts_if_final(&registered)) {
             if let Some(receipt) = receipt {
                 let senders = self.waiters.lock().expect("waiters lock").take(h);
@@ -415,8 +418,9 @@ impl Shared {
     }
 
     /// The receipts of those of `hashes` that are final: one batched index read for all, then
-    /// a receipt read for each final one only (at submission, usually none). A failed read
-    /// counts as not final yet (the commit resolves the waiter).
+    /// a receipt read for each final one only (at submission, usually none). If the batched
+    /// read fails, each hash is read on its own instead; a failed receipt read counts as not
+    /// final yet (the commit resolves the waiter).
     fn receipts_if_final(&self, hashes: &[Hash]) -> Vec<Option<Receipt>> {
         let known = self
             .ledger
@@ -429,31 +433,11 @@ impl Shared {
             .collect()
     }
 
-    /// Keeps the transaction hashes of a block checked by the engine, for its execution. They
-    /// are sound to reuse by header hash: the header commits to the transactions' Merkle root,
-    /// which the structure check matched against exactly these hashes.
-    fn remember_tx_hashes(&self, block_hash: Hash, tx_hashes: &[Hash]) {
-        let mut known = self.block_tx_hashes.lock().expect("block hashes lock");
-        if known.iter().any(|(h, _)| *h == block_hash) {
-            return;
-        }
-        if known.len() >= BLOCK_TX_HASHES_MAX {
-            known.pop_front();
-        }
-        known.push_back((block_hash, Arc::new(tx_hashes.to_vec())));
-    }
-
     /// The transaction hashes of `block`: remembered from its structure check, or computed.
     fn tx_hashes_of(&self, block: &Block) -> Arc<Vec<Hash>> {
-        let block_hash = block.hash();
-        let mut known = self.block_tx_hashes.lock().expect("block hashes lock");
-        match known.iter().position(|(h, _)| *h == block_hash) {
-            Some(i) => known.remove(i).expect("position is in range").1,
-            None => {
-                drop(known);
-                Arc::new(block.tx_hashes())
-            }
-        }
+        self.block_tx_hashes
+            .take(&block.hash())
+            .unwrap_or_else(|| Arc::new(block.tx_hashes()))
     }
 
     /// Drops waiters whose clients gave up.
@@ -481,8 +465,35 @@ impl TxVerifier for MempoolVerifier {
         debug_assert_eq!(tx_hashes.len(), block.txs.len());
         verify_once(&shared, &block.txs, tx_hashes)
             .map_err(|(index, error)| BlockError::Tx { index, error })?;
-        shared.remember_tx_hashes(block.hash(), tx_hashes);
+        shared.block_tx_hashes.remember(block.hash(), tx_hashes);
         Ok(())
+    }
+}
+
+/// Transaction hashes of recently checked blocks, by header hash (at most
+/// [`BLOCK_TX_HASHES_MAX`] blocks; the oldest is forgotten first). Sound to reuse by header
+/// hash: the header commits to the transactions' Merkle root, which the structure check
+/// matched against exactly these hashes.
+#[derive(Debug, Default)]
+struct BlockTxHashes(Mutex<VecDeque<(Hash, Arc<Vec<Hash>>)>>);
+
+impl BlockTxHashes {
+    fn remember(&self, block_hash: Hash, tx_hashes: &[Hash]) {
+        let mut known = self.0.lock().expect("block hashes lock");
+        if known.iter().any(|(h, _)| *h == block_hash) {
+            return;
+        }
+        if known.len() >= BLOCK_TX_HASHES_MAX {
+            known.pop_front();
+        }
+        known.push_back((block_hash, Arc::new(tx_hashes.to_vec())));
+    }
+
+    /// The hashes remembered for `block_hash`, forgotten here (a block executes once).
+    fn take(&self, block_hash: &Hash) -> Option<Arc<Vec<Hash>>> {
+        let mut known = self.0.lock().expect("block hashes lock");
+        let i = known.iter().position(|(h, _)| h == block_hash)?;
+        known.remove(i).map(|(_, hashes)| hashes)
     }
 }
 
@@ -579,7 +590,7 @@ impl Node {
                 config.mempool.bytes_max,
             )),
             verifier: VerifyOnce::default(),
-            block_tx_hashes: Mutex::new(VecDeque::new()),
+            block_tx_hashes: BlockTxHashes::default(),
             commits_written: AtomicU64::new(0),
             config,
             me,
@@ -1027,5 +1038,29 @@ async fn gossip_loop(shared: Arc<Shared>) {
         if Arc::strong_count(&shared) == 1 {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(i: u64) -> Hash {
+        medchain_types::sha256(&i.to_le_bytes())
+    }
+
+    #[test]
+    fn block_tx_hashes_are_taken_once_and_bounded() {
+        let known = BlockTxHashes::default();
+        known.remember(h(1), &[h(10), h(11)]);
+        known.remember(h(1), &[h(99)]); // the same block checked again keeps the first
+        assert_eq!(*known.take(&h(1)).unwrap(), vec![h(10), h(11)]);
+        assert!(known.take(&h(1)).is_none(), "taken once");
+        for b in 0..BLOCK_TX_HASHES_MAX as u64 + 1 {
+            known.remember(h(1_000 + b), &[h(b)]);
+        }
+        assert!(known.take(&h(1_000)).is_none(), "the oldest is forgotten");
+        assert_eq!(*known.take(&h(1_001)).unwrap(), vec![h(1)]);
+        assert_eq!(known.0.lock().unwrap().len(), BLOCK_TX_HASHES_MAX - 1);
     }
 }

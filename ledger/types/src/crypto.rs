@@ -222,9 +222,25 @@ fn small_order_encodings() -> &'static [[u8; 32]] {
 pub fn batch_verify(
     items: &[(PublicKey, Vec<u8>, Signature)],
 ) -> Result<(), (usize, SignatureError)> {
-    if items.len() > 1 && cofactored(items, true)? {
+    if items.len() > 1 && batch_holds(items)? {
         return Ok(());
     }
+    verify_each(items)
+}
+
+/// The batch equation of [`batch_verify`] alone: `Ok(true)` exactly when every item passes
+/// (then [`batch_verify`] would return `Ok`), `Ok(false)` when some item fails (find it with
+/// [`verify_each`]), `Err` for an item that cannot be a signature at all.
+pub fn batch_holds(
+    items: &[(PublicKey, Vec<u8>, Signature)],
+) -> Result<bool, (usize, SignatureError)> {
+    cofactored(items, true)
+}
+
+/// [`batch_verify`]'s rule applied to each item alone, in order: `Err` names the first bad one.
+pub fn verify_each(
+    items: &[(PublicKey, Vec<u8>, Signature)],
+) -> Result<(), (usize, SignatureError)> {
     for (i, item) in items.iter().enumerate() {
         if !cofactored(std::slice::from_ref(item), false).map_err(|(_, e)| (i, e))? {
             return Err((i, SignatureError::Invalid));

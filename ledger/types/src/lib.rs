@@ -18,7 +18,9 @@ mod tx;
 
 pub use block::{Block, BlockError, Certificate, Header};
 pub use codec::DecodeError;
-pub use crypto::{batch_verify, Domain, PublicKey, SecretKey, Signature, SignatureError};
+pub use crypto::{
+    batch_holds, batch_verify, verify_each, Domain, PublicKey, SecretKey, Signature, SignatureError,
+};
 pub use hash::{sha256, Hash, Sha256Writer};
 pub use merkle::{merkle_root, MerkleProof};
 pub use receipt::{ChainEvent, Receipt, TxStatus};
