@@ -181,14 +181,17 @@ impl VerifyOnce {
             .map(|&i| (txs[i].sender, txs[i].signing_bytes(), txs[i].signature))
             .collect();
         let bad = |(j, e): (usize, SignatureError)| (mine[j], TxError::Signature(e));
-        if items.len() == 1 || !batch_holds(&items).map_err(bad)? {
-            // One item, or a failed batch: some item is bad. Release the claim first, so that
-            // a check waiting for these (the engine thread, perhaps) does not wait through the
+        if items.len() == 1 {
+            // One signature: checked under the claim, like a batch.
+            verify_each(&items).map_err(bad)?;
+        } else if !batch_holds(&items).map_err(bad)? {
+            // A failed batch: some item is bad. Release the claim first, so that a check
+            // waiting for these (the engine thread, perhaps) does not wait through the
             // one-by-one search as well; it checks them itself.
             drop(claim);
             verify_each(&items).map_err(bad)?;
-            // All passed alone (only possible for one item: a failed cofactored batch always
-            // has a bad item): remember them all the same.
+            // Not expected (a failed cofactored batch always has a bad item); if every item
+            // passed alone all the same, they are valid: remember them.
             self.lock().insert_all(mine.iter().map(|&i| &hashes[i]));
             self.released.notify_all();
             return Ok(mine.len());
