@@ -142,9 +142,9 @@ impl http_body::Body for Held {
 async fn status(State(s): State<Arc<Shared>>) -> ApiResult {
     let st = s.status.read().expect("status lock").clone();
     let tip = s.ledger.tip();
-    let (txs, bytes) = {
+    let (txs, bytes, held) = {
         let m = s.mempool.lock().expect("mempool lock");
-        (m.len(), m.bytes())
+        (m.len(), m.bytes(), m.held().0)
     };
     let name = s
         .genesis
@@ -168,7 +168,7 @@ async fn status(State(s): State<Arc<Shared>>) -> ApiResult {
             "connected": s.network.connected_peers(),
             "total": s.network.peers().count(),
         },
-        "mempool": { "txs": txs, "bytes": bytes },
+        "mempool": { "txs": txs, "bytes": bytes, "held": held },
         "uptime_s": s.started.elapsed().as_secs(),
     }))
     .into_response())
@@ -481,6 +481,18 @@ async fn metrics(State(s): State<Arc<Shared>>) -> ApiResult {
         "Transactions waiting in the mempool.",
         "gauge",
         s.mempool.lock().expect("mempool lock").len() as u64,
+    );
+    gauge(
+        "mempool_held_txs",
+        "Client transactions in the mempool that this PBFT primary keeps from gossip (it proposes them itself).",
+        "gauge",
+        s.mempool.lock().expect("mempool lock").held().0 as u64,
+    );
+    gauge(
+        "txs_held_released_total",
+        "Held client transactions gossiped after all (this node stopped being the primary, or committed nothing for 500 ms).",
+        "counter",
+        m.txs_held_released.load(Relaxed),
     );
     gauge(
         "peers_connected",

@@ -72,12 +72,17 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
         bail!("ports out of range");
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Nodes are numbered in the validator set's order (sorted by key), so node i is the PBFT
+    // primary of view i: node 0 leads first, as the printed URLs and benchmarks assume.
+    let mut keys: Vec<SecretKey> = (0..spec.nodes)
+        .map(|_| SecretKey::generate(&mut rand::rngs::OsRng))
+        .collect();
+    keys.sort_by_key(SecretKey::public);
     let mut validators = Vec::new();
-    for i in 0..spec.nodes {
+    for (i, key) in keys.iter().enumerate() {
         let node_dir = dir.join(format!("node{i}"));
         std::fs::create_dir_all(&node_dir)?;
-        let key = SecretKey::generate(&mut rand::rngs::OsRng);
-        crate::keyfile::write(&node_dir.join("node.json"), &key, force)?;
+        crate::keyfile::write(&node_dir.join("node.json"), key, force)?;
         validators.push(Validator {
             name: format!("node{i}"),
             key: key.public(),

@@ -1,6 +1,10 @@
 //! The mempool: verified transactions waiting to be committed, oldest first, deduplicated and
 //! bounded in count and bytes. A transaction is verified once, before it enters; blocks that
 //! carry a transaction already here skip its signature check.
+//!
+//! A PBFT primary marks the client transactions it keeps from gossip as *held* (see
+//! `runtime::Shared::admit_verified`); they leave the mark when they leave the mempool, or all at
+//! once through [`Mempool::take_held`].
 
 use medchain_types::{Hash, Transaction};
 use std::collections::{BTreeMap, HashMap};
@@ -18,11 +22,21 @@ pub enum Refused {
 #[derive(Debug)]
 pub struct Mempool {
     order: BTreeMap<u64, Hash>,
-    txs: HashMap<Hash, (u64, Transaction)>,
+    txs: HashMap<Hash, Entry>,
     next: u64,
     bytes: usize,
+    /// Entries marked held, and since when (ms) the mark has been on some entry.
+    held: usize,
+    held_since: u64,
     txs_max: usize,
     bytes_max: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    tx: Transaction,
+    held: bool,
 }
 
 fn size(tx: &Transaction) -> usize {
@@ -37,6 +51,8 @@ impl Mempool {
             txs: HashMap::new(),
             next: 0,
             bytes: 0,
+            held: 0,
+            held_since: 0,
             txs_max,
             bytes_max,
         }
@@ -44,6 +60,20 @@ impl Mempool {
 
     /// Adds a verified transaction.
     pub fn insert(&mut self, hash: Hash, tx: Transaction) -> Result<(), Refused> {
+        self.insert_entry(hash, tx, None)
+    }
+
+    /// Adds a verified transaction marked held (at `now`, in ms).
+    pub fn insert_held(&mut self, hash: Hash, tx: Transaction, now: u64) -> Result<(), Refused> {
+        self.insert_entry(hash, tx, Some(now))
+    }
+
+    fn insert_entry(
+        &mut self,
+        hash: Hash,
+        tx: Transaction,
+        held_at: Option<u64>,
+    ) -> Result<(), Refused> {
         if self.txs.contains_key(&hash) {
             return Err(Refused::Known);
         }
@@ -53,8 +83,44 @@ impl Mempool {
         self.next += 1;
         self.bytes += size(&tx);
         self.order.insert(self.next, hash);
-        self.txs.insert(hash, (self.next, tx));
+        if let Some(now) = held_at {
+            if self.held == 0 {
+                self.held_since = now;
+            }
+            self.held += 1;
+        }
+        let held = held_at.is_some();
+        self.txs.insert(
+            hash,
+            Entry {
+                seq: self.next,
+                tx,
+                held,
+            },
+        );
         Ok(())
+    }
+
+    /// How many waiting transactions are marked held, and since when (ms) some have been.
+    pub fn held(&self) -> (usize, u64) {
+        (self.held, self.held_since)
+    }
+
+    /// The waiting transactions marked held, oldest first, with their marks removed.
+    pub fn take_held(&mut self) -> Vec<Transaction> {
+        if self.held == 0 {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(self.held);
+        for h in self.order.values() {
+            let e = self.txs.get_mut(h).expect("ordered entries are in the map");
+            if e.held {
+                e.held = false;
+                out.push(e.tx.clone());
+            }
+        }
+        self.held = 0;
+        out
     }
 
     /// Is this transaction waiting?
@@ -67,16 +133,17 @@ impl Mempool {
         self.order
             .values()
             .take(max)
-            .map(|h| self.txs[h].1.clone())
+            .map(|h| self.txs[h].tx.clone())
             .collect()
     }
 
     /// Removes committed transactions.
     pub fn remove<'a>(&mut self, hashes: impl IntoIterator<Item = &'a Hash>) {
         for h in hashes {
-            if let Some((seq, tx)) = self.txs.remove(h) {
-                self.order.remove(&seq);
-                self.bytes -= size(&tx);
+            if let Some(e) = self.txs.remove(h) {
+                self.order.remove(&e.seq);
+                self.bytes -= size(&e.tx);
+                self.held -= usize::from(e.held);
             }
         }
     }
@@ -121,5 +188,30 @@ mod tests {
             Err(Refused::Full),
             "bytes bound"
         );
+    }
+
+    #[test]
+    fn held_marks_leave_with_their_transactions_or_all_at_once() {
+        let mut m = Mempool::new(10, 100_000);
+        m.insert(tx(0).hash(), tx(0)).unwrap();
+        m.insert_held(tx(1).hash(), tx(1), 50).unwrap();
+        m.insert_held(tx(2).hash(), tx(2), 60).unwrap();
+        m.insert_held(tx(3).hash(), tx(3), 70).unwrap();
+        assert_eq!(m.insert_held(tx(3).hash(), tx(3), 80), Err(Refused::Known));
+        assert_eq!(m.held(), (3, 50), "counted from the first mark");
+        m.remove([&tx(2).hash(), &tx(0).hash()]);
+        assert_eq!(m.held(), (2, 50), "a committed one leaves with its mark");
+        assert_eq!(m.take_held(), vec![tx(1), tx(3)], "oldest first");
+        assert_eq!(m.held().0, 0);
+        assert_eq!(m.take_held(), Vec::<Transaction>::new());
+        assert_eq!(
+            m.batch(5),
+            vec![tx(1), tx(3)],
+            "taken marks, not transactions"
+        );
+        m.remove([&tx(1).hash()]);
+        assert_eq!(m.held().0, 0, "no mark counted twice");
+        m.insert_held(tx(4).hash(), tx(4), 90).unwrap();
+        assert_eq!(m.held(), (1, 90), "a new first mark restarts the clock");
     }
 }

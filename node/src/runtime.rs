@@ -45,6 +45,10 @@ pub const SYNC_BYTES_MAX: usize = 8 << 20;
 pub const GOSSIP_BATCH_MAX: usize = 2_000;
 /// How often admitted transactions are gossiped.
 pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(20);
+/// A PBFT primary keeps its clients' transactions from gossip while it commits blocks (see
+/// [`Shared::admit_verified`]); held ones that waited this long with no commit since are
+/// gossiped, so that the backups' view-change timers run against a primary that has stalled.
+pub const GOSSIP_HOLD_MAX: Duration = Duration::from_millis(500);
 /// Most blocks whose transaction hashes are kept for their execution (more than the blocks a
 /// replica has accepted and not yet executed: PBFT's watermark window is 64 by default).
 pub const BLOCK_TX_HASHES_MAX: usize = 256;
@@ -114,6 +118,9 @@ pub struct NodeMetrics {
     pub bytes_out: [AtomicU64; 4],
     /// Messages the transport refused (queue full).
     pub send_refused: AtomicU64,
+    /// Client transactions a primary held from gossip and then gossiped (it stopped being the
+    /// primary, or stalled).
+    pub txs_held_released: AtomicU64,
     /// Milliseconds spent executing and writing blocks.
     pub commit_ms: AtomicU64,
 }
@@ -187,6 +194,8 @@ pub struct Shared {
     /// Blocks whose ledger write has finished, counted before their transactions leave the
     /// mempool (see `admit_verified`).
     commits_written: AtomicU64,
+    /// When (ms) the last block was written, or the node started.
+    last_commit_ms: AtomicU64,
     /// Signature checks, once per transaction.
     verifier: VerifyOnce,
     /// Transaction hashes of blocks whose structure the engine checked, so that executing
@@ -285,7 +294,24 @@ impl Shared {
         self.admit_verified(txs.to_vec(), hashes, true)
     }
 
+    /// Is this node the PBFT primary of its view, in normal operation?
+    fn leading_pbft(&self) -> bool {
+        let status = self.status.read().expect("status lock");
+        status.engine == "pbft"
+            && status.leader == Some(self.me)
+            && status.extra.get("mode").is_some_and(|m| m == "normal")
+    }
+
     /// Adds already verified transactions; gossips the new ones if `gossip`.
+    ///
+    /// Except at a PBFT primary: clients send their requests to the primary, which puts them in
+    /// its next pre-prepare (Castro and Liskov, §4.1–4.2), so the backups get them once, with the
+    /// block, instead of twice (gossip, then the block): the primary marks them held instead of
+    /// gossiping them. [`gossip_loop`] gossips what is still held when the node stops being the
+    /// primary, or when held transactions waited [`GOSSIP_HOLD_MAX`] with no block committed
+    /// since, so that a new primary can propose them and the backups' timers run against a
+    /// primary that stalled. A primary that crashes loses what it held, as it loses the
+    /// connections of the clients waiting for them.
     fn admit_verified(
         &self,
         txs: Vec<Transaction>,
@@ -307,6 +333,9 @@ impl Shared {
             Err(_) => vec![true; hashes.len()],
         };
         // Hashes inserted now (for the re-check) and, when gossiping, the transactions to send.
+        let hold = gossip && self.leading_pbft();
+        let gossip = gossip && !hold;
+        let now = now_ms();
         let mut inserted: Vec<Hash> = Vec::new();
         let mut fresh = Vec::new();
         let mut full = false;
@@ -317,7 +346,12 @@ impl Shared {
                     continue;
                 }
                 let copy = gossip.then(|| tx.clone());
-                match pool.insert(*hash, tx) {
+                let added = if hold {
+                    pool.insert_held(*hash, tx, now)
+                } else {
+                    pool.insert(*hash, tx)
+                };
+                match added {
                     Ok(()) => {
                         inserted.push(*hash);
                         fresh.extend(copy);
@@ -330,6 +364,7 @@ impl Shared {
                 }
             }
         }
+        let admitted = inserted.len() as u64;
         let committed_meanwhile: Vec<Hash> = if self.commits_written.load(SeqCst) == commits_before
         {
             Vec::new()
@@ -347,7 +382,9 @@ impl Shared {
                 .expect("mempool lock")
                 .remove(&committed_meanwhile);
         }
-        if gossip {
+        if hold {
+            self.metrics.txs_admitted.fetch_add(admitted, Relaxed);
+        } else if gossip {
             self.metrics
                 .txs_admitted
                 .fetch_add(fresh.len() as u64, Relaxed);
@@ -357,6 +394,24 @@ impl Shared {
             return Err(AdmitError::Full);
         }
         Ok(hashes)
+    }
+
+    /// Gossips the held transactions if this node stopped being the primary, or if they waited
+    /// [`GOSSIP_HOLD_MAX`] with no commit since (see [`Shared::admit_verified`]).
+    fn release_held(&self, now: u64) {
+        let (count, since) = self.mempool.lock().expect("mempool lock").held();
+        if count == 0 {
+            return;
+        }
+        let waited = now.saturating_sub(since.max(self.last_commit_ms.load(Relaxed)));
+        if self.leading_pbft() && u128::from(waited) < GOSSIP_HOLD_MAX.as_millis() {
+            return;
+        }
+        let txs = self.mempool.lock().expect("mempool lock").take_held();
+        self.metrics
+            .txs_held_released
+            .fetch_add(txs.len() as u64, Relaxed);
+        self.queue_gossip(txs);
     }
 
     fn queue_gossip(&self, txs: Vec<Transaction>) {
@@ -592,6 +647,7 @@ impl Node {
             verifier: VerifyOnce::default(),
             block_tx_hashes: BlockTxHashes::default(),
             commits_written: AtomicU64::new(0),
+            last_commit_ms: AtomicU64::new(now_ms()),
             config,
             me,
             node_key: key.clone(),
@@ -781,6 +837,7 @@ fn execute(
                     // Counted after the ledger write and before the removal from the mempool
                     // (the order `admit_verified` relies on).
                     shared.commits_written.fetch_add(1, SeqCst);
+                    shared.last_commit_ms.store(now_ms(), Relaxed);
                     let m = &shared.metrics;
                     m.commits.fetch_add(1, Relaxed);
                     let ok = receipts.iter().filter(|r| r.is_success()).count() as u64;
@@ -1009,6 +1066,7 @@ async fn gossip_loop(shared: Arc<Shared>) {
             () = shared.gossip_ready.notified() => {}
             () = tokio::time::sleep(GOSSIP_INTERVAL) => {}
         }
+        shared.release_held(now_ms());
         if shared.gossip.lock().expect("gossip lock").is_empty() {
             if Arc::strong_count(&shared) == 1 {
                 return;

@@ -204,6 +204,20 @@ fn node_refuses_a_missing_config_and_testnet_refuses_to_overwrite() {
     for i in 0..4 {
         assert!(out.join(format!("node{i}/node.toml")).is_file());
     }
+    // Node i is validator i of the key-sorted set, so node 0 is the primary of view 0.
+    let genesis: toml::Value =
+        toml::from_str(&std::fs::read_to_string(out.join("genesis.toml")).unwrap()).unwrap();
+    let validators = genesis["validators"].as_array().unwrap();
+    let names: Vec<&str> = validators
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["node0", "node1", "node2", "node3"]);
+    let keys: Vec<&str> = validators
+        .iter()
+        .map(|v| v["key"].as_str().unwrap())
+        .collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
     let again = medchain(&args);
     assert!(!again.status.success());
     assert!(

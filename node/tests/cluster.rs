@@ -118,6 +118,27 @@ impl Cluster {
         self.nodes[i] = Some(child);
     }
 
+    /// The node whose key is `key` (hex).
+    fn node_of(&self, key: &str) -> usize {
+        (0..self.nodes.len())
+            .find(|&i| {
+                let file = std::fs::read_to_string(self.node_dir(i).join("node.json")).unwrap();
+                file.contains(key)
+            })
+            .expect("the key is a node's")
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, ...) to node `i`.
+    fn signal(&self, i: usize, sig: &str) {
+        let pid = self.nodes[i].as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{sig} {pid}");
+    }
+
     fn kill9(&mut self, i: usize) {
         let mut c = self.nodes[i].take().expect("running");
         c.kill().unwrap(); // SIGKILL
@@ -296,6 +317,12 @@ async fn four_processes_commit_survive_a_dead_primary_and_a_restarted_replica() 
     let status = c.status(0).await.unwrap();
     let chain = status["chain_id"].as_str().unwrap().to_owned();
     let client = SecretKey::from_seed([0xab; 32]);
+    // `medchain testnet` numbers nodes in the validator set's order: node 0 leads view 0.
+    assert_eq!(status["view"], 0);
+    assert_eq!(
+        status["leader"], status["node_id"],
+        "node 0 is the first primary"
+    );
 
     // 1. 10,000 transactions, submitted to different nodes; every node commits all of them.
     let first = txs(&client, &chain, 0, 10_000);
@@ -326,6 +353,60 @@ async fn four_processes_commit_survive_a_dead_primary_and_a_restarted_replica() 
             "node {i} verified {verified} signatures for 10,000 transactions"
         );
     }
+    // 1b. A primary keeps its clients' transactions from gossip (it proposes them itself) and
+    // gossips them after all when it commits nothing for a while: here two backups are stopped,
+    // so no block can be final, and the running backup learns the transaction by gossip (its
+    // view-change timer then runs against the primary).
+    let leader = c.status(0).await.unwrap()["leader"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let primary = c.node_of(&leader);
+    let backups: Vec<usize> = (0..4).filter(|&i| i != primary).collect();
+    let released = "medchain_txs_held_released_total";
+    let released_before = c.counter(primary, released).await;
+    c.signal(backups[1], "STOP");
+    c.signal(backups[2], "STOP");
+    let stalled = txs(&client, &chain, 20_000, 1);
+    c.submit(primary, &stalled).await;
+    c.wait(
+        "the stalled primary gossips the transaction it held",
+        30,
+        async |c: &Cluster| c.counter(primary, released).await > released_before,
+    )
+    .await;
+    c.wait(
+        "the running backup has the transaction in its mempool",
+        30,
+        async |c: &Cluster| {
+            c.status(backups[0]).await.unwrap()["mempool"]["txs"]
+                .as_u64()
+                .unwrap()
+                >= 1
+        },
+    )
+    .await;
+    c.signal(backups[1], "CONT");
+    c.signal(backups[2], "CONT");
+    assert_eq!(
+        c.counter(primary, released).await,
+        released_before + 1,
+        "exactly the one held transaction was released"
+    );
+    c.wait(
+        "the held transaction commits once the backups run again",
+        120,
+        async |c: &Cluster| {
+            for i in 0..4 {
+                if !c.has_all(i, &stalled).await {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+
     // QUIC's path statistics of every connection are published: node 0 reports one RTT, MTU and
     // packet counts per peer, and carried the 10,000 transactions in many packets.
     let metrics = c
@@ -378,12 +459,7 @@ async fn four_processes_commit_survive_a_dead_primary_and_a_restarted_replica() 
         .as_str()
         .unwrap()
         .to_owned();
-    let primary = (0..4)
-        .find(|&i| {
-            let key = std::fs::read_to_string(c.node_dir(i).join("node.json")).unwrap();
-            key.contains(&leader)
-        })
-        .expect("the leader is a node");
+    let primary = c.node_of(&leader);
     let view_before = c.status(primary).await.unwrap()["view"].as_u64().unwrap();
     c.kill9(primary);
     let live: Vec<usize> = (0..4).filter(|&i| i != primary).collect();
