@@ -242,7 +242,7 @@ async fn submit(
     }
     let s2 = s.clone();
     let slot = s.admit_slots.acquire().await.map_err(internal)?;
-    let admitted = tokio::task::spawn_blocking(move || s2.admit(&txs))
+    let admitted = tokio::task::spawn_blocking(move || s2.admit(&txs, wait))
         .await
         .map_err(internal)?;
     drop(slot);
@@ -476,21 +476,25 @@ async fn metrics(State(s): State<Arc<Shared>>) -> ApiResult {
         "counter",
         m.signatures_verified.load(Relaxed),
     );
+    let (mempool_txs, mempool_held) = {
+        let m = s.mempool.lock().expect("mempool lock");
+        (m.len() as u64, m.held().0 as u64)
+    };
     gauge(
         "mempool_txs",
         "Transactions waiting in the mempool.",
         "gauge",
-        s.mempool.lock().expect("mempool lock").len() as u64,
+        mempool_txs,
     );
     gauge(
         "mempool_held_txs",
         "Client transactions in the mempool that this PBFT primary keeps from gossip (it proposes them itself).",
         "gauge",
-        s.mempool.lock().expect("mempool lock").held().0 as u64,
+        mempool_held,
     );
     gauge(
         "txs_held_released_total",
-        "Held client transactions gossiped after all (this node stopped being the primary, or committed nothing for 500 ms).",
+        "Held client transactions gossiped after all (this node stopped being the primary, or none of its blocks was committed for a quarter of the view-change timeout).",
         "counter",
         m.txs_held_released.load(Relaxed),
     );

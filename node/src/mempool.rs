@@ -25,8 +25,8 @@ pub struct Mempool {
     txs: HashMap<Hash, Entry>,
     next: u64,
     bytes: usize,
-    /// Entries marked held, and since when (ms) the mark has been on some entry.
-    held: usize,
+    /// Entries marked held, by arrival, and since when (ms) the mark has been on some entry.
+    held: BTreeMap<u64, Hash>,
     held_since: u64,
     txs_max: usize,
     bytes_max: usize,
@@ -51,7 +51,7 @@ impl Mempool {
             txs: HashMap::new(),
             next: 0,
             bytes: 0,
-            held: 0,
+            held: BTreeMap::new(),
             held_since: 0,
             txs_max,
             bytes_max,
@@ -84,10 +84,10 @@ impl Mempool {
         self.bytes += size(&tx);
         self.order.insert(self.next, hash);
         if let Some(now) = held_at {
-            if self.held == 0 {
+            if self.held.is_empty() {
                 self.held_since = now;
             }
-            self.held += 1;
+            self.held.insert(self.next, hash);
         }
         let held = held_at.is_some();
         self.txs.insert(
@@ -103,23 +103,27 @@ impl Mempool {
 
     /// How many waiting transactions are marked held, and since when (ms) some have been.
     pub fn held(&self) -> (usize, u64) {
-        (self.held, self.held_since)
+        (self.held.len(), self.held_since)
     }
 
-    /// The waiting transactions marked held, oldest first, with their marks removed.
-    pub fn take_held(&mut self) -> Vec<Transaction> {
-        if self.held == 0 {
-            return Vec::new();
-        }
-        let mut out = Vec::with_capacity(self.held);
-        for h in self.order.values() {
-            let e = self.txs.get_mut(h).expect("ordered entries are in the map");
-            if e.held {
-                e.held = false;
-                out.push(e.tx.clone());
+    /// The oldest waiting transactions marked held, at least one if any and as many as fit in
+    /// `bytes_max` (approximate sizes, as for the bound), with their marks removed.
+    pub fn take_held(&mut self, bytes_max: usize) -> Vec<Transaction> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        while let Some(entry) = self.held.first_entry() {
+            let e = self
+                .txs
+                .get_mut(entry.get())
+                .expect("held entries are in the map");
+            if !out.is_empty() && bytes + size(&e.tx) > bytes_max {
+                break;
             }
+            bytes += size(&e.tx);
+            e.held = false;
+            out.push(e.tx.clone());
+            entry.remove();
         }
-        self.held = 0;
         out
     }
 
@@ -143,7 +147,9 @@ impl Mempool {
             if let Some(e) = self.txs.remove(h) {
                 self.order.remove(&e.seq);
                 self.bytes -= size(&e.tx);
-                self.held -= usize::from(e.held);
+                if e.held {
+                    self.held.remove(&e.seq);
+                }
             }
         }
     }
@@ -201,9 +207,11 @@ mod tests {
         assert_eq!(m.held(), (3, 50), "counted from the first mark");
         m.remove([&tx(2).hash(), &tx(0).hash()]);
         assert_eq!(m.held(), (2, 50), "a committed one leaves with its mark");
-        assert_eq!(m.take_held(), vec![tx(1), tx(3)], "oldest first");
+        assert_eq!(m.take_held(1), vec![tx(1)], "oldest first, at least one");
+        assert_eq!(m.held(), (1, 50));
+        assert_eq!(m.take_held(usize::MAX), vec![tx(3)]);
         assert_eq!(m.held().0, 0);
-        assert_eq!(m.take_held(), Vec::<Transaction>::new());
+        assert_eq!(m.take_held(usize::MAX), Vec::<Transaction>::new());
         assert_eq!(
             m.batch(5),
             vec![tx(1), tx(3)],
@@ -213,5 +221,13 @@ mod tests {
         assert_eq!(m.held().0, 0, "no mark counted twice");
         m.insert_held(tx(4).hash(), tx(4), 90).unwrap();
         assert_eq!(m.held(), (1, 90), "a new first mark restarts the clock");
+        m.insert_held(tx(5).hash(), tx(5), 95).unwrap();
+        m.insert_held(tx(6).hash(), tx(6), 96).unwrap();
+        // 300 bytes each (100 of payload): two fit in 600.
+        assert_eq!(m.take_held(600), vec![tx(4), tx(5)], "as many as fit");
+        let mut full = Mempool::new(1, 100_000);
+        full.insert(tx(7).hash(), tx(7)).unwrap();
+        assert_eq!(full.insert_held(tx(8).hash(), tx(8), 1), Err(Refused::Full));
+        assert_eq!(full.held().0, 0, "a refused transaction is not marked");
     }
 }

@@ -45,10 +45,10 @@ pub const SYNC_BYTES_MAX: usize = 8 << 20;
 pub const GOSSIP_BATCH_MAX: usize = 2_000;
 /// How often admitted transactions are gossiped.
 pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(20);
-/// A PBFT primary keeps its clients' transactions from gossip while it commits blocks (see
-/// [`Shared::admit_verified`]); held ones that waited this long with no commit since are
-/// gossiped, so that the backups' view-change timers run against a primary that has stalled.
-pub const GOSSIP_HOLD_MAX: Duration = Duration::from_millis(500);
+/// Most bytes of held transactions a primary releases to the gossip per tick (see
+/// [`Shared::release_held`]): 200 MB/s, far above what clients send, yet a whole backlog
+/// released at once would not fit the transport's send queues.
+pub const GOSSIP_RELEASE_BYTES: usize = 4 << 20;
 /// Most blocks whose transaction hashes are kept for their execution (more than the blocks a
 /// replica has accepted and not yet executed: PBFT's watermark window is 64 by default).
 pub const BLOCK_TX_HASHES_MAX: usize = 256;
@@ -158,6 +158,23 @@ impl Waiters {
     }
 }
 
+/// Whether a primary gossips its held transactions now (see [`Shared::admit_verified`]): when
+/// it is no longer the primary, or when the oldest has waited `hold_max` and no block it
+/// proposed was committed in that time (so that a new primary can propose them, and the
+/// backups' view-change timers, which run while their mempools hold work, run against a
+/// primary that stalled). Times in ms since the node started; `held_since` is when the oldest
+/// current mark was set, `last_own_commit` when a block this node proposed was last written.
+fn release_due(
+    leading: bool,
+    held_since: u64,
+    last_own_commit: u64,
+    now: u64,
+    hold_max: Duration,
+) -> bool {
+    let waited = now.saturating_sub(held_since.max(last_own_commit));
+    !leading || u128::from(waited) >= hold_max.as_millis()
+}
+
 /// Verifies signatures of `txs` (bounds and chain first), at most once per node (see
 /// [`crate::verify`]); returns the index of a bad one.
 fn verify_once(
@@ -194,8 +211,8 @@ pub struct Shared {
     /// Blocks whose ledger write has finished, counted before their transactions leave the
     /// mempool (see `admit_verified`).
     commits_written: AtomicU64,
-    /// When (ms) the last block was written, or the node started.
-    last_commit_ms: AtomicU64,
+    /// When (ms since `started`) the last block this node proposed was written.
+    last_own_commit_ms: AtomicU64,
     /// Signature checks, once per transaction.
     verifier: VerifyOnce,
     /// Transaction hashes of blocks whose structure the engine checked, so that executing
@@ -284,14 +301,21 @@ impl Shared {
 
     /// Checks client transactions (bounds, chain, signatures in batches) and admits the valid
     /// ones to the mempool and the gossip. All or nothing for invalid input; `Full` may leave a
-    /// prefix admitted (admission is idempotent, so a retry is safe).
-    pub fn admit(&self, txs: &[Transaction]) -> Result<Vec<Hash>, AdmitError> {
+    /// prefix admitted (admission is idempotent, so a retry is safe). `client_waits`: the client
+    /// waits for the commits (`?wait=commit`), so it learns if this node fails before them.
+    pub fn admit(&self, txs: &[Transaction], client_waits: bool) -> Result<Vec<Hash>, AdmitError> {
         let hashes: Vec<Hash> = txs.iter().map(Transaction::hash).collect();
         if let Err((i, e)) = verify_once(self, txs, &hashes) {
             self.metrics.txs_refused.fetch_add(1, Relaxed);
             return Err(AdmitError::Invalid(i, e));
         }
-        self.admit_verified(txs.to_vec(), hashes, true)
+        self.admit_verified(txs.to_vec(), hashes, true, client_waits)
+    }
+
+    /// Milliseconds since the node started (monotonic: the hold clock must not jump with the
+    /// wall clock).
+    fn mono_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Is this node the PBFT primary of its view, in normal operation?
@@ -304,19 +328,20 @@ impl Shared {
 
     /// Adds already verified transactions; gossips the new ones if `gossip`.
     ///
-    /// Except at a PBFT primary: clients send their requests to the primary, which puts them in
-    /// its next pre-prepare (Castro and Liskov, §4.1–4.2), so the backups get them once, with the
-    /// block, instead of twice (gossip, then the block): the primary marks them held instead of
-    /// gossiping them. [`gossip_loop`] gossips what is still held when the node stops being the
-    /// primary, or when held transactions waited [`GOSSIP_HOLD_MAX`] with no block committed
-    /// since, so that a new primary can propose them and the backups' timers run against a
-    /// primary that stalled. A primary that crashes loses what it held, as it loses the
-    /// connections of the clients waiting for them.
+    /// Except at a PBFT primary, for clients that wait for the commits: clients send their
+    /// requests to the primary, which puts them in its next pre-prepare (Castro and Liskov,
+    /// §4.1–4.2), so the backups get them once, with the block, instead of twice (gossip, then
+    /// the block). The primary marks them held instead of gossiping them, and
+    /// [`Shared::release_held`] gossips them after all if it stops being the primary or stalls.
+    /// A primary that crashes loses what it held; the clients were waiting on connections to it,
+    /// which break, so they know to resubmit. A client that does not wait has its transactions
+    /// gossiped at once, as at any other node: its 202 means that every node will have them.
     fn admit_verified(
         &self,
         txs: Vec<Transaction>,
         hashes: Vec<Hash>,
         gossip: bool,
+        client_waits: bool,
     ) -> Result<Vec<Hash>, AdmitError> {
         // Never keep a final transaction: a backup's mempool drives its view-change timer, so a
         // stale entry would make it time out alone. The ledger is read outside the mempool lock
@@ -333,9 +358,9 @@ impl Shared {
             Err(_) => vec![true; hashes.len()],
         };
         // Hashes inserted now (for the re-check) and, when gossiping, the transactions to send.
-        let hold = gossip && self.leading_pbft();
+        let hold = gossip && client_waits && self.leading_pbft();
         let gossip = gossip && !hold;
-        let now = now_ms();
+        let now = self.mono_ms();
         let mut inserted: Vec<Hash> = Vec::new();
         let mut fresh = Vec::new();
         let mut full = false;
@@ -396,18 +421,28 @@ impl Shared {
         Ok(hashes)
     }
 
-    /// Gossips the held transactions if this node stopped being the primary, or if they waited
-    /// [`GOSSIP_HOLD_MAX`] with no commit since (see [`Shared::admit_verified`]).
-    fn release_held(&self, now: u64) {
-        let (count, since) = self.mempool.lock().expect("mempool lock").held();
+    /// Called every gossip tick: gossips the oldest held transactions, at most
+    /// [`GOSSIP_RELEASE_BYTES`] of them per tick, while [`release_due`] says so (see
+    /// [`Shared::admit_verified`]).
+    fn release_held(&self) {
+        let mut pool = self.mempool.lock().expect("mempool lock");
+        let (count, since) = pool.held();
         if count == 0 {
             return;
         }
-        let waited = now.saturating_sub(since.max(self.last_commit_ms.load(Relaxed)));
-        if self.leading_pbft() && u128::from(waited) < GOSSIP_HOLD_MAX.as_millis() {
+        let hold_max = self.genesis.pbft.timeout_view_change / 4;
+        let due = release_due(
+            self.leading_pbft(),
+            since,
+            self.last_own_commit_ms.load(Relaxed),
+            self.mono_ms(),
+            hold_max,
+        );
+        if !due {
             return;
         }
-        let txs = self.mempool.lock().expect("mempool lock").take_held();
+        let txs = pool.take_held(GOSSIP_RELEASE_BYTES);
+        drop(pool);
         self.metrics
             .txs_held_released
             .fetch_add(txs.len() as u64, Relaxed);
@@ -647,7 +682,7 @@ impl Node {
             verifier: VerifyOnce::default(),
             block_tx_hashes: BlockTxHashes::default(),
             commits_written: AtomicU64::new(0),
-            last_commit_ms: AtomicU64::new(now_ms()),
+            last_own_commit_ms: AtomicU64::new(0),
             config,
             me,
             node_key: key.clone(),
@@ -837,7 +872,9 @@ fn execute(
                     // Counted after the ledger write and before the removal from the mempool
                     // (the order `admit_verified` relies on).
                     shared.commits_written.fetch_add(1, SeqCst);
-                    shared.last_commit_ms.store(now_ms(), Relaxed);
+                    if block.header.proposer == shared.me {
+                        shared.last_own_commit_ms.store(shared.mono_ms(), Relaxed);
+                    }
                     let m = &shared.metrics;
                     m.commits.fetch_add(1, Relaxed);
                     let ok = receipts.iter().filter(|r| r.is_success()).count() as u64;
@@ -920,7 +957,7 @@ async fn gossip_verifier(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver
                 .unzip();
             match verify_once(&s, &txs, &hashes) {
                 Ok(()) => {
-                    let _ = s.admit_verified(txs, hashes, false);
+                    let _ = s.admit_verified(txs, hashes, false, false);
                 }
                 Err((i, e)) => tracing::warn!(
                     peer = %from,
@@ -1066,7 +1103,7 @@ async fn gossip_loop(shared: Arc<Shared>) {
             () = shared.gossip_ready.notified() => {}
             () = tokio::time::sleep(GOSSIP_INTERVAL) => {}
         }
-        shared.release_held(now_ms());
+        shared.release_held();
         if shared.gossip.lock().expect("gossip lock").is_empty() {
             if Arc::strong_count(&shared) == 1 {
                 return;
@@ -1105,6 +1142,22 @@ mod tests {
 
     fn h(i: u64) -> Hash {
         medchain_types::sha256(&i.to_le_bytes())
+    }
+
+    #[test]
+    fn held_transactions_are_released_when_the_node_stops_leading_or_its_blocks_stall() {
+        let max = Duration::from_millis(500);
+        // Leading, and its own blocks commit: held, however old the first mark.
+        assert!(!release_due(true, 1_000, 1_400, 1_800, max));
+        assert!(!release_due(true, 1_000, 10_000, 10_499, max));
+        // Leading, nothing of its own committed for `max` since the first mark or last commit.
+        assert!(release_due(true, 1_000, 0, 1_500, max));
+        assert!(release_due(true, 1_000, 1_200, 1_700, max));
+        assert!(!release_due(true, 1_000, 1_200, 1_699, max));
+        // Not leading: released at once.
+        assert!(release_due(false, 1_000, 1_000, 1_000, max));
+        // A clock reading before the marks (not expected: monotonic) does not release.
+        assert!(!release_due(true, 1_000, 0, 900, max));
     }
 
     #[test]

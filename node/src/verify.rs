@@ -1,8 +1,10 @@
 //! Signature checks, once per transaction per node, whatever path a transaction comes by (a
 //! client, gossip from a peer, a proposed block) and however those paths overlap in time.
 //!
-//! Under load a backup receives most transactions twice at nearly the same moment: gossiped by
-//! the node a client used, and inside the primary's proposal. The gossip is checked on a blocking
+//! Under load a backup receives most transactions twice at nearly the same moment when clients
+//! send them to a backup: gossiped by the node a client used, and inside the primary's
+//! proposal. (Those sent to the primary by clients that wait come only in the proposal: see
+//! `runtime::Shared::admit_verified`.) The gossip is checked on a blocking
 //! thread while the engine thread checks the proposal. Without coordination both check the
 //! transactions that neither has finished yet (measured: backups checked up to 25% more
 //! signatures than there were transactions, at 5k tx/s and at saturation alike). So a check
@@ -10,10 +12,15 @@
 //! waited for instead, and checked again only if that other check did not verify it (its batch
 //! failed: the claim is released as soon as the batch equation fails, before the one-by-one
 //! search for the bad signature).
+//!
+//! A check of more than one batch spreads its batches over every core: a PBFT backup checks a
+//! proposed block's signatures on its engine thread (its clients' transactions come to it in the
+//! block, not by gossip, when they were sent to the primary), and its votes wait for that.
 
 use crate::mempool::Mempool;
 use medchain_types::{batch_holds, verify_each, Hash, SignatureError, Transaction, TxError};
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// Most hashes [`VerifyOnce`] remembers as verified.
@@ -118,10 +125,8 @@ impl VerifyOnce {
         let mut todo = unknown;
         loop {
             // Claimed by another call: wait for it after checking our own.
-            let mut theirs = Vec::new();
-            for chunk in todo.chunks(BATCH) {
-                checked += self.check_chunk(pool, txs, hashes, chunk, &mut theirs)?;
-            }
+            let (n, mut theirs) = self.check_chunks(pool, txs, hashes, &todo)?;
+            checked += n;
             if theirs.is_empty() {
                 return Ok(checked);
             }
@@ -137,7 +142,79 @@ impl VerifyOnce {
             drop(cache);
             // Whatever the other call did not verify is checked again (or claimed again by
             // yet another call, and waited for again).
+            theirs.sort_unstable();
             todo = theirs;
+        }
+    }
+
+    /// Checks `todo` (indexes into `txs`) in batches of [`BATCH`], on every core when there is
+    /// more than one batch: a backup checks a whole proposed block on its engine thread, and
+    /// the block's votes wait for that check. Returns how many it checked and those another
+    /// call had claimed. The error is that of the first failing batch, as if the batches were
+    /// checked one after the other: batches are taken in order, and once one fails no later
+    /// one is started, so every earlier batch is checked to the end.
+    fn check_chunks(
+        &self,
+        pool: &Mutex<Mempool>,
+        txs: &[Transaction],
+        hashes: &[Hash],
+        todo: &[usize],
+    ) -> Result<(usize, Vec<usize>), (usize, TxError)> {
+        let chunks: Vec<&[usize]> = todo.chunks(BATCH).collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(chunks.len());
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        // One worker's share: (checked, claimed by others, first failure as (batch, error)).
+        let work = || {
+            let mut checked = 0;
+            let mut theirs = Vec::new();
+            let mut failure = None;
+            while !failed.load(Relaxed) {
+                let k = next.fetch_add(1, Relaxed);
+                let Some(chunk) = chunks.get(k) else {
+                    break;
+                };
+                match self.check_chunk(pool, txs, hashes, chunk, &mut theirs) {
+                    Ok(n) => checked += n,
+                    Err(e) => {
+                        failed.store(true, Relaxed);
+                        failure = Some((k, e));
+                    }
+                }
+            }
+            (checked, theirs, failure)
+        };
+        let shares: Vec<_> = if threads <= 1 {
+            vec![work()]
+        } else {
+            std::thread::scope(|scope| {
+                let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+                let mut shares = vec![work()];
+                shares.extend(
+                    helpers
+                        .into_iter()
+                        .map(|h| h.join().expect("a signature-check thread panicked")),
+                );
+                shares
+            })
+        };
+        let mut checked = 0;
+        let mut theirs = Vec::new();
+        let mut first: Option<(usize, (usize, TxError))> = None;
+        for (n, t, failure) in shares {
+            checked += n;
+            theirs.extend(t);
+            if let Some((k, e)) = failure {
+                if first.as_ref().is_none_or(|(f, _)| k < *f) {
+                    first = Some((k, e));
+                }
+            }
+        }
+        match first {
+            Some((_, e)) => Err(e),
+            None => Ok((checked, theirs)),
         }
     }
 
@@ -282,6 +359,40 @@ mod tests {
         txs.remove(300);
         hashes.remove(300);
         assert!(gate.verify(&pool, "c", &txs, &hashes).is_ok());
+    }
+
+    /// A check of several batches runs on every core, and reports what checking the batches
+    /// one after the other would: the first bad batch's first bad transaction, with every
+    /// earlier batch checked and remembered.
+    #[test]
+    fn several_batches_report_the_first_bad_batch_whatever_thread_checks_it() {
+        for _ in 0..5 {
+            let (mut txs, mut hashes) = txs(1_200);
+            for i in [1_100, 700, 300] {
+                txs[i].signature = Signature([7; 64]);
+                hashes[i] = txs[i].hash();
+            }
+            let gate = VerifyOnce::default();
+            assert_eq!(gate.verify(&pool(), "c", &txs, &hashes).unwrap_err().0, 300);
+            let cache = gate.lock();
+            assert!(cache.in_flight.is_empty());
+            assert!(hashes[..256].iter().all(|h| cache.set.contains(h)));
+            assert!(!cache.set.contains(&hashes[300]));
+        }
+        // Two threads each fail a batch: the first batch's failure is the one reported.
+        for _ in 0..5 {
+            let (mut txs, mut hashes) = txs(1_200);
+            for i in [300, 10] {
+                txs[i].signature = Signature([7; 64]);
+                hashes[i] = txs[i].hash();
+            }
+            let gate = VerifyOnce::default();
+            assert_eq!(gate.verify(&pool(), "c", &txs, &hashes).unwrap_err().0, 10);
+        }
+        let (txs, hashes) = txs(1_200);
+        let gate = VerifyOnce::default();
+        assert_eq!(gate.verify(&pool(), "c", &txs, &hashes), Ok(1_200));
+        assert_eq!(gate.verify(&pool(), "c", &txs, &hashes), Ok(0));
     }
 
     /// Bounds and chain are checked for every transaction before any signature: a bad

@@ -1,6 +1,7 @@
 //! A real consortium: four `medchain node` processes over QUIC on 127.0.0.1, driven through the
-//! HTTP API. Commits 10,000 transactions with every node on the same chain; survives killing the
-//! primary (view change); a replica killed with SIGKILL and restarted catches up.
+//! HTTP API. Commits 10,000 transactions with every node on the same chain; the primary holds
+//! waited-for client transactions from gossip and releases them when it stalls; survives killing
+//! the primary (view change); a replica killed with SIGKILL and restarted catches up.
 
 use medchain_types::{codec, SecretKey, Transaction};
 use serde_json::Value;
@@ -128,6 +129,64 @@ impl Cluster {
             .expect("the key is a node's")
     }
 
+    /// POSTs `txs` (canonical encoding) to node `i`'s `/api/v1/txs{query}`.
+    async fn post_txs(&self, i: usize, query: &str, txs: &[Transaction]) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/v1/txs{query}", self.apis[i]))
+            .header("content-type", "application/octet-stream")
+            .body(codec::encode(&txs.to_vec()))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Submits `txs` to node `i` with `?wait=commit` and checks that all commit with success.
+    async fn submit_waiting(&self, i: usize, txs: &[Transaction]) {
+        let r = self.post_txs(i, "?wait=commit", txs).await;
+        assert_eq!(r.status().as_u16(), 200);
+        let body: Value = r.json().await.unwrap();
+        let receipts = body["receipts"].as_array().expect("receipts");
+        assert_eq!(receipts.len(), txs.len());
+        assert!(receipts.iter().all(|r| r["status"] == "success"), "{body}");
+    }
+
+    /// Is `tx` waiting in node `i`'s mempool?
+    async fn pending(&self, i: usize, tx: &Transaction) -> bool {
+        let Ok(r) = self
+            .http
+            .get(format!("{}/api/v1/txs/{}", self.apis[i], tx.hash()))
+            .send()
+            .await
+        else {
+            return false;
+        };
+        r.status().as_u16() == 404 && r.text().await.is_ok_and(|t| t.contains("pending"))
+    }
+
+    /// Waits until every running node reports the same view, in normal mode.
+    async fn same_view_in_normal_mode(&self) {
+        self.wait(
+            "every node in the same view, in normal mode",
+            60,
+            async |c: &Cluster| {
+                let mut views = Vec::new();
+                for i in 0..c.nodes.len() {
+                    if c.nodes[i].is_none() {
+                        continue;
+                    }
+                    match c.status(i).await {
+                        Some(s) if s["engine_status"]["mode"] == "normal" => {
+                            views.push(s["view"].clone())
+                        }
+                        _ => return false,
+                    }
+                }
+                views.windows(2).all(|w| w[0] == w[1])
+            },
+        )
+        .await;
+    }
+
     /// Sends a signal (`STOP`, `CONT`, ...) to node `i`.
     fn signal(&self, i: usize, sig: &str) {
         let pid = self.nodes[i].as_ref().expect("running").id();
@@ -220,14 +279,7 @@ impl Cluster {
 
     async fn submit(&self, i: usize, txs: &[Transaction]) {
         for chunk in txs.chunks(500) {
-            let r = self
-                .http
-                .post(format!("{}/api/v1/txs", self.apis[i]))
-                .header("content-type", "application/octet-stream")
-                .body(codec::encode(&chunk.to_vec()))
-                .send()
-                .await
-                .unwrap();
+            let r = self.post_txs(i, "", chunk).await;
             assert_eq!(
                 r.status().as_u16(),
                 202,
@@ -353,10 +405,10 @@ async fn four_processes_commit_survive_a_dead_primary_and_a_restarted_replica() 
             "node {i} verified {verified} signatures for 10,000 transactions"
         );
     }
-    // 1b. A primary keeps its clients' transactions from gossip (it proposes them itself) and
-    // gossips them after all when it commits nothing for a while: here two backups are stopped,
-    // so no block can be final, and the running backup learns the transaction by gossip (its
-    // view-change timer then runs against the primary).
+    // 1b. A primary keeps from gossip the transactions of clients that wait for their commits
+    // (it proposes them itself), and gossips them after all when none of its blocks commits for
+    // a while; a client that does not wait has its transactions gossiped at once.
+    c.same_view_in_normal_mode().await;
     let leader = c.status(0).await.unwrap()["leader"]
         .as_str()
         .unwrap()
@@ -364,11 +416,57 @@ async fn four_processes_commit_survive_a_dead_primary_and_a_restarted_replica() 
     let primary = c.node_of(&leader);
     let backups: Vec<usize> = (0..4).filter(|&i| i != primary).collect();
     let released = "medchain_txs_held_released_total";
+    let gossip_out = "medchain_messages_total{direction=\"out\",kind=\"txs\"}";
+    // Normal operation: 500 waited-for transactions sent to the primary commit without it
+    // sending a single gossip message (unless this machine stalled it, which releases them).
+    let (released_before, gossip_before) = (
+        c.counter(primary, released).await,
+        c.counter(primary, gossip_out).await,
+    );
+    let held = txs(&client, &chain, 20_000, 500);
+    c.submit_waiting(primary, &held).await;
+    if c.counter(primary, released).await == released_before {
+        assert_eq!(
+            c.counter(primary, gossip_out).await,
+            gossip_before,
+            "the primary gossiped transactions it should have held"
+        );
+    } else {
+        eprintln!("the primary released held transactions during the normal phase (a stall)");
+    }
+    // A client that does not wait: its transaction is gossiped at once, never held.
+    let gossip_before = c.counter(primary, gossip_out).await;
+    let not_waiting = txs(&client, &chain, 20_500, 1);
+    c.submit(primary, &not_waiting).await;
+    c.wait(
+        "the primary gossips the transaction of a client that does not wait",
+        30,
+        async |c: &Cluster| c.counter(primary, gossip_out).await > gossip_before,
+    )
+    .await;
+    // Two backups stopped: no block can be final. The primary releases the one waited-for
+    // transaction; the running backup then has it, pending.
     let released_before = c.counter(primary, released).await;
     c.signal(backups[1], "STOP");
     c.signal(backups[2], "STOP");
-    let stalled = txs(&client, &chain, 20_000, 1);
-    c.submit(primary, &stalled).await;
+    let stalled = txs(&client, &chain, 21_000, 1);
+    let waiting = {
+        let (http, url) = (
+            c.http.clone(),
+            format!("{}/api/v1/txs?wait=commit", c.apis[primary]),
+        );
+        let body = codec::encode(&stalled);
+        tokio::spawn(async move {
+            http.post(url)
+                .header("content-type", "application/octet-stream")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
     c.wait(
         "the stalled primary gossips the transaction it held",
         30,
@@ -376,25 +474,25 @@ async fn four_processes_commit_survive_a_dead_primary_and_a_restarted_replica() 
     )
     .await;
     c.wait(
-        "the running backup has the transaction in its mempool",
+        "the running backup has the released transaction, pending",
         30,
-        async |c: &Cluster| {
-            c.status(backups[0]).await.unwrap()["mempool"]["txs"]
-                .as_u64()
-                .unwrap()
-                >= 1
-        },
+        async |c: &Cluster| c.pending(backups[0], &stalled[0]).await,
     )
     .await;
-    c.signal(backups[1], "CONT");
-    c.signal(backups[2], "CONT");
     assert_eq!(
         c.counter(primary, released).await,
         released_before + 1,
         "exactly the one held transaction was released"
     );
+    c.signal(backups[1], "CONT");
+    c.signal(backups[2], "CONT");
+    assert_eq!(
+        waiting.await.unwrap(),
+        200,
+        "the waiting client got its receipt"
+    );
     c.wait(
-        "the held transaction commits once the backups run again",
+        "the held transaction commits on every node once the backups run again",
         120,
         async |c: &Cluster| {
             for i in 0..4 {
@@ -406,6 +504,7 @@ async fn four_processes_commit_survive_a_dead_primary_and_a_restarted_replica() 
         },
     )
     .await;
+    c.same_view_in_normal_mode().await;
 
     // QUIC's path statistics of every connection are published: node 0 reports one RTT, MTU and
     // packet counts per peer, and carried the 10,000 transactions in many packets.
