@@ -3,8 +3,8 @@
 //! carry a transaction already here skip its signature check.
 //!
 //! A PBFT primary marks the client transactions it keeps from gossip as *held* (see
-//! `runtime::Shared::admit_verified`); they leave the mark when they leave the mempool, or all at
-//! once through [`Mempool::take_held`].
+//! `runtime::Shared::admit_verified`); they leave the mark when they leave the mempool, or, oldest
+//! first, through [`Mempool::take_held`].
 
 use medchain_types::{Hash, Transaction};
 use std::collections::{BTreeMap, HashMap};
@@ -197,7 +197,7 @@ mod tests {
     }
 
     #[test]
-    fn held_marks_leave_with_their_transactions_or_all_at_once() {
+    fn held_marks_leave_with_their_transactions_or_oldest_first_when_taken() {
         let mut m = Mempool::new(10, 100_000);
         m.insert(tx(0).hash(), tx(0)).unwrap();
         m.insert_held(tx(1).hash(), tx(1), 50).unwrap();

@@ -425,6 +425,8 @@ impl Shared {
     /// [`GOSSIP_RELEASE_BYTES`] of them per tick, while [`release_due`] says so (see
     /// [`Shared::admit_verified`]).
     fn release_held(&self) {
+        // Read before the mempool lock: nothing holds the mempool while taking the status.
+        let leading = self.leading_pbft();
         let mut pool = self.mempool.lock().expect("mempool lock");
         let (count, since) = pool.held();
         if count == 0 {
@@ -432,7 +434,7 @@ impl Shared {
         }
         let hold_max = self.genesis.pbft.timeout_view_change / 4;
         let due = release_due(
-            self.leading_pbft(),
+            leading,
             since,
             self.last_own_commit_ms.load(Relaxed),
             self.mono_ms(),
