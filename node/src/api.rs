@@ -258,6 +258,9 @@ async fn submit(
         };
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
+    // However the wait ends (committed, timed out, or the client gone), what this node still
+    // holds of these transactions is gossiped: nobody waits for them any more.
+    let _release = ReleaseOnDrop(s.clone(), hashes.clone());
     // Registered after admission: a commit in between is caught by wait_for's own checks.
     let s3 = s.clone();
     let hs = hashes.clone();
@@ -294,6 +297,17 @@ async fn submit(
             })),
         )
             .into_response()),
+    }
+}
+
+/// Gossips, when dropped, what a PBFT primary still holds of a waiting request's transactions
+/// (see `Shared::admit_verified`): committed ones are no longer held, and the others lost the
+/// client that waited for them.
+struct ReleaseOnDrop(Arc<Shared>, Vec<Hash>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release_hashes(&self.1);
     }
 }
 

@@ -25,7 +25,7 @@ pub struct Mempool {
     txs: HashMap<Hash, Entry>,
     next: u64,
     bytes: usize,
-    /// Entries marked held, by arrival, and since when (ms) the mark has been on some entry.
+    /// Entries marked held, by arrival, and when (ms) the set of marks last became non-empty.
     held: BTreeMap<u64, Hash>,
     held_since: u64,
     txs_max: usize,
@@ -101,9 +101,18 @@ impl Mempool {
         Ok(())
     }
 
-    /// How many waiting transactions are marked held, and since when (ms) some have been.
+    /// How many waiting transactions are marked held, and when (ms) the set of marks last
+    /// became non-empty (some have been marked ever since).
     pub fn held(&self) -> (usize, u64) {
         (self.held.len(), self.held_since)
+    }
+
+    /// Removes `hash`'s held mark, if it has one, and returns the transaction.
+    pub fn unhold(&mut self, hash: &Hash) -> Option<Transaction> {
+        let e = self.txs.get_mut(hash).filter(|e| e.held)?;
+        e.held = false;
+        self.held.remove(&e.seq);
+        Some(e.tx.clone())
     }
 
     /// The oldest waiting transactions marked held, at least one if any and as many as fit in
@@ -221,6 +230,14 @@ mod tests {
         assert_eq!(m.held().0, 0, "no mark counted twice");
         m.insert_held(tx(4).hash(), tx(4), 90).unwrap();
         assert_eq!(m.held(), (1, 90), "a new first mark restarts the clock");
+        assert_eq!(m.unhold(&tx(4).hash()), Some(tx(4)));
+        assert_eq!(m.unhold(&tx(4).hash()), None, "no mark left");
+        assert_eq!(m.unhold(&tx(0).hash()), None, "never marked");
+        assert_eq!(m.held().0, 0);
+        assert_eq!(m.take_held(usize::MAX), Vec::<Transaction>::new());
+        m.remove([&tx(4).hash()]);
+        assert_eq!(m.held().0, 0);
+        m.insert_held(tx(4).hash(), tx(4), 90).unwrap();
         m.insert_held(tx(5).hash(), tx(5), 95).unwrap();
         m.insert_held(tx(6).hash(), tx(6), 96).unwrap();
         // 300 bytes each (100 of payload): two fit in 600.

@@ -162,8 +162,10 @@ impl Waiters {
 /// it is no longer the primary, or when the oldest has waited `hold_max` and no block it
 /// proposed was committed in that time (so that a new primary can propose them, and the
 /// backups' view-change timers, which run while their mempools hold work, run against a
-/// primary that stalled). Times in ms since the node started; `held_since` is when the oldest
-/// current mark was set, `last_own_commit` when a block this node proposed was last written.
+/// primary that stalled). Times in ms since the node started; `held_since` is when the set of
+/// marks last became non-empty, `last_own_commit` when a block this node proposed was last
+/// written. Once due, the release goes on tick after tick until nothing is held or a block of
+/// this node's commits.
 fn release_due(
     leading: bool,
     held_since: u64,
@@ -381,7 +383,13 @@ impl Shared {
                         inserted.push(*hash);
                         fresh.extend(copy);
                     }
-                    Err(crate::mempool::Refused::Known) => {}
+                    // Held at this primary for a client that waited, now sent by one that does
+                    // not: gossiped now, as that client's 202 promises.
+                    Err(crate::mempool::Refused::Known) => {
+                        if gossip {
+                            fresh.extend(pool.unhold(hash));
+                        }
+                    }
                     Err(crate::mempool::Refused::Full) => {
                         full = true;
                         break;
@@ -445,6 +453,24 @@ impl Shared {
         }
         let txs = pool.take_held(GOSSIP_RELEASE_BYTES);
         drop(pool);
+        self.metrics
+            .txs_held_released
+            .fetch_add(txs.len() as u64, Relaxed);
+        self.queue_gossip(txs);
+    }
+
+    /// Gossips those of `hashes` that this node still holds: called when the clients who waited
+    /// for them stop waiting (their request timed out or was dropped), so that a primary that
+    /// commits its own blocks but leaves some transactions out cannot keep them from the backups'
+    /// timers.
+    pub fn release_hashes(&self, hashes: &[Hash]) {
+        let txs: Vec<Transaction> = {
+            let mut pool = self.mempool.lock().expect("mempool lock");
+            if pool.held().0 == 0 {
+                return;
+            }
+            hashes.iter().filter_map(|h| pool.unhold(h)).collect()
+        };
         self.metrics
             .txs_held_released
             .fetch_add(txs.len() as u64, Relaxed);

@@ -21,7 +21,7 @@ use crate::mempool::Mempool;
 use medchain_types::{batch_holds, verify_each, Hash, SignatureError, Transaction, TxError};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
 /// Most hashes [`VerifyOnce`] remembers as verified.
 pub const VERIFIED_CACHE_MAX: usize = 400_000;
@@ -151,8 +151,9 @@ impl VerifyOnce {
     /// more than one batch: a backup checks a whole proposed block on its engine thread, and
     /// the block's votes wait for that check. Returns how many it checked and those another
     /// call had claimed. The error is that of the first failing batch, as if the batches were
-    /// checked one after the other: batches are taken in order, and once one fails no later
-    /// one is started, so every earlier batch is checked to the end.
+    /// checked one after the other: batches are taken in order, so every batch before a failing
+    /// one was taken before it and is checked to the end (a worker stops taking batches once it
+    /// sees a failure).
     fn check_chunks(
         &self,
         pool: &Mutex<Mempool>,
@@ -160,10 +161,15 @@ impl VerifyOnce {
         hashes: &[Hash],
         todo: &[usize],
     ) -> Result<(usize, Vec<usize>), (usize, TxError)> {
+        static CORES: OnceLock<usize> = OnceLock::new();
         let chunks: Vec<&[usize]> = todo.chunks(BATCH).collect();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .min(chunks.len());
+        let threads = if chunks.len() > 1 {
+            let cores =
+                *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
+            cores.min(chunks.len())
+        } else {
+            1
+        };
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         // One worker's share: (checked, claimed by others, first failure as (batch, error)).
@@ -190,7 +196,15 @@ impl VerifyOnce {
             vec![work()]
         } else {
             std::thread::scope(|scope| {
-                let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+                // A thread that cannot be started leaves its share to the others.
+                let helpers: Vec<_> = (1..threads)
+                    .filter_map(|_| {
+                        std::thread::Builder::new()
+                            .name("sig-check".into())
+                            .spawn_scoped(scope, work)
+                            .ok()
+                    })
+                    .collect();
                 let mut shares = vec![work()];
                 shares.extend(
                     helpers
