@@ -508,7 +508,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> ApiResult {
     );
     gauge(
         "txs_held_released_total",
-        "Held client transactions gossiped after all (this node stopped being the primary, or none of its blocks was committed for a quarter of the view-change timeout).",
+        "Held client transactions gossiped after all (this node stopped being the primary, none of its blocks was committed for a quarter of the view-change timeout, or their clients stopped waiting).",
         "counter",
         m.txs_held_released.load(Relaxed),
     );
