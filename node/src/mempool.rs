@@ -36,7 +36,6 @@ pub struct Mempool {
 struct Entry {
     seq: u64,
     tx: Transaction,
-    held: bool,
 }
 
 fn size(tx: &Transaction) -> usize {
@@ -89,15 +88,7 @@ impl Mempool {
             }
             self.held.insert(self.next, hash);
         }
-        let held = held_at.is_some();
-        self.txs.insert(
-            hash,
-            Entry {
-                seq: self.next,
-                tx,
-                held,
-            },
-        );
+        self.txs.insert(hash, Entry { seq: self.next, tx });
         Ok(())
     }
 
@@ -109,9 +100,8 @@ impl Mempool {
 
     /// Removes `hash`'s held mark, if it has one, and returns the transaction.
     pub fn unhold(&mut self, hash: &Hash) -> Option<Transaction> {
-        let e = self.txs.get_mut(hash).filter(|e| e.held)?;
-        e.held = false;
-        self.held.remove(&e.seq);
+        let e = self.txs.get(hash)?;
+        self.held.remove(&e.seq)?;
         Some(e.tx.clone())
     }
 
@@ -121,16 +111,12 @@ impl Mempool {
         let mut out = Vec::new();
         let mut bytes = 0;
         while let Some(entry) = self.held.first_entry() {
-            let e = self
-                .txs
-                .get_mut(entry.get())
-                .expect("held entries are in the map");
-            if !out.is_empty() && bytes + size(&e.tx) > bytes_max {
+            let tx = &self.txs[entry.get()].tx;
+            if !out.is_empty() && bytes + size(tx) > bytes_max {
                 break;
             }
-            bytes += size(&e.tx);
-            e.held = false;
-            out.push(e.tx.clone());
+            bytes += size(tx);
+            out.push(tx.clone());
             entry.remove();
         }
         out
@@ -156,9 +142,7 @@ impl Mempool {
             if let Some(e) = self.txs.remove(h) {
                 self.order.remove(&e.seq);
                 self.bytes -= size(&e.tx);
-                if e.held {
-                    self.held.remove(&e.seq);
-                }
+                self.held.remove(&e.seq);
             }
         }
     }
