@@ -415,12 +415,11 @@ impl Shared {
                 .expect("mempool lock")
                 .remove(&committed_meanwhile);
         }
-        if hold {
+        if hold || gossip {
+            // From a client (`fresh` may also hold transactions admitted before, un-held).
             self.metrics.txs_admitted.fetch_add(admitted, Relaxed);
-        } else if gossip {
-            self.metrics
-                .txs_admitted
-                .fetch_add(fresh.len() as u64, Relaxed);
+        }
+        if gossip {
             self.queue_gossip(fresh);
         }
         if full {
