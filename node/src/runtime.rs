@@ -359,10 +359,10 @@ impl Shared {
             Ok(known) => known.into_iter().map(|k| !k).collect(),
             Err(_) => vec![true; hashes.len()],
         };
-        // Hashes inserted now (for the re-check) and, when gossiping, the transactions to send.
         let hold = gossip && client_waits && self.leading_pbft();
         let gossip = gossip && !hold;
         let now = self.mono_ms();
+        // Hashes inserted now (for the re-check) and, when gossiping, the transactions to send.
         let mut inserted: Vec<Hash> = Vec::new();
         let mut fresh = Vec::new();
         let mut full = false;
