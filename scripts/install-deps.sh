@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing medchain needs on a Debian/Ubuntu machine, and only what is
-# missing: Debian's RocksDB library (linked instead of compiling RocksDB from source, see README
-# "Build choices") and libclang for bindgen; with `--test`, Chromium and chromedriver too. Safe to
-# run again; prints what it does.
+# missing: a C++ compiler (the build compiles RocksDB from source, see README "Build choices"),
+# libclang for bindgen, and Debian's librocksdb-dev only when ROCKSDB_LIB_DIR asks to link it
+# instead; with `--test`, Chromium and chromedriver too. Safe to run again; prints what it does.
 set -euo pipefail
 
-packages=(librocksdb-dev libclang-dev pkg-config openssl)
+packages=(g++ libclang-dev pkg-config openssl)
+if [ -n "${ROCKSDB_LIB_DIR:-}" ]; then
+  packages+=(librocksdb-dev)
+fi
 # `--test`: also what the tests need: Chromium and its WebDriver, for the portal's browser test.
 if [ "${1:-}" = "--test" ]; then
   packages+=(chromium chromium-driver)
@@ -36,11 +39,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-libdir=/usr/lib/x86_64-linux-gnu
-if [ ! -e "$libdir/librocksdb.so" ]; then
-  multiarch=$(gcc -dumpmachine 2>/dev/null || echo unknown)
-  echo "install-deps: $libdir/librocksdb.so not found (this machine is $multiarch)." >&2
-  echo "install-deps: set ROCKSDB_LIB_DIR=/usr/lib/$multiarch, or unset it to build RocksDB from source." >&2
-  exit 1
+if [ -n "${ROCKSDB_LIB_DIR:-}" ]; then
+  if [ ! -e "$ROCKSDB_LIB_DIR/librocksdb.so" ]; then
+    multiarch=$(gcc -dumpmachine 2>/dev/null || echo unknown)
+    echo "install-deps: ROCKSDB_LIB_DIR=$ROCKSDB_LIB_DIR has no librocksdb.so (this machine is $multiarch)." >&2
+    echo "install-deps: set ROCKSDB_LIB_DIR=/usr/lib/$multiarch, or unset it to compile RocksDB from source." >&2
+    exit 1
+  fi
+  rocksdb="Debian's librocksdb $(dpkg-query -W -f='${Version}' librocksdb-dev)"
+else
+  rocksdb="bundled RocksDB, compiled on the first build (about 10 minutes on 2 cores)"
 fi
-echo "install-deps: ok (RocksDB $(dpkg-query -W -f='${Version}' librocksdb-dev), $(cargo --version))"
+echo "install-deps: ok ($rocksdb; $(cargo --version))"

@@ -238,8 +238,8 @@ pub struct LoadSpec {
 }
 
 /// What a load run is compared with, measured on the same machine just before it: the rate at
-/// which all cores check these transactions' signatures (batches of 256 with
-/// [`medchain_types::batch_verify`], the rule and batch size of the nodes), divided by the
+/// which all cores check these transactions' signatures (batches of 256, the reference
+/// size, with [`medchain_types::batch_verify`], the nodes' rule), divided by the
 /// number of nodes, each of which checks every signature once. For a consortium on this
 /// machine, that is the most transactions per second it could commit if its nodes did nothing
 /// else.

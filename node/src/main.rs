@@ -484,7 +484,7 @@ enum Command {
         #[arg(long, default_value_t = 512)]
         in_flight: usize,
         /// Before offering, measure the reference: how many of these transactions' signatures
-        /// this machine checks per second on all its cores (batches of 256, the nodes' rule),
+        /// this machine checks per second on all its cores (the nodes' rule, in batches of 256),
         /// and so the most transactions per second the consortium could commit if its nodes
         /// shared these cores and did nothing but check each signature once each (meaningful
         /// for a local consortium such as `medchain up`'s).

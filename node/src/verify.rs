@@ -26,8 +26,33 @@ use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 /// Most hashes [`VerifyOnce`] remembers as verified.
 pub const VERIFIED_CACHE_MAX: usize = 400_000;
 
-/// Signatures checked together: a batch check pays most for batches of a few hundred.
-const BATCH: usize = 256;
+/// Shortest batch worth a thread of its own: a batch check pays most from a few hundred
+/// signatures on.
+const BATCH_MIN: usize = 256;
+/// Longest batch. A batch check's cost per signature still falls past 256 (its multiscalar
+/// multiplication shares more work): by about 7% at 1,024 (`benches/RESULTS.md`, session 8,
+/// `ed25519_batch`). Longer batches would gain little more and lose more when one fails.
+const BATCH_MAX: usize = 1024;
+
+/// How many signatures each batch of a check of `n` holds on `cores` cores: batches as long as
+/// [`BATCH_MAX`] allows, but one per core when each can still hold [`BATCH_MIN`], and of equal
+/// lengths, in a multiple of `cores` when there are more than `cores`, so the cores finish
+/// together. A block of 2,000 on 2 cores: two batches of 1,000; of 600: two of 300; of 300:
+/// one.
+fn batch_len(n: usize, cores: usize) -> usize {
+    let cores = cores.max(1);
+    let mut batches = n.div_ceil(BATCH_MAX).max(cores.min(n / BATCH_MIN)).max(1);
+    if batches > cores {
+        batches = batches.div_ceil(cores) * cores;
+    }
+    n.div_ceil(batches).max(1)
+}
+
+/// This machine's cores (asked once).
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
 
 /// Recently verified transaction hashes (bounded: oldest forgotten first) and those being
 /// verified right now.
@@ -147,8 +172,8 @@ impl VerifyOnce {
         }
     }
 
-    /// Checks `todo` (indexes into `txs`) in batches of [`BATCH`], on every core when there is
-    /// more than one batch: a backup checks a whole proposed block on its engine thread, and
+    /// Checks `todo` (indexes into `txs`) in batches of [`batch_len`], on every core when there
+    /// is more than one batch: a backup checks a whole proposed block on its engine thread, and
     /// the block's votes wait for that check. Returns how many it checked and those another
     /// call had claimed. The error is that of the first failing batch, as if the batches were
     /// checked one after the other: batches are taken in order, so every batch before a failing
@@ -161,15 +186,9 @@ impl VerifyOnce {
         hashes: &[Hash],
         todo: &[usize],
     ) -> Result<(usize, Vec<usize>), (usize, TxError)> {
-        static CORES: OnceLock<usize> = OnceLock::new();
-        let chunks: Vec<&[usize]> = todo.chunks(BATCH).collect();
-        let threads = if chunks.len() > 1 {
-            let cores =
-                *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
-            cores.min(chunks.len())
-        } else {
-            1
-        };
+        let cores = cores();
+        let chunks: Vec<&[usize]> = todo.chunks(batch_len(todo.len(), cores)).collect();
+        let threads = cores.min(chunks.len());
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         // One worker's share: (checked, claimed by others, first failure as (batch, error)).
@@ -380,33 +399,76 @@ mod tests {
     /// earlier batch checked and remembered.
     #[test]
     fn several_batches_report_the_first_bad_batch_whatever_thread_checks_it() {
+        let n = 3_000;
+        // At least 3 batches on any number of cores (1,000 on one, 750 on two, ...).
+        let len = batch_len(n, cores());
+        assert!(n.div_ceil(len) >= 3, "{len}");
         for _ in 0..5 {
-            let (mut txs, mut hashes) = txs(1_200);
-            for i in [1_100, 700, 300] {
+            let (mut txs, mut hashes) = txs(n as u64);
+            for i in [n - 1, 2 * len + 50, len + 50] {
                 txs[i].signature = Signature([7; 64]);
                 hashes[i] = txs[i].hash();
             }
             let gate = VerifyOnce::default();
-            assert_eq!(gate.verify(&pool(), "c", &txs, &hashes).unwrap_err().0, 300);
+            assert_eq!(
+                gate.verify(&pool(), "c", &txs, &hashes).unwrap_err().0,
+                len + 50
+            );
             let cache = gate.lock();
             assert!(cache.in_flight.is_empty());
-            assert!(hashes[..256].iter().all(|h| cache.set.contains(h)));
-            assert!(!cache.set.contains(&hashes[300]));
+            assert!(hashes[..len].iter().all(|h| cache.set.contains(h)));
+            assert!(!cache.set.contains(&hashes[len + 50]));
         }
         // Two threads each fail a batch: the first batch's failure is the one reported.
         for _ in 0..5 {
-            let (mut txs, mut hashes) = txs(1_200);
-            for i in [300, 10] {
+            let (mut txs, mut hashes) = txs(n as u64);
+            for i in [len + 10, 10] {
                 txs[i].signature = Signature([7; 64]);
                 hashes[i] = txs[i].hash();
             }
             let gate = VerifyOnce::default();
             assert_eq!(gate.verify(&pool(), "c", &txs, &hashes).unwrap_err().0, 10);
         }
-        let (txs, hashes) = txs(1_200);
+        let (txs, hashes) = txs(n as u64);
         let gate = VerifyOnce::default();
-        assert_eq!(gate.verify(&pool(), "c", &txs, &hashes), Ok(1_200));
+        assert_eq!(gate.verify(&pool(), "c", &txs, &hashes), Ok(n));
         assert_eq!(gate.verify(&pool(), "c", &txs, &hashes), Ok(0));
+    }
+
+    /// Batches are as long as allowed, one per core when each can hold the minimum, equal, and
+    /// never longer than the maximum nor (when there are several) shorter than the minimum.
+    #[test]
+    fn batch_lengths_fill_the_cores_with_long_equal_batches() {
+        for (n, cores, len) in [
+            (2_000, 2, 1_000),
+            (600, 2, 300),
+            (511, 2, 511),
+            (300, 2, 300),
+            (100, 2, 100),
+            (1, 2, 1),
+            (0, 2, 1),
+            (5_000, 2, 834),
+            (3_000, 1, 1_000),
+            (1_200, 4, 300),
+            (2_000, 0, 1_000),
+        ] {
+            assert_eq!(batch_len(n, cores), len, "{n} on {cores} cores");
+        }
+        for cores in 1..=16 {
+            for n in 1..20_000 {
+                let len = batch_len(n, cores);
+                let batches = n.div_ceil(len);
+                assert!(len <= BATCH_MAX, "{n} on {cores}: {len}");
+                if batches > 1 {
+                    assert!(len >= BATCH_MIN, "{n} on {cores}: {len}");
+                }
+                if batches > cores {
+                    assert!(batches >= 2 * cores, "{n} on {cores}: {batches} batches");
+                } else if n >= cores * BATCH_MIN {
+                    assert_eq!(batches, cores, "{n} on {cores}");
+                }
+            }
+        }
     }
 
     /// Bounds and chain are checked for every transaction before any signature: a bad
