@@ -419,7 +419,7 @@ mod tests {
             assert!(hashes[..len].iter().all(|h| cache.set.contains(h)));
             assert!(!cache.set.contains(&hashes[len + 50]));
         }
-        // Two threads each fail a batch: the first batch's failure is the one reported.
+        // Two batches fail (on two threads, given two cores): the first one's failure is reported.
         for _ in 0..5 {
             let (mut txs, mut hashes) = txs(n as u64);
             for i in [len + 10, 10] {
