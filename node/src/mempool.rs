@@ -6,8 +6,9 @@
 //! `runtime::Shared::admit_verified`); they leave the mark when they leave the mempool, or, oldest
 //! first, through [`Mempool::take_held`].
 
+use foldhash::{HashMap, HashMapExt};
 use medchain_types::{Hash, Transaction};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Why a transaction was not added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

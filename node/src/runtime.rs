@@ -129,7 +129,7 @@ pub struct NodeMetrics {
 /// limit check does not walk the map.
 #[derive(Debug, Default)]
 struct Waiters {
-    map: HashMap<Hash, Vec<oneshot::Sender<Receipt>>>,
+    map: foldhash::HashMap<Hash, Vec<oneshot::Sender<Receipt>>>,
     count: usize,
 }
 
@@ -498,6 +498,7 @@ impl Shared {
         unique.sort_unstable();
         unique.dedup();
         // Ledger reads happen before taking the lock (commits need it to resolve waiters).
+        let commits_before = self.commits_written.load(SeqCst);
         let committed = self.receipts_if_final(&unique);
         let mut waiters = self.waiters.lock().expect("waiters lock");
         if waiters.count + unique.len() > WAITERS_MAX {
@@ -522,7 +523,13 @@ impl Shared {
         }
         drop(waiters);
         // A commit between the ledger read above and the registration has already looked for
-        // waiters; resolve those here (commits write the ledger before they take the lock).
+        // waiters; resolve those here. Only a commit counted since the read can be one: a commit
+        // writes the ledger, then counts itself, then takes the lock, so one counted before
+        // `commits_before` was read is in the ledger read, and one not counted by now takes the
+        // lock after the registration and finds the waiters.
+        if self.commits_written.load(SeqCst) == commits_before {
+            return Ok(out);
+        }
         for (h, receipt) in registered.iter().zip(self.receipts_if_final(&registered)) {
             if let Some(receipt) = receipt {
                 let senders = self.waiters.lock().expect("waiters lock").take(h);
@@ -975,7 +982,7 @@ async fn gossip_verifier(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver
         let s = shared.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let _share = share;
-            let mut seen = std::collections::HashSet::new();
+            let mut seen = foldhash::HashSet::default();
             let (txs, hashes): (Vec<Transaction>, Vec<Hash>) = txs
                 .into_iter()
                 .map(|t| (t.hash(), t))

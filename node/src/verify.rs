@@ -18,8 +18,9 @@
 //! block, not by gossip, when they were sent to the primary), and its votes wait for that.
 
 use crate::mempool::Mempool;
+use foldhash::HashSet;
 use medchain_types::{batch_holds, verify_each, Hash, SignatureError, Transaction, TxError};
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
@@ -55,7 +56,8 @@ fn cores() -> usize {
 }
 
 /// Recently verified transaction hashes (bounded: oldest forgotten first) and those being
-/// verified right now.
+/// verified right now. Hashed with foldhash (random keys per process), not SipHash: the keys are
+/// SHA-256 digests, which a sender cannot aim at a bucket without grinding and the seed.
 #[derive(Debug, Default)]
 struct VerifiedCache {
     set: HashSet<Hash>,

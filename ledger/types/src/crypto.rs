@@ -7,7 +7,7 @@
 //! with [`batch_verify`]'s cofactored rule, so that every node decides alike.
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::{Mutex, OnceLock};
 
 crate::bytes::fixed_bytes!(
@@ -148,19 +148,27 @@ impl PublicKey {
 /// Decompressed public keys, cached: decompression is a field square root, a large share of a
 /// signature check, and the same senders sign many transactions. Bounded; cleared when full.
 fn verifying_key(pk: &PublicKey) -> Result<VerifyingKey, SignatureError> {
+    cached_key(pk).map(|(key, _)| key)
+}
+
+/// [`verifying_key`] with whether the key is weak (of small order), cached with it: the check
+/// is three point doublings, worth skipping for every signature of a known sender.
+fn cached_key(pk: &PublicKey) -> Result<(VerifyingKey, bool), SignatureError> {
     const CACHE_MAX: usize = 8192;
-    static CACHE: OnceLock<Mutex<HashMap<[u8; 32], VerifyingKey>>> = OnceLock::new();
+    type Cache = Mutex<HashMap<[u8; 32], (VerifyingKey, bool)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(k) = cache.lock().expect("key cache lock").get(&pk.0) {
         return Ok(*k);
     }
     let key = VerifyingKey::from_bytes(&pk.0).map_err(|_| SignatureError::BadPublicKey)?;
+    let entry = (key, key.is_weak());
     let mut c = cache.lock().expect("key cache lock");
     if c.len() >= CACHE_MAX {
         c.clear();
     }
-    c.insert(pk.0, key);
-    Ok(key)
+    c.insert(pk.0, entry);
+    Ok(entry)
 }
 
 /// Every byte string that decompresses to a point of small order (the eight torsion points):
@@ -269,13 +277,36 @@ fn cofactored(
     points.push(curve25519_dalek::constants::ED25519_BASEPOINT_POINT);
     scalars.push(Scalar::ZERO);
     let mut b_coefficient = Scalar::ZERO;
-    let mut keys: Vec<(EdwardsPoint, Scalar)> = Vec::new();
+    // Each distinct key once: its point and the sum of its coefficients. Found by a linear scan
+    // while there are few (the usual batch has a handful of senders), by a map beyond.
+    let mut keys: Vec<([u8; 32], EdwardsPoint, Scalar)> = Vec::new();
     let mut key_slot: HashMap<[u8; 32], usize> = HashMap::new();
+    const SCAN_MAX: usize = 8;
     for (i, (pk, msg, sig)) in items.iter().enumerate() {
-        let key = verifying_key(pk).map_err(|e| (i, e))?;
+        let known = if keys.len() <= SCAN_MAX {
+            keys.iter().position(|(bytes, ..)| *bytes == pk.0)
+        } else {
+            key_slot.get(&pk.0).copied()
+        };
+        let slot = match known {
+            Some(slot) => slot,
+            None => {
+                let (key, weak) = cached_key(pk).map_err(|e| (i, e))?;
+                if weak {
+                    return Err((i, SignatureError::Invalid));
+                }
+                keys.push((pk.0, key.to_edwards(), Scalar::ZERO));
+                if keys.len() == SCAN_MAX + 1 {
+                    key_slot.extend(keys.iter().enumerate().map(|(s, (b, ..))| (*b, s)));
+                } else if keys.len() > SCAN_MAX + 1 {
+                    key_slot.insert(pk.0, keys.len() - 1);
+                }
+                keys.len() - 1
+            }
+        };
         let r_bytes: [u8; 32] = sig.0[..32].try_into().expect("64-byte signature");
         let s_bytes: [u8; 32] = sig.0[32..].try_into().expect("64-byte signature");
-        if key.is_weak() || small.binary_search(&r_bytes).is_ok() {
+        if small.binary_search(&r_bytes).is_ok() {
             return Err((i, SignatureError::Invalid));
         }
         let (Some(s), Some(r)) = (
@@ -304,14 +335,10 @@ fn cofactored(
         b_coefficient += z * s;
         points.push(r);
         scalars.push(z);
-        let slot = *key_slot.entry(pk.0).or_insert_with(|| {
-            keys.push((key.to_edwards(), Scalar::ZERO));
-            keys.len() - 1
-        });
-        keys[slot].1 += z * k;
+        keys[slot].2 += z * k;
     }
     scalars[0] = -b_coefficient;
-    for (point, coefficient) in keys {
+    for (_, point, coefficient) in keys {
         points.push(point);
         scalars.push(coefficient);
     }
@@ -377,6 +404,50 @@ mod tests {
         let sig = Signature([0; 64]);
         assert!(pk.verify(Domain::TEST, "c", b"m", &sig).is_err());
         assert!(batch_verify(&[(pk, signing_bytes(Domain::TEST, "c", b"m"), sig)]).is_err());
+    }
+
+    /// A small-order key is refused at its index whichever way the batch finds its senders:
+    /// among a few (scanned) or after many distinct ones (looked up in a map).
+    #[test]
+    fn small_order_key_is_refused_in_batches_of_few_and_many_senders() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        // The identity as key with R = [s]B: a forgery that the equation alone accepts.
+        let mut id = [0u8; 32];
+        id[0] = 1;
+        let s = curve25519_dalek::Scalar::from(12_345u64);
+        let r = (curve25519_dalek::constants::ED25519_BASEPOINT_POINT * s).compress();
+        let mut forged = [0u8; 64];
+        forged[..32].copy_from_slice(r.as_bytes());
+        forged[32..].copy_from_slice(s.as_bytes());
+        let weak = (
+            PublicKey(id),
+            signing_bytes(Domain::TEST, "c", b"m"),
+            Signature(forged),
+        );
+        for senders in [2, 20] {
+            let keys: Vec<SecretKey> = (0..senders)
+                .map(|_| SecretKey::generate(&mut rng))
+                .collect();
+            let mut items: Vec<_> = (0..30)
+                .map(|i| {
+                    let k = &keys[i % senders];
+                    let body = [i as u8];
+                    (
+                        k.public(),
+                        signing_bytes(Domain::TEST, "c", &body),
+                        k.sign(Domain::TEST, "c", &body),
+                    )
+                })
+                .collect();
+            assert_eq!(batch_verify(&items), Ok(()), "{senders} senders");
+            items[25] = weak.clone();
+            assert_eq!(cofactored(&items, true), Err((25, SignatureError::Invalid)));
+            assert_eq!(
+                batch_verify(&items),
+                Err((25, SignatureError::Invalid)),
+                "{senders} senders"
+            );
+        }
     }
 
     #[test]
