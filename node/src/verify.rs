@@ -56,8 +56,8 @@ fn cores() -> usize {
 }
 
 /// Recently verified transaction hashes (bounded: oldest forgotten first) and those being
-/// verified right now. Hashed with foldhash (random keys per process), not SipHash: the keys are
-/// SHA-256 digests, which a sender cannot aim at a bucket without grinding and the seed.
+/// verified right now. Hashed with foldhash (seeded per process), not SipHash: the keys are
+/// SHA-256 digests, which a sender cannot aim at a bucket without knowing the seed and grinding.
 #[derive(Debug, Default)]
 struct VerifiedCache {
     set: HashSet<Hash>,

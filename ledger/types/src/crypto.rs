@@ -7,7 +7,7 @@
 //! with [`batch_verify`]'s cofactored rule, so that every node decides alike.
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
-use foldhash::{HashMap, HashMapExt};
+use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 crate::bytes::fixed_bytes!(
@@ -152,7 +152,8 @@ fn verifying_key(pk: &PublicKey) -> Result<VerifyingKey, SignatureError> {
 }
 
 /// [`verifying_key`] with whether the key is weak (of small order), cached with it: the check
-/// is three point doublings, worth skipping for every signature of a known sender.
+/// is three point doublings, worth skipping for every signature of a known sender. The cache is
+/// keyed by bytes anyone can choose, so it keeps std's SipHash with its random keys.
 fn cached_key(pk: &PublicKey) -> Result<(VerifyingKey, bool), SignatureError> {
     const CACHE_MAX: usize = 8192;
     type Cache = Mutex<HashMap<[u8; 32], (VerifyingKey, bool)>>;
@@ -439,7 +440,8 @@ mod tests {
                     )
                 })
                 .collect();
-            assert_eq!(batch_verify(&items), Ok(()), "{senders} senders");
+            // The batch equation itself holds (batch_verify would fall back to one by one).
+            assert_eq!(batch_holds(&items), Ok(true), "{senders} senders");
             items[25] = weak.clone();
             assert_eq!(cofactored(&items, true), Err((25, SignatureError::Invalid)));
             assert_eq!(
