@@ -278,30 +278,20 @@ fn cofactored(
     points.push(curve25519_dalek::constants::ED25519_BASEPOINT_POINT);
     scalars.push(Scalar::ZERO);
     let mut b_coefficient = Scalar::ZERO;
-    // Each distinct key once: its point and the sum of its coefficients. Found by a linear scan
-    // while there are few (the usual batch has a handful of senders), by a map beyond.
-    let mut keys: Vec<([u8; 32], EdwardsPoint, Scalar)> = Vec::new();
+    // Each distinct key once: its point and the sum of its coefficients. A key is resolved (and
+    // refused if weak) on its first appearance only.
+    let mut keys: Vec<(EdwardsPoint, Scalar)> = Vec::new();
     let mut key_slot: HashMap<[u8; 32], usize> = HashMap::new();
-    const SCAN_MAX: usize = 8;
     for (i, (pk, msg, sig)) in items.iter().enumerate() {
-        let known = if keys.len() <= SCAN_MAX {
-            keys.iter().position(|(bytes, ..)| *bytes == pk.0)
-        } else {
-            key_slot.get(&pk.0).copied()
-        };
-        let slot = match known {
-            Some(slot) => slot,
+        let slot = match key_slot.get(&pk.0) {
+            Some(&slot) => slot,
             None => {
                 let (key, weak) = cached_key(pk).map_err(|e| (i, e))?;
                 if weak {
                     return Err((i, SignatureError::Invalid));
                 }
-                keys.push((pk.0, key.to_edwards(), Scalar::ZERO));
-                if keys.len() == SCAN_MAX + 1 {
-                    key_slot.extend(keys.iter().enumerate().map(|(s, (b, ..))| (*b, s)));
-                } else if keys.len() > SCAN_MAX + 1 {
-                    key_slot.insert(pk.0, keys.len() - 1);
-                }
+                keys.push((key.to_edwards(), Scalar::ZERO));
+                key_slot.insert(pk.0, keys.len() - 1);
                 keys.len() - 1
             }
         };
@@ -336,10 +326,10 @@ fn cofactored(
         b_coefficient += z * s;
         points.push(r);
         scalars.push(z);
-        keys[slot].2 += z * k;
+        keys[slot].1 += z * k;
     }
     scalars[0] = -b_coefficient;
-    for (_, point, coefficient) in keys {
+    for (point, coefficient) in keys {
         points.push(point);
         scalars.push(coefficient);
     }
@@ -407,8 +397,8 @@ mod tests {
         assert!(batch_verify(&[(pk, signing_bytes(Domain::TEST, "c", b"m"), sig)]).is_err());
     }
 
-    /// A small-order key is refused at its index whichever way the batch finds its senders:
-    /// among a few (scanned) or after many distinct ones (looked up in a map).
+    /// A small-order key is refused at its index, among few senders or many, although the
+    /// batch checks each sender's key for small order on its first appearance only.
     #[test]
     fn small_order_key_is_refused_in_batches_of_few_and_many_senders() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
