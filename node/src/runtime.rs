@@ -684,6 +684,7 @@ impl Node {
         let header = ledger.header(tip.height)?.context("tip block is missing")?;
         let certificate = ledger.certificate(tip.height)?.unwrap_or_default();
         let records = ledger.engine_records()?.into_iter().collect();
+        let candidate = ledger.candidate()?;
 
         let peers = genesis.validators.iter().map(|v| (v.key, v.p2p)).collect();
         let incarnation = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as u64;
@@ -750,6 +751,7 @@ impl Node {
                     state_root: tip.state_root,
                 },
                 records,
+                candidate,
                 verifier: Arc::new(MempoolVerifier {
                     shared: Arc::downgrade(&shared),
                     chain_id: genesis.chain_id.clone(),
@@ -890,6 +892,12 @@ fn execute(
             };
             if let Err(e) = result {
                 // Continuing could make this replica vote twice after a restart.
+                tracing::error!(error = %e, "cannot persist an engine record; stopping");
+                std::process::exit(2);
+            }
+        }
+        Action::PersistCandidate { key, value, block } => {
+            if let Err(e) = shared.ledger.put_candidate(&block, &key, &value) {
                 tracing::error!(error = %e, "cannot persist an engine record; stopping");
                 std::process::exit(2);
             }

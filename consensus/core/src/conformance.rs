@@ -53,6 +53,8 @@ struct Node {
     chain: Vec<(Block, Certificate)>,
     root: Hash,
     records: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The block of the last [`Action::PersistCandidate`] (kept, like a ledger, over crashes).
+    candidate: Option<Block>,
     timers: BTreeMap<TimerId, Time>,
     work: Option<(medchain_types::Header, Hash)>,
     up: bool,
@@ -97,10 +99,16 @@ impl<'a> Harness<'a> {
         for i in 0..n {
             let node = Node {
                 key: h.keys[i].public(),
-                engine: h.build(i, &[(g.clone(), Certificate::default())], BTreeMap::new()),
+                engine: h.build(
+                    i,
+                    &[(g.clone(), Certificate::default())],
+                    BTreeMap::new(),
+                    None,
+                ),
                 chain: vec![(g.clone(), Certificate::default())],
                 root: Hash::ZERO,
                 records: BTreeMap::new(),
+                candidate: None,
                 timers: BTreeMap::new(),
                 work: None,
                 up: true,
@@ -118,8 +126,11 @@ impl<'a> Harness<'a> {
         i: usize,
         chain: &[(Block, Certificate)],
         records: BTreeMap<Vec<u8>, Vec<u8>>,
+        candidate: Option<Block>,
     ) -> Box<dyn Engine> {
         let (block, cert) = chain.last().expect("genesis at least");
+        // As a ledger: the candidate is returned only while it is for the next height.
+        let candidate = candidate.filter(|c| c.header.height == block.header.height + 1);
         let root = chain
             .iter()
             .skip(1)
@@ -134,6 +145,7 @@ impl<'a> Harness<'a> {
                 state_root: root,
             },
             records,
+            candidate,
             verifier: Arc::new(VerifyAll {
                 chain_id: CHAIN.into(),
             }),
@@ -180,6 +192,7 @@ impl<'a> Harness<'a> {
             i,
             &self.nodes[i].chain.clone(),
             self.nodes[i].records.clone(),
+            self.nodes[i].candidate.clone(),
         );
         self.nodes[i].engine = engine;
         self.nodes[i].up = true;
@@ -232,6 +245,17 @@ impl<'a> Harness<'a> {
                         self.nodes[i].records.remove(&key);
                     }
                 },
+                Action::PersistCandidate { key, value, block } => {
+                    let node = &mut self.nodes[i];
+                    let tip = &node.chain.last().expect("genesis").0;
+                    assert_eq!(
+                        block.header.height,
+                        tip.header.height + 1,
+                        "node {i} stored a candidate that is not for the next height"
+                    );
+                    node.records.insert(key, value);
+                    node.candidate = Some(block);
+                }
                 Action::Commit { block, certificate } => {
                     let node = &mut self.nodes[i];
                     let tip = &node.chain.last().expect("genesis").0;

@@ -4,9 +4,9 @@
 //! configuration. The same engine value runs in the node (over QUIC and RocksDB) and in the
 //! simulator (over a simulated network and an in-memory ledger).
 //!
-//! The runtime executes a call's actions in order. [`Action::Persist`] is a barrier: nothing
-//! after it is sent until it is durable (raft-rs's rule), so a restarted replica never votes
-//! twice. [`Action::Commit`] means *final*: the ledger only ever sees final blocks.
+//! The runtime executes a call's actions in order. [`Action::Persist`] (and
+//! [`Action::PersistCandidate`]) is a barrier: nothing after it is sent until it is durable
+//! (raft-rs's rule), so a restarted replica never votes twice. [`Action::Commit`] means *final*: the ledger only ever sees final blocks.
 
 pub mod conformance;
 mod validators;
@@ -102,6 +102,20 @@ pub enum Action {
         /// New value, or `None` to delete.
         value: Option<Vec<u8>>,
     },
+    /// Like [`Action::Persist`] (a barrier), and in the same atomic write: store `block`, the
+    /// candidate for the next height (the ledger's tip + 1), replacing any earlier candidate.
+    /// A record that needs a not-yet-final block (a PBFT prepared proof) names it by hash
+    /// instead of holding a copy, so the block is written once: when the same block becomes
+    /// final, [`Action::Commit`] keeps the stored copy. After a restart the candidate comes
+    /// back in [`EngineContext::candidate`].
+    PersistCandidate {
+        /// Engine-chosen key.
+        key: Vec<u8>,
+        /// New value.
+        value: Vec<u8>,
+        /// The block, at the ledger's tip height + 1.
+        block: Block,
+    },
     /// A block is final: execute it and append it to the ledger, then report
     /// [`Event::BlockExecuted`]. Blocks are committed in height order, each exactly once.
     Commit {
@@ -181,6 +195,8 @@ pub struct EngineContext {
     pub tip: ChainTip,
     /// Every record the engine persisted before a restart, by key.
     pub records: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The last block stored by [`Action::PersistCandidate`], if it is for `tip` + 1.
+    pub candidate: Option<Block>,
     /// Checks transactions in proposed blocks.
     pub verifier: Arc<dyn TxVerifier>,
 }

@@ -43,6 +43,11 @@ const TIMER_POLL: TimerId = TimerId(5);
 
 const RECORD_VIEW: &[u8] = b"pbft/view";
 const RECORD_ACCEPTED: &[u8] = b"pbft/accepted";
+/// The prepared proof for the next height; its block is the ledger's candidate
+/// ([`Action::PersistCandidate`]), written in the same atomic write.
+const RECORD_PREPARED_PROOF: &[u8] = b"pbft/prepared-proof";
+/// Written by earlier versions: the prepared proof with a copy of its block ([`PreparedRecord`]).
+/// Still read after an upgrade, so a replica restarted mid-height keeps what it prepared.
 const RECORD_PREPARED: &[u8] = b"pbft/prepared";
 /// The new-view message that started the current view, for relaying after a restart.
 const RECORD_NEW_VIEW: &[u8] = b"pbft/new_view";
@@ -127,17 +132,11 @@ struct AcceptedRecord {
     digest: Hash,
 }
 
+/// The record under [`RECORD_PREPARED`] (earlier versions).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct PreparedRecord {
     proof: PreparedProof,
     block: Block,
-}
-
-/// [`PreparedRecord`] by reference: the same encoding, without copying a block to write it.
-#[derive(Serialize)]
-struct PreparedRecordRef<'a> {
-    proof: &'a PreparedProof,
-    block: &'a Block,
 }
 
 /// The PBFT engine of one replica.
@@ -217,7 +216,7 @@ impl std::fmt::Debug for Pbft {
 
 impl Pbft {
     /// Builds the engine from its context and configuration, restoring persisted records.
-    pub fn new(ctx: EngineContext, cfg: PbftConfig) -> Pbft {
+    pub fn new(mut ctx: EngineContext, cfg: PbftConfig) -> Pbft {
         let quorum = cfg
             .unsafe_quorum_override
             .unwrap_or_else(|| ctx.validators.quorum());
@@ -292,15 +291,26 @@ impl Pbft {
                 pbft.last_new_view = Some((view, wire));
             }
         }
-        if let Some(r) = ctx
+        // The prepared proof names its block by digest; the block is the ledger's candidate.
+        let proof = ctx
             .records
-            .get(RECORD_PREPARED)
-            .and_then(|b| codec::decode::<PreparedRecord>(b).ok())
-        {
-            if r.proof.pre_prepare.body.seq == next {
-                pbft.prepared = Some((r.proof, r.block));
-            }
-        }
+            .get(RECORD_PREPARED_PROOF)
+            .and_then(|b| codec::decode::<PreparedProof>(b).ok())
+            .filter(|p| p.pre_prepare.body.seq == next);
+        let with_block = proof.and_then(|p| {
+            ctx.candidate
+                .take()
+                .filter(|b| b.hash() == p.pre_prepare.body.digest)
+                .map(|b| (p, b))
+        });
+        let legacy = || {
+            ctx.records
+                .get(RECORD_PREPARED)
+                .and_then(|b| codec::decode::<PreparedRecord>(b).ok())
+                .filter(|r| r.proof.pre_prepare.body.seq == next)
+                .map(|r| (r.proof, r.block))
+        };
+        pbft.prepared = with_block.or_else(legacy);
         if let Some(r) = ctx
             .records
             .get(RECORD_ACCEPTED)
@@ -637,14 +647,12 @@ impl Pbft {
             let Some((_, block)) = &self.accepted else {
                 return;
             };
-            self.persist(
-                RECORD_PREPARED,
-                &PreparedRecordRef {
-                    proof: &proof,
-                    block,
-                },
-                out,
-            );
+            // The block is written once: as the ledger's candidate now, kept when it is final.
+            out.push(Action::PersistCandidate {
+                key: RECORD_PREPARED_PROOF.to_vec(),
+                value: codec::encode(&proof),
+                block: block.clone(),
+            });
             self.prepared = Some((proof, block.clone()));
             let commit = self.vote(Phase::Commit, view, seq, digest);
             self.broadcast(Wire::Commit(commit.clone()), out);
@@ -1413,43 +1421,83 @@ impl Engine for Pbft {
 mod tests {
     use super::*;
 
-    /// A prepared record written by reference must read back as the owned record a restarted
-    /// replica decodes.
+    use medchain_consensus::conformance::{genesis, validator_key, CHAIN};
+    use medchain_consensus::{ChainTip, VerifyAll};
+
+    /// A replica restarted after it prepared gets its prepared proof back with the block: from
+    /// the proof record and the ledger's candidate (written together), or from the record of
+    /// earlier versions that held the block itself; never with a block other than the proof's.
     #[test]
-    fn prepared_record_by_reference_encodes_as_the_owned_one() {
-        let key = SecretKey::from_seed([7; 32]);
-        let txs = (0..3u64)
-            .map(|n| Transaction::signed("chain", "noop", vec![n as u8; 40], n, &key))
-            .collect();
-        let block = Block::build(
-            5,
-            Hash::ZERO,
-            4,
-            Hash::ZERO,
-            1_000,
-            key.public(),
-            vec![1],
-            txs,
-        );
-        let vote = |phase| {
+    fn a_restarted_replica_restores_its_prepared_proof_with_the_candidate_block() {
+        let keys: Vec<SecretKey> = (0..4).map(validator_key).collect();
+        let validators = ValidatorSet::new(keys.iter().map(SecretKey::public)).unwrap();
+        let g = genesis(&validators);
+        let block_with = |n: u64| {
+            let client = SecretKey::from_seed([9; 32]);
+            let tx = Transaction::signed(CHAIN, "noop", vec![n as u8; 40], n, &client);
+            Block::build(
+                1,
+                g.hash(),
+                0,
+                Hash::ZERO,
+                1_000,
+                validators.at(0),
+                vec![],
+                vec![tx],
+            )
+        };
+        let (block, other) = (block_with(1), block_with(2));
+        let vote = |phase, i: usize, seq| {
             let body = Vote {
                 phase,
-                view: 2,
-                seq: 5,
+                view: 0,
+                seq,
                 digest: block.hash(),
             };
-            Signed::sign(body, &key, "chain")
+            Signed::sign(body, &keys[i], CHAIN)
         };
-        let proof = PreparedProof {
-            pre_prepare: vote(Phase::PrePrepare),
-            prepares: vec![vote(Phase::Prepare)],
+        let proof_for = |seq| PreparedProof {
+            pre_prepare: vote(Phase::PrePrepare, 0, seq),
+            prepares: vec![vote(Phase::Prepare, 1, seq), vote(Phase::Prepare, 2, seq)],
         };
-        let by_ref = codec::encode(&PreparedRecordRef {
-            proof: &proof,
-            block: &block,
-        });
-        let owned = PreparedRecord { proof, block };
-        assert_eq!(by_ref, codec::encode(&owned));
-        assert_eq!(codec::decode::<PreparedRecord>(&by_ref).ok(), Some(owned));
+        let restored = |records: Vec<(&[u8], Vec<u8>)>, candidate: Option<Block>| {
+            let ctx = EngineContext {
+                chain_id: CHAIN.into(),
+                key: keys[3].clone(),
+                validators: validators.clone(),
+                tip: ChainTip {
+                    header: g.header.clone(),
+                    certificate: Certificate::default(),
+                    state_root: Hash::ZERO,
+                },
+                records: records.into_iter().map(|(k, v)| (k.to_vec(), v)).collect(),
+                candidate,
+                verifier: Arc::new(VerifyAll {
+                    chain_id: CHAIN.into(),
+                }),
+            };
+            Pbft::new(ctx, PbftConfig::default()).prepared
+        };
+        let proof = proof_for(1);
+        let record = (RECORD_PREPARED_PROOF, codec::encode(&proof));
+        assert_eq!(
+            restored(vec![record.clone()], Some(block.clone())),
+            Some((proof.clone(), block.clone()))
+        );
+        // A candidate other than the proof's block is not taken for it.
+        assert_eq!(restored(vec![record.clone()], Some(other)), None);
+        assert_eq!(restored(vec![record], None), None);
+        // A proof for another height is stale.
+        let stale = (RECORD_PREPARED_PROOF, codec::encode(&proof_for(2)));
+        assert_eq!(restored(vec![stale], Some(block.clone())), None);
+        // The record of earlier versions, block included.
+        let legacy = PreparedRecord {
+            proof: proof.clone(),
+            block: block.clone(),
+        };
+        assert_eq!(
+            restored(vec![(RECORD_PREPARED, codec::encode(&legacy))], None),
+            Some((proof, block))
+        );
     }
 }

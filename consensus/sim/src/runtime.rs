@@ -641,6 +641,7 @@ impl<'c> World<'c> {
                 state_root: tip.state_root,
             },
             records: node.records.clone(),
+            candidate: node.ledger.candidate().ok().flatten(),
             verifier: Arc::new(VerifyAll {
                 chain_id: CHAIN.into(),
             }),
@@ -1004,6 +1005,17 @@ impl<'c> World<'c> {
                         Some(v) => records.insert(key, v),
                         None => records.remove(&key),
                     };
+                }
+                Action::PersistCandidate { key, value, block } => {
+                    // The record and the block are kept together: a crash happens between
+                    // steps, never inside one.
+                    let height = block.header.height;
+                    if let Err(e) = self.nodes[i].ledger.put_candidate(&block, &key, &value) {
+                        self.violation(format!(
+                            "node {i}: the ledger refused a candidate block for height {height}: {e}"
+                        ));
+                    }
+                    self.nodes[i].records.insert(key, value);
                 }
                 Action::Commit { block, certificate } => {
                     if let Some(ev) = self.commit(i, block, certificate) {

@@ -2,7 +2,7 @@
 //!
 //! | column family | key | value |
 //! |---|---|---|
-//! | `blocks` | height (u64 BE) | encoded [`Block`] |
+//! | `blocks` | height (u64 BE) | encoded [`Block`]; at tip + 1, the engine's candidate (see [`Ledger::put_candidate`]) |
 //! | `certs` | height | encoded [`Certificate`] |
 //! | `block_hashes` | block hash | height |
 //! | `tx_index` | tx hash | height, index (u64 BE, u32 BE) |
@@ -102,6 +102,9 @@ pub struct Ledger {
     read_only: bool,
     /// The tip; the lock also serialises commits.
     tip: Mutex<Option<Tip>>,
+    /// Height and hash of the candidate block stored at tip + 1 by [`Ledger::put_candidate`],
+    /// if any (locked after `tip`, never before).
+    candidate: Mutex<Option<(u64, Hash)>>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -342,12 +345,14 @@ impl Ledger {
             chain_id,
             read_only,
             tip: Mutex::new(None),
+            candidate: Mutex::new(None),
         };
         let tip = ledger.read_tip()?;
         if let Some(tip) = tip {
             // The tip and its block are written in one batch; both or neither exist.
             let header = ledger
-                .header(tip.height)?
+                .block_at(tip.height)?
+                .map(|b| b.header)
                 .ok_or_else(|| LedgerError::Corrupt {
                     height: tip.height,
                     what: "the tip's block is missing".into(),
@@ -462,8 +467,12 @@ impl Ledger {
         let block_hash = block.hash();
         let height_key = be_u64(h.height);
 
+        let mut candidate = self.candidate.lock().expect("candidate lock poisoned");
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_BLOCKS), height_key, block.encode());
+        // A block stored as the candidate for this height is kept, not written again.
+        if *candidate != Some((h.height, block_hash)) {
+            batch.put_cf(self.cf(CF_BLOCKS), height_key, block.encode());
+        }
         batch.put_cf(self.cf(CF_CERTS), height_key, codec::encode(certificate));
         batch.put_cf(self.cf(CF_BLOCK_HASHES), block_hash.as_bytes(), height_key);
         let (cf_tx, cf_rc) = (self.cf(CF_TX_INDEX), self.cf(CF_RECEIPTS));
@@ -515,7 +524,53 @@ impl Ledger {
         wo.set_sync(true);
         self.db.write_opt(batch, &wo)?;
         *tip_guard = Some(new_tip);
+        *candidate = None;
         Ok(new_tip)
+    }
+
+    /// Stores `block`, the candidate for the next height (tip + 1), and the engine record
+    /// `key = value` in one synced write, replacing any earlier candidate. The candidate is not
+    /// part of the chain: reads by height stop at the tip. When the same block is committed,
+    /// [`Ledger::commit`] keeps this copy instead of writing the block again.
+    pub fn put_candidate(
+        &self,
+        block: &Block,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), LedgerError> {
+        if self.read_only {
+            return Err(LedgerError::ReadOnly);
+        }
+        let tip_guard = self.tip.lock().expect("tip lock poisoned");
+        let next = tip_guard.map_or(0, |t| t.height + 1);
+        if block.header.height != next {
+            return Err(LedgerError::WrongHeight {
+                expected: next,
+                found: block.header.height,
+            });
+        }
+        let mut candidate = self.candidate.lock().expect("candidate lock poisoned");
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_BLOCKS), be_u64(next), block.encode());
+        batch.put_cf(self.cf(CF_ENGINE), key, value);
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        *candidate = Some((next, block.hash()));
+        Ok(())
+    }
+
+    /// The block last stored by [`Ledger::put_candidate`], while it is for the next height.
+    /// After a restart, a runtime reads it once (for its engine); from then on a commit of the
+    /// same block keeps the stored copy.
+    pub fn candidate(&self) -> Result<Option<Block>, LedgerError> {
+        // Under the tip lock: no commit can make the block at `next` final meanwhile.
+        let tip_guard = self.tip.lock().expect("tip lock poisoned");
+        let next = tip_guard.map_or(0, |t| t.height + 1);
+        let block = self.block_at(next)?;
+        *self.candidate.lock().expect("candidate lock poisoned") =
+            block.as_ref().map(|b| (next, b.hash()));
+        Ok(block)
     }
 
     fn check_state_claim(&self, h: &Header) -> Result<(), LedgerError> {
@@ -548,8 +603,16 @@ impl Ledger {
         })
     }
 
-    /// The block at `height`.
+    /// The block at `height`, if it is final (at or below the tip).
     pub fn block(&self, height: u64) -> Result<Option<Block>, LedgerError> {
+        if height >= self.next_height() {
+            return Ok(None);
+        }
+        self.block_at(height)
+    }
+
+    /// What the `blocks` column holds at `height`: a final block, or above the tip a candidate.
+    fn block_at(&self, height: u64) -> Result<Option<Block>, LedgerError> {
         match self.db.get_cf(self.cf(CF_BLOCKS), be_u64(height))? {
             None => Ok(None),
             Some(b) => Ok(Some(Self::decode_at(height, "block", &b)?)),
@@ -854,10 +917,30 @@ impl Ledger {
                 });
             }
         }
-        if self.db.get_cf(self.cf(CF_BLOCKS), be_u64(total))?.is_some() {
-            return Err(LedgerError::Corrupt {
+        // Above the tip, only a candidate for the next height may be stored.
+        if let Some(bytes) = self.db.get_cf(self.cf(CF_BLOCKS), be_u64(total))? {
+            let corrupt = |what: String| LedgerError::Corrupt {
                 height: total,
-                what: "a block exists above the tip".into(),
+                what,
+            };
+            let block = Block::decode(&bytes)
+                .map_err(|e| corrupt(format!("candidate block above the tip: {e}")))?;
+            if block.header.height != total || block.header.parent != prev_hash {
+                return Err(corrupt(format!(
+                    "the block above the tip is not a candidate for height {total}: it records \
+                     height {} and parent {}",
+                    block.header.height, block.header.parent
+                )));
+            }
+        }
+        if self
+            .db
+            .get_cf(self.cf(CF_BLOCKS), be_u64(total + 1))?
+            .is_some()
+        {
+            return Err(LedgerError::Corrupt {
+                height: total + 1,
+                what: "a block exists above the tip and its candidate".into(),
             });
         }
         progress(total, total);
@@ -914,6 +997,47 @@ impl StateView for NamespaceView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A block committed after it was stored as the candidate is not written a second time
+    /// (the `blocks` memtable gains one entry for it, not two); without a candidate, commit
+    /// writes the block.
+    #[test]
+    fn a_committed_candidate_is_not_written_again() {
+        let ledger = Ledger::open_in_memory("c").unwrap();
+        let exec = crate::Executor::with_builtins("c");
+        let cert = Certificate(vec![1]);
+        let next = |ledger: &Ledger| {
+            let tip = ledger.tip();
+            let height = ledger.next_height();
+            Block::build(
+                height,
+                tip.map_or(Hash::ZERO, |t| t.hash),
+                height.saturating_sub(1),
+                tip.map_or(Hash::ZERO, |t| t.state_root),
+                1_000 + height,
+                medchain_types::PublicKey([0; 32]),
+                vec![],
+                vec![],
+            )
+        };
+        exec.apply(&ledger, &next(&ledger), &cert).unwrap();
+        let entries = || {
+            ledger
+                .db
+                .property_int_value_cf(ledger.cf(CF_BLOCKS), "rocksdb.num-entries-active-mem-table")
+                .unwrap()
+                .unwrap()
+        };
+        let before = entries();
+        let b1 = next(&ledger);
+        ledger.put_candidate(&b1, b"k", b"v").unwrap();
+        assert_eq!(entries(), before + 1);
+        exec.apply(&ledger, &b1, &cert).unwrap();
+        assert_eq!(entries(), before + 1, "the candidate was written again");
+        assert_eq!(ledger.block(1).unwrap(), Some(b1));
+        exec.apply(&ledger, &next(&ledger), &cert).unwrap();
+        assert_eq!(entries(), before + 2);
+    }
 
     /// Flushed and compacted tables and blob files are written with `O_DIRECT` where the
     /// directory's filesystem allows it (the repository's own directory must: CI clones it

@@ -232,11 +232,14 @@ fn verify_chain_finds_corruption() {
     }
     let at = |h: u64| h.to_be_bytes().to_vec();
     let empty_writes = medchain_types::codec::encode(&medchain_ledger::WriteSet::new());
-    let receipts_of_block_1 = {
+    let (receipts_of_block_1, block_2) = {
         let dir = tempfile::tempdir().unwrap();
-        build_chain(dir.path(), 2);
+        build_chain(dir.path(), 3);
         let ledger = Ledger::open_read_only(dir.path()).unwrap();
-        medchain_types::codec::encode(&ledger.receipts(1).unwrap().unwrap())
+        (
+            medchain_types::codec::encode(&ledger.receipts(1).unwrap().unwrap()),
+            ledger.block(2).unwrap().unwrap().encode(),
+        )
     };
     let cases = [
         // A truncated block record.
@@ -279,6 +282,21 @@ fn verify_chain_finds_corruption() {
             height: 2,
             needle: "receipts are missing",
         },
+        // Above the tip (5), only a candidate for height 6 may be stored.
+        Case {
+            cf: "blocks",
+            key: at(7),
+            value: Some(vec![1, 0, 0]),
+            height: 7,
+            needle: "above the tip and its candidate",
+        },
+        Case {
+            cf: "blocks",
+            key: at(6),
+            value: Some(block_2.clone()),
+            height: 6,
+            needle: "not a candidate for height 6",
+        },
         // A block's receipts replaced by those of another block.
         Case {
             cf: "receipts",
@@ -307,6 +325,66 @@ fn verify_chain_finds_corruption() {
     };
     tamper(dir.path(), "blocks", &2u64.to_be_bytes(), Some(&forged));
     verify_fails_at(dir.path(), 2, "hash index");
+}
+
+/// A candidate block (PBFT's prepared block) is stored above the tip together with an engine
+/// record: reads by height do not see it, a reopen returns it, and it becomes final when the
+/// same block commits; a later candidate or a different final block replaces it.
+#[test]
+fn a_candidate_block_waits_above_the_tip_until_it_is_final() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Executor::with_builtins(CHAIN);
+    let cert = Certificate(vec![1, 2, 3]);
+    let b2 = {
+        let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+        apply(&ledger, &exec, vec![]);
+        apply(&ledger, &exec, vec![put("a", "1", 1)]);
+        let b2 = next_block(&ledger, vec![put("b", "2", 2)]);
+        let mut too_high = next_block(&ledger, vec![]);
+        too_high.header.height = 3;
+        assert!(matches!(
+            ledger.put_candidate(&too_high, b"rec", b"x"),
+            Err(LedgerError::WrongHeight {
+                expected: 2,
+                found: 3
+            })
+        ));
+        ledger.put_candidate(&b2, b"rec", b"v").unwrap();
+        assert_eq!(ledger.candidate().unwrap().as_ref(), Some(&b2));
+        assert_eq!(ledger.block(2).unwrap(), None);
+        assert_eq!(ledger.latest_block().unwrap().unwrap().header.height, 1);
+        assert_eq!(ledger.block_by_hash(&b2.hash()).unwrap(), None);
+        assert_eq!(
+            ledger.engine_records().unwrap(),
+            vec![(b"rec".to_vec(), b"v".to_vec())]
+        );
+        assert_eq!(ledger.verify_chain(|_, _| {}).unwrap().blocks, 2);
+        b2
+    };
+    let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+    assert_eq!(ledger.candidate().unwrap().as_ref(), Some(&b2));
+    assert_eq!(ledger.block(2).unwrap(), None);
+    exec.apply(&ledger, &b2, &cert).unwrap();
+    assert_eq!(ledger.block(2).unwrap().as_ref(), Some(&b2));
+    assert_eq!(ledger.candidate().unwrap(), None);
+    let tx = ledger.transaction(&b2.txs[0].hash()).unwrap().unwrap();
+    assert_eq!(tx.receipt.height, 2);
+
+    // Replaced by a later candidate, then by a different final block (caught up from peers).
+    let first = next_block(&ledger, vec![put("c", "3", 3)]);
+    let second = next_block(&ledger, vec![put("c", "4", 4)]);
+    let final_3 = next_block(&ledger, vec![put("c", "5", 5)]);
+    ledger.put_candidate(&first, b"rec", b"1").unwrap();
+    ledger.put_candidate(&second, b"rec", b"2").unwrap();
+    assert_eq!(ledger.candidate().unwrap().as_ref(), Some(&second));
+    exec.apply(&ledger, &final_3, &cert).unwrap();
+    assert_eq!(ledger.block(3).unwrap().as_ref(), Some(&final_3));
+    assert_eq!(ledger.candidate().unwrap(), None);
+    drop(ledger);
+    let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+    assert_eq!(ledger.block(3).unwrap().as_ref(), Some(&final_3));
+    assert_eq!(ledger.candidate().unwrap(), None);
+    assert_eq!(ledger.verify_chain(|_, _| {}).unwrap().blocks, 4);
 }
 
 #[test]
