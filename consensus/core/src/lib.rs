@@ -6,7 +6,8 @@
 //!
 //! The runtime executes a call's actions in order. [`Action::Persist`] (and
 //! [`Action::PersistCandidate`]) is a barrier: nothing after it is sent until it is durable
-//! (raft-rs's rule), so a restarted replica never votes twice. [`Action::Commit`] means *final*: the ledger only ever sees final blocks.
+//! (raft-rs's rule), so a restarted replica never votes twice. [`Action::Commit`] means
+//! *final*: the ledger only ever sees final blocks.
 
 pub mod conformance;
 mod validators;
