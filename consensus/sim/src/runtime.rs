@@ -625,6 +625,14 @@ impl<'c> World<'c> {
             .ok()
             .flatten()
             .unwrap_or_default();
+        // A candidate that cannot be read would silently cost the replica its prepared proof.
+        let (candidate, unreadable) = match node.ledger.candidate() {
+            Ok(c) => (c, None),
+            Err(e) => (
+                None,
+                Some(format!("node {i}: its candidate block is unreadable: {e}")),
+            ),
+        };
         let reverted = (tip.height < node.committed_height).then(|| {
             format!(
                 "node {i} restarted at height {} after committing {}",
@@ -641,12 +649,12 @@ impl<'c> World<'c> {
                 state_root: tip.state_root,
             },
             records: node.records.clone(),
-            candidate: node.ledger.candidate().ok().flatten(),
+            candidate,
             verifier: Arc::new(VerifyAll {
                 chain_id: CHAIN.into(),
             }),
         };
-        if let Some(what) = reverted {
+        for what in [reverted, unreadable].into_iter().flatten() {
             self.violation(what);
         }
         let engine = match &self.cfg.byzantine {
