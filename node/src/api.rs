@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /healthz` | `ok` while the node runs |
 //! | `GET /api/v1/status` | node id, engine, height, last hash, view, leader, peers, mempool |
-//! | `POST /api/v1/txs[?wait=commit]` | submit one signed transaction (JSON object), many (JSON array), or a canonical-encoded list (`application/octet-stream`) |
+//! | `POST /api/v1/txs[?wait=commit]` | submit one signed transaction (JSON object), many (JSON array), or a canonical-encoded list (`application/octet-stream`); with `wait=commit` and `Accept: application/octet-stream`, the receipts come back canonical-encoded too |
 //! | `GET /api/v1/txs/{hash}` | receipt, inclusion proof, block header and certificate |
 //! | `GET /api/v1/blocks/{height\|latest}` | a block with its hash and certificate |
 //! | `GET /api/v1/state/{chaincode}/{key}` | a state value (`key` as text, or `0x` + hex) |
@@ -211,6 +211,12 @@ async fn submit(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/octet-stream"));
+    // A client that accepts only the canonical encoding gets its receipts that way (with
+    // wait=commit, once committed); every other answer stays JSON.
+    let binary_reply = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "application/octet-stream");
     let (txs, single): (Vec<Transaction>, bool) = if binary {
         (
             codec::decode(&body).map_err(|e| {
@@ -279,13 +285,40 @@ async fn submit(
     s.forget_waiters(&unique);
     match outcome {
         Ok(receipts) => {
-            let by_hash: std::collections::HashMap<Hash, Value> = unique
+            // `unique` is sorted (see `wait_for`): each requested hash finds its receipt there.
+            let slots: Vec<usize> = hashes
                 .iter()
-                .zip(receipts)
-                .map(|(h, r)| (*h, r.as_ref().map_or(Value::Null, receipt_json)))
+                .map(|h| unique.binary_search(h))
+                .collect::<Result<_, _>>()
+                .map_err(|_| internal("a requested transaction was not waited for"))?;
+            if binary_reply {
+                let ordered: Vec<Option<&Receipt>> =
+                    slots.iter().map(|&i| receipts[i].as_ref()).collect();
+                return Ok((
+                    [(header::CONTENT_TYPE, "application/octet-stream")],
+                    codec::encode(&ordered),
+                )
+                    .into_response());
+            }
+            // Each receipt is rendered once and moved into place; a transaction named twice in
+            // the request gets a second rendering.
+            let mut rendered: Vec<Option<Value>> = receipts
+                .iter()
+                .map(|r| Some(r.as_ref().map_or(Value::Null, receipt_json)))
                 .collect();
-            let receipts: Vec<Value> = hashes.iter().map(|h| by_hash[h].clone()).collect();
-            let body = if single { receipts[0].clone() } else { json!({ "receipts": receipts }) };
+            let mut receipts_json: Vec<Value> = slots
+                .iter()
+                .map(|&i| {
+                    rendered[i].take().unwrap_or_else(|| {
+                        receipts[i].as_ref().map_or(Value::Null, receipt_json)
+                    })
+                })
+                .collect();
+            let body = if single {
+                receipts_json.swap_remove(0)
+            } else {
+                json!({ "receipts": receipts_json })
+            };
             Ok(Json(body).into_response())
         }
         Err(_) => Ok((

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use medchain_chaincode::builtin::{Kv, KvOp};
-use medchain_types::{codec, SecretKey, Transaction};
+use medchain_types::{codec, Receipt, SecretKey, Transaction};
 use rand::RngCore;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -103,12 +103,41 @@ impl Client {
             .http
             .post(url)
             .header("content-type", "application/octet-stream")
-            .body(codec::encode(&txs.to_vec()))
+            .body(codec::encode(txs))
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.base))?;
         let status = r.status();
         Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Submits `txs` with `?wait=commit` and asks for the receipts canonical-encoded, one per
+    /// transaction in order (`None` for one the node could not report). `Ok(Err(status))` when
+    /// the node answers anything but 200 (not committed in time, refused, busy).
+    pub async fn submit_for_receipts(
+        &self,
+        txs: &[Transaction],
+    ) -> Result<std::result::Result<Vec<Option<Receipt>>, reqwest::StatusCode>> {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/txs?wait=commit", self.base))
+            .header("content-type", "application/octet-stream")
+            .header("accept", "application/octet-stream")
+            .body(codec::encode(txs))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let status = r.status();
+        if status != reqwest::StatusCode::OK {
+            return Ok(Err(status));
+        }
+        let body = r.bytes().await.context("reading the receipts")?;
+        let receipts: Vec<Option<Receipt>> =
+            codec::decode(&body).context("the receipts are not canonical-encoded")?;
+        if receipts.len() != txs.len() {
+            bail!("{} receipts for {} transactions", receipts.len(), txs.len());
+        }
+        Ok(Ok(receipts))
     }
 }
 
@@ -468,11 +497,13 @@ pub async fn load(spec: &LoadSpec) -> Result<()> {
             let t0 = Instant::now();
             let n = batch.len() as u64;
             sent.fetch_add(n, Relaxed);
-            match client.submit(&batch, true).await {
-                Ok((code, v)) if code.as_u16() == 200 => {
+            match client.submit_for_receipts(&batch).await {
+                Ok(Ok(receipts)) => {
                     let took = t0.elapsed().as_secs_f64();
-                    let receipts = v["receipts"].as_array().cloned().unwrap_or_default();
-                    let ok = receipts.iter().filter(|r| r["status"] == "success").count() as u64;
+                    let ok = receipts
+                        .iter()
+                        .filter(|r| r.as_ref().is_some_and(Receipt::is_success))
+                        .count() as u64;
                     committed.fetch_add(ok, Relaxed);
                     failed.fetch_add(n - ok, Relaxed);
                     latencies

@@ -3,7 +3,7 @@
 //! waited-for client transactions from gossip and releases them when it stalls; survives killing
 //! the primary (view change); a replica killed with SIGKILL and restarted catches up.
 
-use medchain_types::{codec, SecretKey, Transaction};
+use medchain_types::{codec, Receipt, SecretKey, Transaction};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -954,6 +954,50 @@ async fn the_api_refuses_bad_requests_with_json_errors() {
         .await
         .unwrap()
         .contains("medchain_height 1"));
+    // Receipts in request order, a transaction named twice answered twice: as JSON, and
+    // canonical-encoded for a client that accepts only that.
+    let key = SecretKey::from_seed([2; 32]);
+    let (a, b) = (
+        Transaction::signed(&chain, "noop", b"a".to_vec(), 7, &key),
+        Transaction::signed(&chain, "noop", b"b".to_vec(), 8, &key),
+    );
+    let r = c
+        .post_txs(0, "?wait=commit", &[a.clone(), b.clone(), a.clone()])
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().await.unwrap();
+    let hashes: Vec<String> = [&a, &b, &a].iter().map(|t| t.hash().to_string()).collect();
+    let json_hashes: Vec<String> = v["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["tx_hash"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(json_hashes, hashes, "{v}");
+    let r = c
+        .http
+        .post(format!("{base}/api/v1/txs?wait=commit"))
+        .header("content-type", "application/octet-stream")
+        .header("accept", "application/octet-stream")
+        .body(codec::encode(&[b.clone(), a.clone(), b.clone()]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    let receipts: Vec<Option<Receipt>> = codec::decode(&r.bytes().await.unwrap()).unwrap();
+    let receipts: Vec<Receipt> = receipts.into_iter().map(Option::unwrap).collect();
+    assert_eq!(
+        receipts.iter().map(|r| r.tx_hash).collect::<Vec<_>>(),
+        vec![b.hash(), a.hash(), b.hash()]
+    );
+    assert!(receipts.iter().all(Receipt::is_success));
+    assert_eq!(receipts[0], receipts[2]);
+    assert_eq!(
+        serde_json::to_value(&receipts[1]).unwrap()["height"],
+        v["receipts"][0]["height"],
+        "the same receipt either way"
+    );
 }
 
 /// `medchain load` end to end: every offered transaction commits, the JSON report adds up, and
