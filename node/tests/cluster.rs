@@ -979,7 +979,7 @@ async fn the_api_refuses_bad_requests_with_json_errors() {
         .post(format!("{base}/api/v1/txs?wait=commit"))
         .header("content-type", "application/octet-stream")
         .header("accept", "application/octet-stream")
-        .body(codec::encode(&[b.clone(), a.clone(), b.clone()]))
+        .body(codec::encode(&[b.clone(), a.clone(), b.clone()][..]))
         .send()
         .await
         .unwrap();
