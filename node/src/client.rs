@@ -88,25 +88,40 @@ impl Client {
             .to_owned())
     }
 
+    /// POSTs `txs` canonical-encoded to `/api/v1/txs`, with `?wait=commit` if `wait`, asking
+    /// for canonical-encoded receipts if `binary_receipts`.
+    async fn post_txs(
+        &self,
+        txs: &[Transaction],
+        wait: bool,
+        binary_receipts: bool,
+    ) -> Result<reqwest::Response> {
+        let url = format!(
+            "{}/api/v1/txs{}",
+            self.base,
+            if wait { "?wait=commit" } else { "" }
+        );
+        let mut request = self
+            .http
+            .post(url)
+            .header("content-type", "application/octet-stream");
+        if binary_receipts {
+            request = request.header("accept", "application/octet-stream");
+        }
+        request
+            .body(codec::encode(txs))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))
+    }
+
     /// Submits transactions in canonical encoding; with `wait`, returns when all are committed.
     pub async fn submit(
         &self,
         txs: &[Transaction],
         wait: bool,
     ) -> Result<(reqwest::StatusCode, Value)> {
-        let url = format!(
-            "{}/api/v1/txs{}",
-            self.base,
-            if wait { "?wait=commit" } else { "" }
-        );
-        let r = self
-            .http
-            .post(url)
-            .header("content-type", "application/octet-stream")
-            .body(codec::encode(txs))
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {}", self.base))?;
+        let r = self.post_txs(txs, wait, false).await?;
         let status = r.status();
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
@@ -118,15 +133,7 @@ impl Client {
         &self,
         txs: &[Transaction],
     ) -> Result<std::result::Result<Vec<Option<Receipt>>, reqwest::StatusCode>> {
-        let r = self
-            .http
-            .post(format!("{}/api/v1/txs?wait=commit", self.base))
-            .header("content-type", "application/octet-stream")
-            .header("accept", "application/octet-stream")
-            .body(codec::encode(txs))
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {}", self.base))?;
+        let r = self.post_txs(txs, true, true).await?;
         let status = r.status();
         if status != reqwest::StatusCode::OK {
             return Ok(Err(status));
