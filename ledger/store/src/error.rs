@@ -77,6 +77,14 @@ pub enum LedgerError {
     /// Metadata could not be decoded.
     #[error("cannot decode ledger metadata: {0}")]
     Decode(#[from] DecodeError),
+    /// A block file could not be created, written or synced (disk full, permissions).
+    #[error("block file {path}: {source}")]
+    BlockFile {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// The ledger was opened read-only.
     #[error("ledger is open read-only")]
     ReadOnly,

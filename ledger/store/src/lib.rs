@@ -6,6 +6,7 @@
 //! never rolled back. A block, its state writes, its indexes and the new tip go to disk in one
 //! synced `WriteBatch`: after a crash the ledger holds a prefix of the committed chain, whole.
 
+mod block_files;
 mod error;
 mod executor;
 mod state;

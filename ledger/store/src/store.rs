@@ -2,7 +2,7 @@
 //!
 //! | column family | key | value |
 //! |---|---|---|
-//! | `blocks` | height (u64 BE) | encoded [`Block`]; at tip + 1, the engine's candidate (see [`Ledger::put_candidate`]) |
+//! | `blocks` | height (u64 BE) | where the block is in the block files (format 2, see `block_files.rs`), or the encoded [`Block`] itself (format 1, and in memory); at tip + 1, the engine's candidate (see [`Ledger::put_candidate`]) |
 //! | `certs` | height | encoded [`Certificate`] |
 //! | `block_hashes` | block hash | height |
 //! | `tx_index` | tx hash | height, index (u64 BE, u32 BE) |
@@ -13,6 +13,7 @@
 //! | `engine` | engine-chosen key | engine record |
 //! | `meta` | `format`, `chain_id`, `tip` | ... |
 
+use crate::block_files::{BlockFiles, Location};
 use crate::error::LedgerError;
 use crate::state::{next_state_root, state_key, WriteSet};
 use medchain_chaincode::{ChaincodeError, Entries, StateView, SCAN_LIMIT_MAX};
@@ -53,8 +54,11 @@ const COLUMN_FAMILIES: [&str; 10] = [
 const META_FORMAT: &[u8] = b"format";
 const META_CHAIN_ID: &[u8] = b"chain_id";
 const META_TIP: &[u8] = b"tip";
-/// Written once at creation; a directory without it is not a medchain ledger.
-const FORMAT: &[u8] = b"medchain-ledger/1";
+/// Written once at creation; a directory without it is not a medchain ledger. Format 1 keeps
+/// blocks in the `blocks` column; format 2 (every ledger created on disk since session 17) keeps
+/// them in block files and their locations in that column. Both are read and written.
+const FORMAT_1: &[u8] = b"medchain-ledger/1";
+const FORMAT_2: &[u8] = b"medchain-ledger/2";
 
 /// The last committed block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +104,8 @@ pub struct Ledger {
     path: PathBuf,
     chain_id: String,
     read_only: bool,
+    /// Where blocks are: `None` in the `blocks` column (format 1), else in these files.
+    block_files: Option<BlockFiles>,
     /// The tip; the lock also serialises commits.
     tip: Mutex<Option<Tip>>,
     /// Height and hash of the candidate block stored at tip + 1 by [`Ledger::put_candidate`],
@@ -238,14 +244,15 @@ impl Ledger {
         // opens (a failure is left for it to report).
         let _ = std::fs::create_dir_all(&path);
         let mut opts = db_options();
-        if direct_io_works(&path) {
+        let direct = direct_io_works(&path);
+        if direct {
             opts.set_use_direct_io_for_flush_and_compaction(true);
         }
         let db = DB::open_cf_descriptors(&opts, &path, column_families())?;
         let meta = db.cf_handle(CF_META).expect("column family created above");
         if fresh {
             let mut batch = WriteBatch::default();
-            batch.put_cf(meta, META_FORMAT, FORMAT);
+            batch.put_cf(meta, META_FORMAT, FORMAT_2);
             batch.put_cf(meta, META_CHAIN_ID, chain_id.as_bytes());
             let mut wo = WriteOptions::default();
             wo.set_sync(true);
@@ -261,7 +268,11 @@ impl Ledger {
                 found,
             });
         }
-        Self::finish_open(db, path, found, false)
+        let block_files = match db.get_cf(meta, META_FORMAT)?.as_deref() {
+            Some(FORMAT_2) => Some(BlockFiles::open(&path, direct, true)?),
+            _ => None,
+        };
+        Self::finish_open(db, path, found, false, block_files)
     }
 
     /// A ledger held in memory (RocksDB's in-memory environment): the same code and format as
@@ -273,9 +284,9 @@ impl Ledger {
         let path = PathBuf::from("/medchain-in-memory");
         let db = DB::open_cf_descriptors(&opts, &path, column_families())?;
         let meta = db.cf_handle(CF_META).expect("column family created above");
-        db.put_cf(meta, META_FORMAT, FORMAT)?;
+        db.put_cf(meta, META_FORMAT, FORMAT_1)?;
         db.put_cf(meta, META_CHAIN_ID, chain_id.as_bytes())?;
-        Self::finish_open(db, path, chain_id.to_owned(), false)
+        Self::finish_open(db, path, chain_id.to_owned(), false, None)
     }
 
     /// Opens an existing ledger without writing to it (for `verify-chain` and inspection). Works
@@ -294,7 +305,11 @@ impl Ledger {
             .get_cf(meta, META_CHAIN_ID)?
             .map(|v| String::from_utf8_lossy(&v).into_owned())
             .unwrap_or_default();
-        Self::finish_open(db, path, chain_id, true)
+        let block_files = match db.get_cf(meta, META_FORMAT)?.as_deref() {
+            Some(FORMAT_2) => Some(BlockFiles::open(&path, false, false)?),
+            _ => None,
+        };
+        Self::finish_open(db, path, chain_id, true, block_files)
     }
 
     fn check_is_ledger(path: &Path) -> Result<(), LedgerError> {
@@ -323,7 +338,7 @@ impl Ledger {
             .map_err(|e| not(format!("RocksDB cannot open it: {e}")))?;
         let meta = db.cf_handle(CF_META).expect("listed above");
         match db.get_cf(meta, META_FORMAT) {
-            Ok(Some(v)) if v == FORMAT => Ok(()),
+            Ok(Some(v)) if v == FORMAT_1 || v == FORMAT_2 => Ok(()),
             Ok(Some(v)) => Err(not(format!(
                 "unknown format {:?}",
                 String::from_utf8_lossy(&v)
@@ -338,12 +353,14 @@ impl Ledger {
         path: PathBuf,
         chain_id: String,
         read_only: bool,
+        block_files: Option<BlockFiles>,
     ) -> Result<Ledger, LedgerError> {
         let ledger = Ledger {
             db,
             path,
             chain_id,
             read_only,
+            block_files,
             tip: Mutex::new(None),
             candidate: Mutex::new(None),
         };
@@ -469,10 +486,6 @@ impl Ledger {
 
         let mut candidate = self.candidate.lock().expect("candidate lock poisoned");
         let mut batch = WriteBatch::default();
-        // A block stored as the candidate for this height is kept, not written again.
-        if *candidate != Some((h.height, block_hash)) {
-            batch.put_cf(self.cf(CF_BLOCKS), height_key, block.encode());
-        }
         batch.put_cf(self.cf(CF_CERTS), height_key, codec::encode(certificate));
         batch.put_cf(self.cf(CF_BLOCK_HASHES), block_hash.as_bytes(), height_key);
         let (cf_tx, cf_rc) = (self.cf(CF_TX_INDEX), self.cf(CF_RECEIPTS));
@@ -519,6 +532,15 @@ impl Ledger {
             state_root,
         };
         batch.put_cf(self.cf(CF_META), META_TIP, codec::encode(&new_tip));
+        // A block stored as the candidate for this height is kept, not written again. Written
+        // last: nothing goes to the block files for a commit refused above.
+        if *candidate != Some((h.height, block_hash)) {
+            batch.put_cf(
+                self.cf(CF_BLOCKS),
+                height_key,
+                self.store_block(h.height, block)?,
+            );
+        }
 
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
@@ -551,8 +573,12 @@ impl Ledger {
         }
         let mut candidate = self.candidate.lock().expect("candidate lock poisoned");
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_BLOCKS), be_u64(next), block.encode());
         batch.put_cf(self.cf(CF_ENGINE), key, value);
+        batch.put_cf(
+            self.cf(CF_BLOCKS),
+            be_u64(next),
+            self.store_block(next, block)?,
+        );
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo)?;
@@ -613,10 +639,56 @@ impl Ledger {
 
     /// What the `blocks` column holds at `height`: a final block, or above the tip a candidate.
     fn block_at(&self, height: u64) -> Result<Option<Block>, LedgerError> {
-        match self.db.get_cf(self.cf(CF_BLOCKS), be_u64(height))? {
+        match self.block_bytes(height)? {
             None => Ok(None),
             Some(b) => Ok(Some(Self::decode_at(height, "block", &b)?)),
         }
+    }
+
+    /// The encoding of the block the `blocks` column holds at `height`: its value in format 1,
+    /// the record its value points at in format 2.
+    fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, LedgerError> {
+        let Some(value) = self.db.get_cf(self.cf(CF_BLOCKS), be_u64(height))? else {
+            return Ok(None);
+        };
+        let Some(files) = &self.block_files else {
+            return Ok(Some(value));
+        };
+        let loc = Self::location(height, &value)?;
+        files.read(height, &loc).map(Some)
+    }
+
+    fn location(height: u64, value: &[u8]) -> Result<Location, LedgerError> {
+        Location::decode(value).ok_or_else(|| LedgerError::Corrupt {
+            height,
+            what: format!(
+                "block location: {} bytes that are not a location in the block files",
+                value.len()
+            ),
+        })
+    }
+
+    /// What the `blocks` column is to hold for `block`: its encoding (format 1), or its
+    /// location once it is written and synced to the block files (format 2). Called with the
+    /// tip lock held, as every append is for the next height.
+    fn store_block(&self, height: u64, block: &Block) -> Result<Vec<u8>, LedgerError> {
+        let Some(files) = &self.block_files else {
+            return Ok(block.encode());
+        };
+        let last = || {
+            let mut it = self.db.iterator_cf(self.cf(CF_BLOCKS), IteratorMode::End);
+            match it.next().transpose()? {
+                None => Ok(None),
+                Some((key, value)) => {
+                    let at = <[u8; 8]>::try_from(&key[..]).map_or(u64::MAX, u64::from_be_bytes);
+                    Self::location(at, &value).map(Some)
+                }
+            }
+        };
+        Ok(files
+            .append(height, &block.encode(), last)?
+            .encode()
+            .to_vec())
     }
 
     /// The header of the block at `height`.
@@ -840,8 +912,7 @@ impl Ledger {
         for height in 0..total {
             let corrupt = |what: String| LedgerError::Corrupt { height, what };
             let bytes = self
-                .db
-                .get_cf(self.cf(CF_BLOCKS), be_u64(height))?
+                .block_bytes(height)?
                 .ok_or_else(|| corrupt("block is missing".into()))?;
             let block = Block::decode(&bytes).map_err(|e| corrupt(format!("block: {e}")))?;
             let tx_hashes = block.tx_hashes();
@@ -918,7 +989,7 @@ impl Ledger {
             }
         }
         // Above the tip, only a candidate for the next height may be stored.
-        if let Some(bytes) = self.db.get_cf(self.cf(CF_BLOCKS), be_u64(total))? {
+        if let Some(bytes) = self.block_bytes(total)? {
             let corrupt = |what: String| LedgerError::Corrupt {
                 height: total,
                 what,

@@ -197,6 +197,44 @@ fn tamper(path: &std::path::Path, cf: &str, key: &[u8], value: Option<&[u8]>) {
     }
 }
 
+/// The value the `blocks` column holds at `height` (in format 2, the block's location).
+fn raw_block_value(path: &std::path::Path, height: u64) -> Vec<u8> {
+    let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+    let db = rocksdb::DB::open_cf_for_read_only(&rocksdb::Options::default(), path, &cfs, false)
+        .unwrap();
+    db.get_cf(db.cf_handle("blocks").unwrap(), height.to_be_bytes())
+        .unwrap()
+        .unwrap()
+}
+
+const FILE_0: &str = "block-files/00000000.blk";
+
+/// Appends a well-formed record holding `body` to the first block file, as someone with write
+/// access to the disk could (the layout is documented in `block_files.rs`), and returns the
+/// location value that points at it.
+fn forge_record(path: &std::path::Path, height: u64, body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let file = path.join(FILE_0);
+    let offset = std::fs::metadata(&file).unwrap().len();
+    assert_eq!(offset % 4096, 0);
+    let mut record = b"MCBLK\0\0\x01".to_vec();
+    record.extend(height.to_be_bytes());
+    record.extend((body.len() as u64).to_be_bytes());
+    record.extend([0; 8]);
+    record.extend(body);
+    record.resize(record.len().div_ceil(4096) * 4096, 0);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    f.write_all(&record).unwrap();
+    let mut location = 0u32.to_be_bytes().to_vec();
+    location.extend(offset.to_be_bytes());
+    location.extend((body.len() as u32).to_be_bytes());
+    location.extend(blake3::hash(body).as_bytes());
+    location
+}
+
 fn build_chain(path: &std::path::Path, blocks: u64) {
     let exec = Executor::with_builtins(CHAIN);
     let ledger = Ledger::open(path, CHAIN).unwrap();
@@ -232,31 +270,50 @@ fn verify_chain_finds_corruption() {
     }
     let at = |h: u64| h.to_be_bytes().to_vec();
     let empty_writes = medchain_types::codec::encode(&medchain_ledger::WriteSet::new());
-    let (receipts_of_block_1, block_2) = {
+    let receipts_of_block_1 = {
         let dir = tempfile::tempdir().unwrap();
         build_chain(dir.path(), 3);
         let ledger = Ledger::open_read_only(dir.path()).unwrap();
-        (
-            medchain_types::codec::encode(&ledger.receipts(1).unwrap().unwrap()),
-            ledger.block(2).unwrap().unwrap().encode(),
-        )
+        medchain_types::codec::encode(&ledger.receipts(1).unwrap().unwrap())
+    };
+    // Chains built alike are alike, block files included: block 2's location in another chain.
+    let block_2_location = {
+        let dir = tempfile::tempdir().unwrap();
+        build_chain(dir.path(), 6);
+        raw_block_value(dir.path(), 2)
     };
     let cases = [
-        // A truncated block record.
+        // A truncated block location.
         Case {
             cf: "blocks",
             key: at(3),
             value: Some(vec![1, 0, 0]),
             height: 3,
-            needle: "block",
+            needle: "block location: 3 bytes",
         },
-        // Garbage with a bad version byte.
+        // A location past the end of the block file.
         Case {
             cf: "blocks",
             key: at(2),
-            value: Some(vec![77; 40]),
+            value: Some({
+                let mut l = block_2_location.clone();
+                l[4..12].copy_from_slice(&(1u64 << 20).to_be_bytes());
+                l
+            }),
             height: 2,
-            needle: "unsupported encoding version",
+            needle: "cannot be read",
+        },
+        // A location with another record's digest.
+        Case {
+            cf: "blocks",
+            key: at(2),
+            value: Some({
+                let mut l = block_2_location.clone();
+                l[16] ^= 1;
+                l
+            }),
+            height: 2,
+            needle: "does not match its digest",
         },
         // A missing block.
         Case {
@@ -293,7 +350,7 @@ fn verify_chain_finds_corruption() {
         Case {
             cf: "blocks",
             key: at(6),
-            value: Some(block_2.clone()),
+            value: Some(block_2_location),
             height: 6,
             needle: "not a candidate for height 6",
         },
@@ -313,8 +370,8 @@ fn verify_chain_finds_corruption() {
         verify_fails_at(dir.path(), c.height, c.needle);
     }
 
-    // A block replaced by a well-formed block with different content: the next block's parent
-    // link no longer matches.
+    // A block replaced by a well-formed block with different content, record and location
+    // both forged: the next block's parent link no longer matches.
     let dir = tempfile::tempdir().unwrap();
     build_chain(dir.path(), 6);
     let forged = {
@@ -323,8 +380,104 @@ fn verify_chain_finds_corruption() {
         b.header.time_ms += 1;
         b.encode()
     };
-    tamper(dir.path(), "blocks", &2u64.to_be_bytes(), Some(&forged));
+    let location = forge_record(dir.path(), 2, &forged);
+    tamper(dir.path(), "blocks", &2u64.to_be_bytes(), Some(&location));
     verify_fails_at(dir.path(), 2, "hash index");
+
+    // A byte of a block changed on disk, the location left as it was.
+    let dir = tempfile::tempdir().unwrap();
+    build_chain(dir.path(), 6);
+    let location = raw_block_value(dir.path(), 4);
+    let offset = u64::from_be_bytes(location[4..12].try_into().unwrap());
+    let file = dir.path().join(FILE_0);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[offset as usize + 100] ^= 0x20;
+    std::fs::write(&file, bytes).unwrap();
+    verify_fails_at(dir.path(), 4, "does not match its digest");
+    // A block file lost: even the tip's block is gone, which opening checks.
+    std::fs::remove_file(&file).unwrap();
+    let err = Ledger::open_read_only(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("height 5") && err.contains("cannot be opened"),
+        "{err}"
+    );
+}
+
+/// Blocks live in block files (format 2): a reopened ledger appends after the last block its
+/// `blocks` column points at, over whatever a crash left past it, and a writer that cannot
+/// write its block files refuses the commit with the file named, leaving the ledger as it was.
+#[test]
+fn block_files_survive_reopen_leftovers_and_write_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    build_chain(dir.path(), 3);
+    let file = dir.path().join(FILE_0);
+    let end = std::fs::metadata(&file).unwrap().len();
+    // What a crash between a record's write and its batch leaves: a record nothing points at.
+    forge_record(dir.path(), 3, b"left over by a crash");
+    assert!(std::fs::metadata(&file).unwrap().len() > end);
+    build_chain(dir.path(), 2);
+    let next = raw_block_value(dir.path(), 3);
+    assert_eq!(
+        u64::from_be_bytes(next[4..12].try_into().unwrap()),
+        end,
+        "the leftover record is overwritten"
+    );
+    let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+    let report = ledger.verify_chain(|_, _| {}).unwrap();
+    assert_eq!(report.blocks, 5);
+
+    // The block files cannot be written (their directory is gone: permissions would not stop
+    // root): the commit fails with the file named, nothing of it is stored, and the same
+    // ledger commits again once the directory is back.
+    let exec = Executor::with_builtins(CHAIN);
+    let files_dir = dir.path().join("block-files");
+    let moved = dir.path().join("moved");
+    std::fs::rename(&files_dir, &moved).unwrap();
+    std::fs::write(&files_dir, b"not a directory").unwrap();
+    let block = next_block(&ledger, vec![put("z", "1", 99)]);
+    let err = exec
+        .apply(&ledger, &block, &Certificate(vec![1]))
+        .unwrap_err();
+    assert!(
+        matches!(err, LedgerError::BlockFile { .. }) && err.to_string().contains("block-files"),
+        "{err}"
+    );
+    assert_eq!(ledger.tip().unwrap().height, 4, "nothing committed");
+    std::fs::remove_file(&files_dir).unwrap();
+    std::fs::rename(&moved, &files_dir).unwrap();
+    exec.apply(&ledger, &block, &Certificate(vec![1])).unwrap();
+    drop(ledger);
+    build_chain(dir.path(), 1);
+    let ledger = Ledger::open_read_only(dir.path()).unwrap();
+    assert_eq!(ledger.verify_chain(|_, _| {}).unwrap().blocks, 7);
+}
+
+/// A ledger of format 1 (blocks in the `blocks` column, as every ledger before session 17)
+/// opens, reads, verifies and grows in that format.
+#[test]
+fn a_format_1_ledger_keeps_its_blocks_in_rocksdb() {
+    let dir = tempfile::tempdir().unwrap();
+    build_chain(dir.path(), 3);
+    // Rewrite it as format 1: blocks inline, no block files.
+    let blocks: Vec<Vec<u8>> = {
+        let ledger = Ledger::open_read_only(dir.path()).unwrap();
+        (0..3)
+            .map(|h| ledger.block(h).unwrap().unwrap().encode())
+            .collect()
+    };
+    for (h, b) in blocks.iter().enumerate() {
+        tamper(dir.path(), "blocks", &(h as u64).to_be_bytes(), Some(b));
+    }
+    tamper(dir.path(), "meta", b"format", Some(b"medchain-ledger/1"));
+    std::fs::remove_dir_all(dir.path().join("block-files")).unwrap();
+    build_chain(dir.path(), 2);
+    assert!(!dir.path().join("block-files").exists());
+    let ledger = Ledger::open_read_only(dir.path()).unwrap();
+    assert_eq!(ledger.verify_chain(|_, _| {}).unwrap().blocks, 5);
+    assert_eq!(
+        raw_block_value(dir.path(), 4),
+        ledger.block(4).unwrap().unwrap().encode()
+    );
 }
 
 /// A candidate block (PBFT's prepared block) is stored above the tip together with an engine
