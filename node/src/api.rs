@@ -270,21 +270,17 @@ async fn submit(
     // Registered after admission: a commit in between is caught by wait_for's own checks.
     let s3 = s.clone();
     let hs = hashes.clone();
-    let receivers = tokio::task::spawn_blocking(move || s3.wait_for(&hs))
+    let (unique, wait) = tokio::task::spawn_blocking(move || s3.wait_for(&hs))
         .await
         .map_err(internal)?
         .map_err(|e| ApiError(StatusCode::TOO_MANY_REQUESTS, e))?;
-    let unique: Vec<Hash> = receivers.iter().map(|(h, _)| *h).collect();
     let limit = Duration::from_secs(s.config.api.wait_commit_secs);
-    let outcome = tokio::time::timeout(
-        limit,
-        futures_join(receivers.into_iter().map(|(_, r)| r).collect()),
-    )
-    .await;
-    // The receivers are dropped by now (done or timed out): forget any left registered.
-    s.forget_waiters(&unique);
+    let outcome = tokio::time::timeout(limit, wait.all_committed()).await;
+    // Done or timed out: forget whatever is left registered.
+    s.forget_waiters(&unique, &wait);
     match outcome {
-        Ok(receipts) => {
+        Ok(()) => {
+            let receipts = wait.receipts();
             // `unique` is sorted (see `wait_for`): each requested hash finds its receipt there.
             let slots: Vec<usize> = hashes
                 .iter()
@@ -342,17 +338,6 @@ impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
         self.0.release_hashes(&self.1);
     }
-}
-
-/// Waits for every receiver (a closed one yields `None`).
-async fn futures_join(
-    receivers: Vec<tokio::sync::oneshot::Receiver<Receipt>>,
-) -> Vec<Option<Receipt>> {
-    let mut out = Vec::with_capacity(receivers.len());
-    for r in receivers {
-        out.push(r.await.ok());
-    }
-    out
 }
 
 fn parse_hash(s: &str) -> Result<Hash, ApiError> {

@@ -26,12 +26,12 @@ use medchain_types::{
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{
-    AtomicU64,
+    AtomicU64, AtomicUsize,
     Ordering::{Relaxed, SeqCst},
 };
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// Most inputs waiting for the engine thread.
 pub const INBOX_MAX: usize = 16_384;
@@ -125,31 +125,81 @@ pub struct NodeMetrics {
     pub commit_ms: AtomicU64,
 }
 
-/// Clients waiting for commits, by transaction hash, with their total count kept so that the
-/// limit check does not walk the map.
+/// One request waiting for the commits of its transactions: their receipts, by position in
+/// the request's sorted distinct hashes, filled in as commits come. One per request, not a
+/// channel per transaction (measured: the channels took 5% of a saturated primary's CPU,
+/// `benches/RESULTS.md`, session 17).
+#[derive(Debug)]
+pub struct CommitWait {
+    receipts: Mutex<Vec<Option<Receipt>>>,
+    missing: AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+impl CommitWait {
+    fn new(n: usize) -> CommitWait {
+        CommitWait {
+            receipts: Mutex::new(vec![None; n]),
+            missing: AtomicUsize::new(n),
+            done: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Records the receipt of the transaction at `slot` (once; a second one is ignored).
+    fn fill(&self, slot: usize, receipt: &Receipt) {
+        let mut receipts = self.receipts.lock().expect("commit wait lock");
+        if receipts[slot].is_none() {
+            receipts[slot] = Some(receipt.clone());
+            drop(receipts);
+            if self.missing.fetch_sub(1, SeqCst) == 1 {
+                // Stores a permit if nobody waits yet, so the wake-up is never lost.
+                self.done.notify_one();
+            }
+        }
+    }
+
+    /// Returns when every receipt is in.
+    pub async fn all_committed(&self) {
+        while self.missing.load(SeqCst) > 0 {
+            self.done.notified().await;
+        }
+    }
+
+    /// The receipts, by slot (`None` for those not committed).
+    pub fn receipts(&self) -> Vec<Option<Receipt>> {
+        self.receipts.lock().expect("commit wait lock").clone()
+    }
+}
+
+/// Requests waiting for commits, by transaction hash (with the slot each gave it), with their
+/// total count kept so that the limit check does not walk the map.
 #[derive(Debug, Default)]
 struct Waiters {
-    map: foldhash::HashMap<Hash, Vec<oneshot::Sender<Receipt>>>,
+    map: foldhash::HashMap<Hash, Vec<(Arc<CommitWait>, usize)>>,
     count: usize,
 }
 
 impl Waiters {
-    fn add(&mut self, h: Hash, w: oneshot::Sender<Receipt>) {
-        self.map.entry(h).or_default().push(w);
+    fn add(&mut self, h: Hash, w: Arc<CommitWait>, slot: usize) {
+        self.map.entry(h).or_default().push((w, slot));
         self.count += 1;
     }
 
-    fn take(&mut self, h: &Hash) -> Vec<oneshot::Sender<Receipt>> {
-        let v = self.map.remove(h).unwrap_or_default();
-        self.count -= v.len();
-        v
+    /// Gives `receipt` to every request waiting for its transaction.
+    fn resolve(&mut self, receipt: &Receipt) {
+        if let Some(v) = self.map.remove(&receipt.tx_hash) {
+            self.count -= v.len();
+            for (w, slot) in v {
+                w.fill(slot, receipt);
+            }
+        }
     }
 
-    /// Drops the waiters of `h` whose receivers are gone.
-    fn forget_closed(&mut self, h: &Hash) {
+    /// Drops `wait`'s registration for `h`.
+    fn forget(&mut self, h: &Hash, wait: &Arc<CommitWait>) {
         if let Some(v) = self.map.get_mut(h) {
             let before = v.len();
-            v.retain(|s| !s.is_closed());
+            v.retain(|(w, _)| !Arc::ptr_eq(w, wait));
             self.count -= before - v.len();
             if v.is_empty() {
                 self.map.remove(h);
@@ -489,11 +539,8 @@ impl Shared {
     }
 
     /// Registers interest in transactions' commits (call after admission). Already committed
-    /// ones resolve at once. Duplicate hashes share one waiter.
-    pub fn wait_for(
-        &self,
-        hashes: &[Hash],
-    ) -> Result<Vec<(Hash, oneshot::Receiver<Receipt>)>, String> {
+    /// ones resolve at once. Returns the sorted distinct hashes (the wait's slots) and the wait.
+    pub fn wait_for(&self, hashes: &[Hash]) -> Result<(Vec<Hash>, Arc<CommitWait>), String> {
         let mut unique: Vec<Hash> = hashes.to_vec();
         unique.sort_unstable();
         unique.dedup();
@@ -506,20 +553,16 @@ impl Shared {
                 "too many clients are waiting for commits; retry without ?wait=commit".into(),
             );
         }
-        let mut out = Vec::with_capacity(unique.len());
+        let wait = Arc::new(CommitWait::new(unique.len()));
         let mut registered = Vec::new();
-        for (h, receipt) in unique.into_iter().zip(committed) {
-            let (tx, rx) = oneshot::channel();
+        for (slot, (h, receipt)) in unique.iter().zip(committed).enumerate() {
             match receipt {
-                Some(r) => {
-                    let _ = tx.send(r);
-                }
+                Some(r) => wait.fill(slot, &r),
                 None => {
-                    waiters.add(h, tx);
-                    registered.push(h);
+                    waiters.add(*h, wait.clone(), slot);
+                    registered.push(*h);
                 }
             }
-            out.push((h, rx));
         }
         drop(waiters);
         // A commit between the ledger read above and the registration has already looked for
@@ -528,17 +571,12 @@ impl Shared {
         // `commits_before` was read is in the ledger read, and one not counted by now takes the
         // lock after the registration and finds the waiters.
         if self.commits_written.load(SeqCst) == commits_before {
-            return Ok(out);
+            return Ok((unique, wait));
         }
-        for (h, receipt) in registered.iter().zip(self.receipts_if_final(&registered)) {
-            if let Some(receipt) = receipt {
-                let senders = self.waiters.lock().expect("waiters lock").take(h);
-                for w in senders {
-                    let _ = w.send(receipt.clone());
-                }
-            }
+        for receipt in self.receipts_if_final(&registered).into_iter().flatten() {
+            self.waiters.lock().expect("waiters lock").resolve(&receipt);
         }
-        Ok(out)
+        Ok((unique, wait))
     }
 
     /// The receipts of those of `hashes` that are final: one batched index read for all, then
@@ -564,11 +602,11 @@ impl Shared {
             .unwrap_or_else(|| Arc::new(block.tx_hashes()))
     }
 
-    /// Drops waiters whose clients gave up.
-    pub fn forget_waiters(&self, hashes: &[Hash]) {
+    /// Drops what is left registered of a wait (its client got its receipts or gave up).
+    pub fn forget_waiters(&self, hashes: &[Hash], wait: &Arc<CommitWait>) {
         let mut waiters = self.waiters.lock().expect("waiters lock");
         for h in hashes {
-            waiters.forget_closed(h);
+            waiters.forget(h, wait);
         }
     }
 }
@@ -930,9 +968,7 @@ fn execute(
                     {
                         let mut waiters = shared.waiters.lock().expect("waiters lock");
                         for r in &receipts {
-                            for w in waiters.take(&r.tx_hash) {
-                                let _ = w.send(r.clone());
-                            }
+                            waiters.resolve(r);
                         }
                     }
                     // Crypto-shredding: an erasure destroys this node's copy at once.

@@ -254,7 +254,7 @@ impl<'a> Harness<'a> {
                         "node {i} stored a candidate that is not for the next height"
                     );
                     node.records.insert(key, value);
-                    node.candidate = Some(block);
+                    node.candidate = Some(Arc::unwrap_or_clone(block));
                 }
                 Action::Commit { block, certificate } => {
                     let node = &mut self.nodes[i];

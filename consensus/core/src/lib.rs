@@ -114,8 +114,9 @@ pub enum Action {
         key: Vec<u8>,
         /// New value.
         value: Vec<u8>,
-        /// The block, at the ledger's tip height + 1.
-        block: Block,
+        /// The block, at the ledger's tip height + 1. Shared: the engine keeps it too (a
+        /// block of a saturated cluster is megabytes and thousands of allocations to copy).
+        block: Arc<Block>,
     },
     /// A block is final: execute it and append it to the ledger, then report
     /// [`Event::BlockExecuted`]. Blocks are committed in height order, each exactly once.

@@ -165,9 +165,9 @@ pub struct Pbft {
     streak: u32,
 
     /// The pre-prepare accepted for height committed + 1.
-    accepted: Option<(Signed<Vote>, Block)>,
+    accepted: Option<(Signed<Vote>, Arc<Block>)>,
     /// The highest-view prepared proof for height committed + 1.
-    prepared: Option<(PreparedProof, Block)>,
+    prepared: Option<(PreparedProof, Arc<Block>)>,
     /// Prepare and commit votes for heights above committed: (phase, view, seq) → signer → vote.
     votes: BTreeMap<(Phase, u64, u64), BTreeMap<PublicKey, Signed<Vote>>>,
     /// Pre-prepares that cannot be processed yet (parent not committed, or state not executed).
@@ -310,7 +310,7 @@ impl Pbft {
                 .filter(|r| r.proof.pre_prepare.body.seq == next)
                 .map(|r| (r.proof, r.block))
         };
-        pbft.prepared = with_block.or_else(legacy);
+        pbft.prepared = with_block.or_else(legacy).map(|(p, b)| (p, Arc::new(b)));
         if let Some(r) = ctx
             .records
             .get(RECORD_ACCEPTED)
@@ -430,14 +430,10 @@ impl Pbft {
             },
             out,
         );
-        self.broadcast(
-            Wire::PrePrepare {
-                vote: vote.clone(),
-                block: block.clone(),
-            },
-            out,
-        );
-        self.accepted = Some((vote, block));
+        // Encoded from references: a block of a saturated cluster is megabytes and thousands of
+        // allocations to copy.
+        out.push(Action::Broadcast(Wire::encode_pre_prepare(&vote, &block)));
+        self.accepted = Some((vote, Arc::new(block)));
         self.count("proposed");
         self.check_prepared(out);
     }
@@ -551,7 +547,7 @@ impl Pbft {
         self.restored_promise = None;
         let prepare = self.vote(Phase::Prepare, v.view, v.seq, v.digest);
         self.broadcast(Wire::Prepare(prepare.clone()), out);
-        self.accepted = Some((vote, block));
+        self.accepted = Some((vote, Arc::new(block)));
         self.record_vote(prepare);
         self.arm_progress(now, out);
         self.check_prepared(out);
@@ -671,9 +667,11 @@ impl Pbft {
                 view,
                 commits: sigs,
             }));
-            // `commit` clears `accepted` anyway: move the block out of it.
+            // `commit` clears `accepted` and `prepared` anyway: move the block out of them (the
+            // runtime dropped its share when it stored the candidate, so nothing is copied).
             if let Some((_, block)) = self.accepted.take() {
-                self.commit(block, cert, out);
+                self.prepared = None;
+                self.commit(Arc::unwrap_or_clone(block), cert, out);
             }
         }
     }
@@ -900,7 +898,7 @@ impl Pbft {
             prepared: prepared.as_ref().map(|(p, _)| p.clone()),
         };
         let signed = Signed::sign(body, &self.key, &self.chain_id);
-        let block = prepared.map(|(_, b)| b);
+        let block = prepared.map(|(_, b)| Arc::unwrap_or_clone(b));
         self.broadcast(
             Wire::ViewChange {
                 view_change: signed.clone(),
@@ -1129,7 +1127,7 @@ impl Pbft {
                     },
                     out,
                 );
-                self.accepted = Some((vote, block));
+                self.accepted = Some((vote, Arc::new(block)));
                 self.check_prepared(out);
             } else {
                 self.try_accept(now, vote, block, out);
@@ -1482,7 +1480,7 @@ mod tests {
         let record = (RECORD_PREPARED_PROOF, codec::encode(&proof));
         assert_eq!(
             restored(vec![record.clone()], Some(block.clone())),
-            Some((proof.clone(), block.clone()))
+            Some((proof.clone(), Arc::new(block.clone())))
         );
         // A candidate other than the proof's block is not taken for it.
         assert_eq!(restored(vec![record.clone()], Some(other)), None);
@@ -1497,7 +1495,7 @@ mod tests {
         };
         assert_eq!(
             restored(vec![(RECORD_PREPARED, codec::encode(&legacy))], None),
-            Some((proof, block))
+            Some((proof, Arc::new(block)))
         );
     }
 }

@@ -164,10 +164,25 @@ pub enum Wire {
     },
 }
 
+/// [`Wire`]'s first variant by reference: encodes exactly as [`Wire::PrePrepare`] (same variant
+/// index, same fields in the same order), without owning the block.
+#[derive(Serialize)]
+enum WireRef<'a> {
+    PrePrepare {
+        vote: &'a Signed<Vote>,
+        block: &'a Block,
+    },
+}
+
 impl Wire {
     /// Canonical encoding.
     pub fn encode(&self) -> Vec<u8> {
         codec::encode(self)
+    }
+
+    /// The encoding of `Wire::PrePrepare { vote, block }`, from references.
+    pub fn encode_pre_prepare(vote: &Signed<Vote>, block: &Block) -> Vec<u8> {
+        codec::encode(&WireRef::PrePrepare { vote, block })
     }
 
     /// Decoding, refusing anything malformed.
@@ -225,4 +240,47 @@ pub fn verify_certificate(
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     codec::decode(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medchain_types::Transaction;
+
+    /// The pre-prepare a primary encodes from references is byte for byte the owned message,
+    /// and decodes to it.
+    #[test]
+    fn a_pre_prepare_encoded_from_references_is_the_owned_message() {
+        let key = SecretKey::from_seed([3; 32]);
+        let txs = (0..3)
+            .map(|i| Transaction::signed("c", "noop", vec![i; 40], u64::from(i), &key))
+            .collect();
+        let block = Block::build(
+            7,
+            Hash::ZERO,
+            6,
+            Hash::ZERO,
+            1_000,
+            key.public(),
+            vec![1],
+            txs,
+        );
+        let vote = Signed::sign(
+            Vote {
+                phase: Phase::PrePrepare,
+                view: 2,
+                seq: 7,
+                digest: block.hash(),
+            },
+            &key,
+            "c",
+        );
+        let owned = Wire::PrePrepare {
+            vote: vote.clone(),
+            block: block.clone(),
+        };
+        let bytes = Wire::encode_pre_prepare(&vote, &block);
+        assert_eq!(bytes, owned.encode());
+        assert_eq!(Wire::decode(&bytes), Some(owned));
+    }
 }
