@@ -11,7 +11,7 @@
 //! | `GET /api/v1/state/{chaincode}/{key}` | a state value (`key` as text, or `0x` + hex) |
 //! | `GET /metrics` | Prometheus text |
 
-use crate::runtime::{AdmitError, Shared, WIRE_KINDS};
+use crate::runtime::{AdmitError, CommitWait, Shared, WIRE_KINDS};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -275,9 +275,10 @@ async fn submit(
         .map_err(internal)?
         .map_err(|e| ApiError(StatusCode::TOO_MANY_REQUESTS, e))?;
     let limit = Duration::from_secs(s.config.api.wait_commit_secs);
+    // Done, timed out, or the client gone (this future dropped): whatever is left registered is
+    // forgotten when the guard goes.
+    let _forget = ForgetOnDrop(s.clone(), unique.clone(), wait.clone());
     let outcome = tokio::time::timeout(limit, wait.all_committed()).await;
-    // Done or timed out: forget whatever is left registered.
-    s.forget_waiters(&unique, &wait);
     match outcome {
         Ok(()) => {
             let receipts = wait.receipts();
@@ -326,6 +327,15 @@ async fn submit(
             })),
         )
             .into_response()),
+    }
+}
+
+/// Forgets, when dropped, what is left registered of a request's wait for commits.
+struct ForgetOnDrop(Arc<Shared>, Vec<Hash>, Arc<CommitWait>);
+
+impl Drop for ForgetOnDrop {
+    fn drop(&mut self) {
+        self.0.forget_waiters(&self.1, &self.2);
     }
 }
 

@@ -244,6 +244,17 @@ impl BlockFiles {
                 path.display()
             ))
         })?;
+        // Checked before allocating: a damaged location must not ask for gigabytes.
+        let size = file.metadata().map_or(0, |m| m.len());
+        if loc.offset.saturating_add((HEAD + loc.len as usize) as u64) > size {
+            return Err(corrupt(format!(
+                "block record at {}:{} cannot be read: {} bytes from there pass the file's end \
+                 ({size} bytes)",
+                path.display(),
+                loc.offset,
+                HEAD + loc.len as usize
+            )));
+        }
         let mut record = vec![0u8; HEAD + loc.len as usize];
         file.read_exact_at(&mut record, loc.offset).map_err(|e| {
             corrupt(format!(
@@ -305,6 +316,10 @@ mod tests {
         let short = Location { len: 4, ..a };
         let err = files.read(0, &short).unwrap_err().to_string();
         assert!(err.contains("no block record of 4 bytes"), "{err}");
+        // A damaged length is refused before anything is allocated for it.
+        let huge = Location { len: u32::MAX, ..a };
+        let err = files.read(0, &huge).unwrap_err().to_string();
+        assert!(err.contains("pass the file's end"), "{err}");
         assert_eq!(Location::decode(&[1, 2, 3]), None);
         let mut unaligned = a.encode();
         unaligned[11] = 1;

@@ -275,8 +275,9 @@ impl Ledger {
         Self::finish_open(db, path, found, false, block_files)
     }
 
-    /// A ledger held in memory (RocksDB's in-memory environment): the same code and format as
-    /// on disk, for the simulator and tests. It lives as long as the value.
+    /// A ledger held in memory (RocksDB's in-memory environment): the same code as on disk, in
+    /// format 1 (blocks inside RocksDB: the in-memory environment has no files of its own), for
+    /// the simulator and tests. It lives as long as the value.
     pub fn open_in_memory(chain_id: &str) -> Result<Ledger, LedgerError> {
         let env = rocksdb::Env::mem_env()?;
         let mut opts = db_options();
