@@ -209,7 +209,6 @@ impl BlockFiles {
             fresh = true;
         }
         if w.file.as_ref().is_none_or(|(n, _)| *n != number) {
-            w.file = None;
             w.file = Some((number, self.open_for_write(number, fresh)?));
         }
         let buf = w.buf.get(size);
@@ -255,15 +254,19 @@ impl BlockFiles {
                 HEAD + loc.len as usize
             )));
         }
-        let mut record = vec![0u8; HEAD + loc.len as usize];
-        file.read_exact_at(&mut record, loc.offset).map_err(|e| {
-            corrupt(format!(
-                "block record at {}:{} cannot be read: {e}",
-                path.display(),
-                loc.offset
-            ))
-        })?;
-        if &record[..8] != MAGIC || record[16..24] != (loc.len as u64).to_be_bytes() {
+        // Head and body into buffers of their own: the body is returned without a copy.
+        let mut head = [0u8; HEAD];
+        let mut body = vec![0u8; loc.len as usize];
+        file.read_exact_at(&mut head, loc.offset)
+            .and_then(|()| file.read_exact_at(&mut body, loc.offset + HEAD as u64))
+            .map_err(|e| {
+                corrupt(format!(
+                    "block record at {}:{} cannot be read: {e}",
+                    path.display(),
+                    loc.offset
+                ))
+            })?;
+        if &head[..8] != MAGIC || head[16..24] != (loc.len as u64).to_be_bytes() {
             return Err(corrupt(format!(
                 "no block record of {} bytes at {}:{}",
                 loc.len,
@@ -271,7 +274,6 @@ impl BlockFiles {
                 loc.offset
             )));
         }
-        let body = record.split_off(HEAD);
         if blake3::hash(&body).as_bytes() != &loc.digest {
             return Err(corrupt(format!(
                 "block record at {}:{} does not match its digest",
