@@ -14,7 +14,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_medchain");
 /// Cluster tests run one at a time: they pick ports and would share two cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// `n` consecutive free UDP and TCP ports from a pseudo-random base (distinct per call).
+/// `n` consecutive free UDP and TCP ports from a pseudo-random base (distinct per call), below
+/// Linux's ephemeral range (32768 and up): a port found free there could be taken by another
+/// test's outgoing connection before the node binds it (seen once in CI: "Address already in
+/// use").
 fn free_ports(n: u16) -> (u16, u16) {
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
@@ -24,8 +27,8 @@ fn free_ports(n: u16) -> (u16, u16) {
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let seed = std::process::id() as u64 * 7919 + nanos + call * 4_093;
     for attempt in 0..200u64 {
-        let p2p = 20_000 + ((seed + attempt * 977) % 15_000) as u16;
-        let api = p2p + 20_000;
+        let p2p = 10_000 + ((seed + attempt * 977) % 10_000) as u16;
+        let api = p2p + 10_000;
         let ok = (0..n).all(|i| {
             std::net::UdpSocket::bind(("127.0.0.1", p2p + i)).is_ok()
                 && std::net::TcpListener::bind(("127.0.0.1", api + i)).is_ok()

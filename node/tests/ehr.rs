@@ -47,8 +47,9 @@ fn free_base() -> (u16, u16) {
             .unwrap()
             .subsec_nanos() as u64;
     for attempt in 0..200u64 {
-        let p2p = 20_000 + ((seed + attempt * 977) % 15_000) as u16;
-        let api = p2p + 20_000;
+        // Below Linux's ephemeral range, as in `cluster.rs`'s `free_ports`.
+        let p2p = 10_000 + ((seed + attempt * 977) % 10_000) as u16;
+        let api = p2p + 10_000;
         if (0..4).all(|i| {
             std::net::UdpSocket::bind(("127.0.0.1", p2p + i)).is_ok()
                 && std::net::TcpListener::bind(("127.0.0.1", api + i)).is_ok()
