@@ -11,7 +11,7 @@
 //! | `GET /api/v1/state/{chaincode}/{key}` | a state value (`key` as text, or `0x` + hex) |
 //! | `GET /metrics` | Prometheus text |
 
-use crate::runtime::{AdmitError, CommitWait, Shared, WIRE_KINDS};
+use crate::runtime::{AdmitError, Admitted, CommitWait, Shared, WIRE_KINDS};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -252,7 +252,7 @@ async fn submit(
         .await
         .map_err(internal)?;
     drop(slot);
-    let hashes = admitted.map_err(|e| match e {
+    let Admitted { hashes, read } = admitted.map_err(|e| match e {
         AdmitError::Invalid(..) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         AdmitError::Full => ApiError(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
     })?;
@@ -270,7 +270,7 @@ async fn submit(
     // Registered after admission: a commit in between is caught by wait_for's own checks.
     let s3 = s.clone();
     let hs = hashes.clone();
-    let (unique, wait) = tokio::task::spawn_blocking(move || s3.wait_for(&hs))
+    let (unique, wait) = tokio::task::spawn_blocking(move || s3.wait_for(&hs, &read))
         .await
         .map_err(internal)?
         .map_err(|e| ApiError(StatusCode::TOO_MANY_REQUESTS, e))?;

@@ -310,6 +310,25 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Transactions admitted: their hashes, in request order, and what admission read of the ledger.
+#[derive(Debug)]
+pub struct Admitted {
+    /// One per transaction, in request order.
+    pub hashes: Vec<Hash>,
+    /// For [`Shared::wait_for`].
+    pub read: FinalRead,
+}
+
+/// Which of some transactions were final when admission read the ledger, and the commit count
+/// read just before that read: as long as no commit has been counted since, it is still exact.
+#[derive(Debug, Clone, Default)]
+pub struct FinalRead {
+    /// `commits_written` before the read; `None` if the read failed (nothing to reuse).
+    commits: Option<u64>,
+    /// The final ones, sorted.
+    known: Vec<Hash>,
+}
+
 /// Why a client's transaction was not admitted.
 #[derive(Debug)]
 pub enum AdmitError {
@@ -355,7 +374,7 @@ impl Shared {
     /// ones to the mempool and the gossip. All or nothing for invalid input; `Full` may leave a
     /// prefix admitted (admission is idempotent, so a retry is safe). `client_waits`: the client
     /// waits for the commits (`?wait=commit`), so it learns if this node fails before them.
-    pub fn admit(&self, txs: &[Transaction], client_waits: bool) -> Result<Vec<Hash>, AdmitError> {
+    pub fn admit(&self, txs: &[Transaction], client_waits: bool) -> Result<Admitted, AdmitError> {
         let hashes: Vec<Hash> = txs.iter().map(Transaction::hash).collect();
         if let Err((i, e)) = verify_once(self, txs, &hashes) {
             self.metrics.txs_refused.fetch_add(1, Relaxed);
@@ -394,7 +413,7 @@ impl Shared {
         hashes: Vec<Hash>,
         gossip: bool,
         client_waits: bool,
-    ) -> Result<Vec<Hash>, AdmitError> {
+    ) -> Result<Admitted, AdmitError> {
         // Never keep a final transaction: a backup's mempool drives its view-change timer, so a
         // stale entry would make it time out alone. The ledger is read outside the mempool lock
         // (commits need that lock). A commit writes the ledger, then counts itself in
@@ -405,10 +424,16 @@ impl Shared {
         // rarely changes within one admission, which saves a ledger read per transaction.
         let commits_before = self.commits_written.load(SeqCst);
         // A failed read counts as not final, as a failed single read did.
-        let pending: Vec<bool> = match self.ledger.txs_known(&hashes) {
-            Ok(known) => known.into_iter().map(|k| !k).collect(),
-            Err(_) => vec![true; hashes.len()],
+        let (pending, read_ok): (Vec<bool>, bool) = match self.ledger.txs_known(&hashes) {
+            Ok(known) => (known.into_iter().map(|k| !k).collect(), true),
+            Err(_) => (vec![true; hashes.len()], false),
         };
+        let mut final_before: Vec<Hash> = hashes
+            .iter()
+            .zip(&pending)
+            .filter_map(|(h, pending)| (!pending).then_some(*h))
+            .collect();
+        final_before.sort_unstable();
         let hold = gossip && client_waits && self.leading_pbft();
         let gossip = gossip && !hold;
         let now = self.mono_ms();
@@ -475,7 +500,13 @@ impl Shared {
         if full {
             return Err(AdmitError::Full);
         }
-        Ok(hashes)
+        Ok(Admitted {
+            hashes,
+            read: FinalRead {
+                commits: read_ok.then_some(commits_before),
+                known: final_before,
+            },
+        })
     }
 
     /// Called every gossip tick: gossips the oldest held transactions, at most
@@ -538,15 +569,35 @@ impl Shared {
         }
     }
 
-    /// Registers interest in transactions' commits (call after admission). Already committed
-    /// ones resolve at once. Returns the sorted distinct hashes (the wait's slots) and the wait.
-    pub fn wait_for(&self, hashes: &[Hash]) -> Result<(Vec<Hash>, Arc<CommitWait>), String> {
+    /// Registers interest in transactions' commits (call after admission, with what it read).
+    /// Already committed ones resolve at once. Returns the sorted distinct hashes (the wait's
+    /// slots) and the wait.
+    pub fn wait_for(
+        &self,
+        hashes: &[Hash],
+        read: &FinalRead,
+    ) -> Result<(Vec<Hash>, Arc<CommitWait>), String> {
         let mut unique: Vec<Hash> = hashes.to_vec();
         unique.sort_unstable();
         unique.dedup();
         // Ledger reads happen before taking the lock (commits need it to resolve waiters).
-        let commits_before = self.commits_written.load(SeqCst);
-        let committed = self.receipts_if_final(&unique);
+        // Admission's read is still exact if no commit has been counted since it: then only the
+        // transactions it found final have receipts to read (under load, usually none).
+        let commits_now = self.commits_written.load(SeqCst);
+        let (commits_before, committed) = if read.commits == Some(commits_now) {
+            let committed = unique
+                .iter()
+                .map(|h| {
+                    read.known
+                        .binary_search(h)
+                        .ok()
+                        .and_then(|_| self.ledger.receipt(h).ok().flatten())
+                })
+                .collect();
+            (commits_now, committed)
+        } else {
+            (commits_now, self.receipts_if_final(&unique))
+        };
         let mut waiters = self.waiters.lock().expect("waiters lock");
         if waiters.count + unique.len() > WAITERS_MAX {
             return Err(
