@@ -1,11 +1,15 @@
 //! Transport benchmark: throughput and round-trip time between two medchain endpoints on
-//! loopback, for 512 B and 1 MiB messages, next to raw quinn measured in the same run (same TLS
-//! configuration, one stream, `write_all` per message, no framing, queues or event channel).
+//! loopback, for 512 B and 1 MiB messages, with the default largest UDP payload (1,452 bytes) and
+//! with a testnet's (65,507), next to raw quinn measured in the same run (same TLS configuration,
+//! quinn's default packet sizes, one stream, `write_all` per message, no framing, queues or event
+//! channel).
 //!
 //! Run: `cargo bench -p medchain-bench --bench net`. Prints medians over several trials.
 
 use bytes::Bytes;
-use medchain_network::{NetEvent, Network, NetworkConfig};
+use medchain_network::{
+    NetEvent, Network, NetworkConfig, UDP_PAYLOAD_MAX_DEFAULT, UDP_PAYLOAD_MAX_LOOPBACK,
+};
 use medchain_types::SecretKey;
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
@@ -19,7 +23,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn pair() -> (
+fn pair(
+    udp_payload_max: u16,
+) -> (
     (Network, medchain_network::Events),
     (Network, medchain_network::Events),
 ) {
@@ -36,9 +42,14 @@ fn pair() -> (
     let [s0, s1] = socks;
     let a0 = s0.local_addr().unwrap();
     let a1 = s1.local_addr().unwrap();
+    let config = |addr, peers| {
+        let mut c = NetworkConfig::new(addr, peers, 1);
+        c.udp_payload_max = udp_payload_max;
+        c
+    };
     (
-        Network::with_socket(&keys[0], NetworkConfig::new(a0, peers.clone(), 1), s0).unwrap(),
-        Network::with_socket(&keys[1], NetworkConfig::new(a1, peers, 1), s1).unwrap(),
+        Network::with_socket(&keys[0], config(a0, peers.clone()), s0).unwrap(),
+        Network::with_socket(&keys[1], config(a1, peers), s1).unwrap(),
     )
 }
 
@@ -47,8 +58,8 @@ async fn connected(events: &mut medchain_network::Events) {
 }
 
 /// medchain: bytes/s from A to B for `count` messages of `size`.
-async fn medchain_throughput(size: usize, count: usize) -> f64 {
-    let ((a, mut ae), (b, mut be)) = pair();
+async fn medchain_throughput(size: usize, count: usize, udp_payload_max: u16) -> f64 {
+    let ((a, mut ae), (b, mut be)) = pair(udp_payload_max);
     connected(&mut ae).await;
     connected(&mut be).await;
     let to = b.public_key();
@@ -78,8 +89,8 @@ async fn medchain_throughput(size: usize, count: usize) -> f64 {
 }
 
 /// medchain: median round trip of `size`-byte messages (B echoes what it gets).
-async fn medchain_rtt(size: usize, rounds: usize) -> f64 {
-    let ((a, mut ae), (b, mut be)) = pair();
+async fn medchain_rtt(size: usize, rounds: usize, udp_payload_max: u16) -> f64 {
+    let ((a, mut ae), (b, mut be)) = pair(udp_payload_max);
     connected(&mut ae).await;
     connected(&mut be).await;
     let (ka, kb) = (a.public_key(), b.public_key());
@@ -210,22 +221,25 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         // Warm-up (page faults, allocator, CPU frequency).
-        medchain_throughput(512, 100_000 / scale).await;
+        medchain_throughput(512, 100_000 / scale, UDP_PAYLOAD_MAX_DEFAULT).await;
         let mut rows = Vec::new();
         for (label, size, count) in [
             ("512 B", 512usize, 400_000 / scale),
             ("1 MiB", 1 << 20, 512 / scale.min(64)),
         ] {
             let mut ours = Vec::new();
+            let mut loopback = Vec::new();
             let mut raw = Vec::new();
             for _ in 0..trials {
-                // Alternate so that drift in machine load hits both equally.
-                ours.push(medchain_throughput(size, count).await);
+                // Alternate so that drift in machine load hits all equally.
+                ours.push(medchain_throughput(size, count, UDP_PAYLOAD_MAX_DEFAULT).await);
+                loopback.push(medchain_throughput(size, count, UDP_PAYLOAD_MAX_LOOPBACK).await);
                 raw.push(raw_throughput(size, count).await);
             }
             rows.push(format!(
-                "| throughput, {label} messages | {:.0} MB/s | {:.0} MB/s |",
+                "| throughput, {label} messages | {:.0} MB/s | {:.0} MB/s | {:.0} MB/s |",
                 median(ours) / 1e6,
+                median(loopback) / 1e6,
                 median(raw) / 1e6
             ));
         }
@@ -236,21 +250,24 @@ fn main() {
                 200 / scale.min(50)
             };
             let mut ours = Vec::new();
+            let mut loopback = Vec::new();
             let mut raw = Vec::new();
             for _ in 0..trials.min(3) {
-                ours.push(medchain_rtt(size, rounds).await);
+                ours.push(medchain_rtt(size, rounds, UDP_PAYLOAD_MAX_DEFAULT).await);
+                loopback.push(medchain_rtt(size, rounds, UDP_PAYLOAD_MAX_LOOPBACK).await);
                 raw.push(raw_rtt(size, rounds).await);
             }
             rows.push(format!(
-                "| median round trip, {label} | {:.1} µs | {:.1} µs |",
+                "| median round trip, {label} | {:.1} µs | {:.1} µs | {:.1} µs |",
                 median(ours) * 1e6,
+                median(loopback) * 1e6,
                 median(raw) * 1e6
             ));
         }
         println!(
-            "| measure (median of {trials} trials) | medchain transport | raw quinn, same TLS |"
+            "| measure (median of {trials} trials) | medchain transport | medchain, `udp_payload_max` 65,507 (a testnet's) | raw quinn, same TLS |"
         );
-        println!("|---|---|---|");
+        println!("|---|---|---|---|");
         for r in rows {
             println!("{r}");
         }

@@ -28,4 +28,5 @@ mod transport;
 pub use metrics::{Metrics, MetricsSnapshot, PathStats, PeerStats};
 pub use transport::{
     Events, NetError, NetEvent, Network, NetworkConfig, SendError, FRAME_MAX_DEFAULT,
+    UDP_PAYLOAD_MAX_DEFAULT, UDP_PAYLOAD_MAX_LOOPBACK,
 };

@@ -123,6 +123,8 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
             network: NetworkSection {
                 listen: v.p2p,
                 frame_max: medchain_network::FRAME_MAX_DEFAULT,
+                // Every node of a testnet is on this host's loopback.
+                udp_payload_max: medchain_network::UDP_PAYLOAD_MAX_LOOPBACK,
             },
             api: ApiSection {
                 listen: format!("127.0.0.1:{}", spec.api_base + i as u16).parse()?,

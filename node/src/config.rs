@@ -25,6 +25,15 @@ pub struct NetworkSection {
     /// Hard maximum of one message, bytes.
     #[serde(default = "default_frame_max")]
     pub frame_max: usize,
+    /// Largest UDP payload QUIC's path MTU discovery may use (1,200–65,527; default 1,452,
+    /// which fits Ethernet). `testnet` and `medchain up`, whose nodes talk over loopback, write
+    /// 65,507. Raise it only where every path between the nodes carries such datagrams.
+    #[serde(default = "default_udp_payload_max")]
+    pub udp_payload_max: u16,
+}
+
+fn default_udp_payload_max() -> u16 {
+    medchain_network::UDP_PAYLOAD_MAX_DEFAULT
 }
 
 /// `[api]`

@@ -779,6 +779,7 @@ impl Node {
         let incarnation = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as u64;
         let mut net_cfg = NetworkConfig::new(config.network.listen, peers, incarnation);
         net_cfg.frame_max = config.network.frame_max;
+        net_cfg.udp_payload_max = config.network.udp_payload_max;
         net_cfg.send_queue_bytes_max = net_cfg
             .send_queue_bytes_max
             .max(2 * config.network.frame_max);
