@@ -137,13 +137,14 @@ impl Mempool {
         self.txs.contains_key(hash)
     }
 
-    /// Up to `max` transactions, oldest first. They stay until [`Mempool::remove`].
-    pub fn batch(&self, max: usize) -> Vec<Transaction> {
+    /// Up to `max` transactions, oldest first, and their hashes. They stay until
+    /// [`Mempool::remove`].
+    pub fn batch(&self, max: usize) -> (Vec<Transaction>, Vec<Hash>) {
         self.order
             .values()
             .take(max)
-            .map(|h| (*self.txs[h].tx).clone())
-            .collect()
+            .map(|h| ((*self.txs[h].tx).clone(), *h))
+            .unzip()
     }
 
     /// Removes committed transactions.
@@ -185,9 +186,12 @@ mod tests {
         }
         assert_eq!(m.insert(tx(0).hash(), tx(0)), Err(Refused::Known));
         assert_eq!(m.insert(tx(9).hash(), tx(9)), Err(Refused::Full));
-        assert_eq!(m.batch(2), vec![tx(0), tx(1)]);
+        assert_eq!(
+            m.batch(2),
+            (vec![tx(0), tx(1)], vec![tx(0).hash(), tx(1).hash()])
+        );
         m.remove([&tx(0).hash()]);
-        assert_eq!(m.batch(5), vec![tx(1), tx(2)]);
+        assert_eq!(m.batch(5).0, vec![tx(1), tx(2)]);
         assert_eq!(m.bytes(), 600);
         let mut small = Mempool::new(100, 700);
         small.insert(tx(1).hash(), tx(1)).unwrap();
@@ -217,7 +221,7 @@ mod tests {
         assert_eq!(m.take_held(usize::MAX), Vec::<Transaction>::new());
         assert_eq!(
             m.batch(5),
-            vec![tx(1), tx(3)],
+            (vec![tx(1), tx(3)], vec![tx(1).hash(), tx(3).hash()]),
             "taken marks, not transactions"
         );
         m.remove([&tx(1).hash()]);

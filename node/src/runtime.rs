@@ -646,10 +646,16 @@ impl Shared {
             .collect()
     }
 
-    /// The transaction hashes of `block`: remembered from its structure check, or computed.
+    /// The transaction hashes of `block`: remembered from its structure check or, for this
+    /// node's own block, from the batch it was built from; else computed.
     fn tx_hashes_of(&self, block: &Block) -> Arc<Vec<Hash>> {
         self.block_tx_hashes
             .take(&block.hash())
+            .or_else(|| {
+                (block.header.proposer == self.me)
+                    .then(|| self.block_tx_hashes.own_block_hashes(&block.header))
+                    .flatten()
+            })
             .unwrap_or_else(|| Arc::new(block.tx_hashes()))
     }
 
@@ -687,12 +693,46 @@ impl TxVerifier for MempoolVerifier {
 /// [`BLOCK_TX_HASHES_MAX`] blocks; the oldest is forgotten first). Sound to reuse by header
 /// hash: the header commits to the transactions' Merkle root, which the structure check
 /// matched against exactly these hashes.
+///
+/// Also the hashes of the last few batches handed to the engine for a proposal
+/// ([`OWN_BATCHES_MAX`]): this node's own blocks are built from a prefix of one, and are not
+/// checked here, so their hashes are found by the Merkle root instead.
 #[derive(Debug, Default)]
-struct BlockTxHashes(Mutex<VecDeque<(Hash, Arc<Vec<Hash>>)>>);
+struct BlockTxHashes {
+    by_block: Mutex<VecDeque<(Hash, Arc<Vec<Hash>>)>>,
+    own_batches: Mutex<VecDeque<Vec<Hash>>>,
+}
+
+/// Batches of transaction hashes kept for this node's own proposals: more than the engine can
+/// have asked for before the block built from the oldest one executes (a PBFT primary proposes
+/// one block at a time).
+const OWN_BATCHES_MAX: usize = 4;
 
 impl BlockTxHashes {
+    /// Keeps the hashes of a batch handed to the engine.
+    fn remember_batch(&self, hashes: &[Hash]) {
+        let mut batches = self.own_batches.lock().expect("block hashes lock");
+        if batches.len() >= OWN_BATCHES_MAX {
+            batches.pop_front();
+        }
+        batches.push_back(hashes.to_vec());
+    }
+
+    /// The hashes of a block built from a prefix of a remembered batch: the prefix of its
+    /// length whose Merkle root is the header's (the root binds the list, given its length).
+    fn own_block_hashes(&self, header: &medchain_types::Header) -> Option<Arc<Vec<Hash>>> {
+        let n = usize::try_from(header.tx_count).ok()?;
+        let batches = self.own_batches.lock().expect("block hashes lock");
+        batches
+            .iter()
+            .rev()
+            .filter(|b| b.len() >= n)
+            .find(|b| medchain_types::merkle_root(&b[..n]) == header.tx_root)
+            .map(|b| Arc::new(b[..n].to_vec()))
+    }
+
     fn remember(&self, block_hash: Hash, tx_hashes: &[Hash]) {
-        let mut known = self.0.lock().expect("block hashes lock");
+        let mut known = self.by_block.lock().expect("block hashes lock");
         if known.iter().any(|(h, _)| *h == block_hash) {
             return;
         }
@@ -704,7 +744,7 @@ impl BlockTxHashes {
 
     /// The hashes remembered for `block_hash`, forgotten here (a block executes once).
     fn take(&self, block_hash: &Hash) -> Option<Arc<Vec<Hash>>> {
-        let mut known = self.0.lock().expect("block hashes lock");
+        let mut known = self.by_block.lock().expect("block hashes lock");
         let i = known.iter().position(|(h, _)| h == block_hash)?;
         known.remove(i).map(|(_, hashes)| hashes)
     }
@@ -1049,8 +1089,11 @@ fn execute(
             }
         }
         Action::NeedTransactions { max } => {
-            let txs = shared.mempool.lock().expect("mempool lock").batch(max);
-            local.push_back(Event::Transactions(txs));
+            let (txs, hashes) = shared.mempool.lock().expect("mempool lock").batch(max);
+            if !hashes.is_empty() {
+                shared.block_tx_hashes.remember_batch(&hashes);
+            }
+            local.push_back(Event::Transactions { txs, hashes });
         }
         Action::NeedBlocks { from_height, peer } => {
             let connected = shared.network.connected_peers();
@@ -1302,6 +1345,39 @@ mod tests {
         }
         assert!(known.take(&h(1_000)).is_none(), "the oldest is forgotten");
         assert_eq!(*known.take(&h(1_001)).unwrap(), vec![h(1)]);
-        assert_eq!(known.0.lock().unwrap().len(), BLOCK_TX_HASHES_MAX - 1);
+        assert_eq!(
+            known.by_block.lock().unwrap().len(),
+            BLOCK_TX_HASHES_MAX - 1
+        );
+    }
+
+    /// An own block's hashes are found in the batch it was built from, by its length and Merkle
+    /// root: a prefix of the batch, not another batch, and not after the batch is forgotten.
+    #[test]
+    fn own_block_hashes_come_from_the_batch_it_was_built_from() {
+        let key = SecretKey::from_seed([7; 32]);
+        let txs: Vec<Transaction> = (0..5)
+            .map(|i| Transaction::signed("c", "noop", vec![i], u64::from(i), &key))
+            .collect();
+        let hashes: Vec<Hash> = txs.iter().map(Transaction::hash).collect();
+        let block = |n: usize| {
+            Block::build(1, h(0), 0, h(0), 0, key.public(), vec![], txs[..n].to_vec()).header
+        };
+        let known = BlockTxHashes::default();
+        known.remember_batch(&hashes);
+        known.remember_batch(&[h(1), h(2), h(3)]);
+        assert_eq!(
+            *known.own_block_hashes(&block(3)).unwrap(),
+            hashes[..3].to_vec()
+        );
+        assert_eq!(*known.own_block_hashes(&block(5)).unwrap(), hashes);
+        assert_eq!(known.own_block_hashes(&block(0)).map(|v| v.len()), Some(0));
+        let mut other = block(3);
+        other.tx_root = h(9);
+        assert!(known.own_block_hashes(&other).is_none(), "another root");
+        for b in 0..OWN_BATCHES_MAX as u64 {
+            known.remember_batch(&[h(b)]);
+        }
+        assert!(known.own_block_hashes(&block(3)).is_none(), "forgotten");
     }
 }

@@ -287,8 +287,10 @@ impl<'a> Harness<'a> {
                 Action::StartWork { header, target } => self.nodes[i].work = Some((header, target)),
                 Action::StopWork => self.nodes[i].work = None,
                 Action::NeedTransactions { max } => {
-                    let txs = self.pool.iter().take(max).cloned().collect();
-                    self.queue.push_back((i, Event::Transactions(txs)));
+                    let txs: Vec<Transaction> = self.pool.iter().take(max).cloned().collect();
+                    let hashes = txs.iter().map(Transaction::hash).collect();
+                    self.queue
+                        .push_back((i, Event::Transactions { txs, hashes }));
                 }
                 Action::NeedBlocks { from_height, .. } => {
                     let best = (0..self.nodes.len())

@@ -50,7 +50,14 @@ pub enum Event {
     TimerFired(TimerId),
     /// The runtime's answer to [`Action::NeedTransactions`]: verified, not yet committed
     /// transactions, oldest first (possibly none). They stay in the mempool until committed.
-    Transactions(Vec<Transaction>),
+    Transactions {
+        /// The transactions.
+        txs: Vec<Transaction>,
+        /// Their hashes, in the same order: the runtime learnt them at admission, so an engine
+        /// builds its block with [`Block::build_hashed`] instead of hashing every transaction
+        /// again.
+        hashes: Vec<Hash>,
+    },
     /// The runtime executed the final block at `height`; `state_root` is the state after it.
     BlockExecuted {
         /// The block's height.

@@ -1194,7 +1194,7 @@ impl Engine for Pos {
                     _ => {}
                 }
             }
-            Event::Transactions(txs) => self.on_transactions(now, txs, out),
+            Event::Transactions { txs, .. } => self.on_transactions(now, txs, out),
             Event::BlockExecuted { height, state_root } => {
                 self.on_executed(now, height, state_root, out)
             }

@@ -1064,7 +1064,7 @@ impl Engine for Pow {
                 });
             }
             Event::TimerFired(_) => {}
-            Event::Transactions(txs) => self.on_transactions(now, txs, out),
+            Event::Transactions { txs, .. } => self.on_transactions(now, txs, out),
             Event::BlockExecuted { height, state_root } => {
                 self.on_executed(height, state_root, out)
             }

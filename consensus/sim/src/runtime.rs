@@ -1031,8 +1031,10 @@ impl<'c> World<'c> {
                     }
                 }
                 Action::NeedTransactions { max } => {
-                    let txs = self.nodes[i].mempool.values().take(max).cloned().collect();
-                    local.push(Event::Transactions(txs));
+                    let txs: Vec<Transaction> =
+                        self.nodes[i].mempool.values().take(max).cloned().collect();
+                    let hashes = txs.iter().map(Transaction::hash).collect();
+                    local.push(Event::Transactions { txs, hashes });
                 }
                 Action::NeedBlocks { from_height, peer } => {
                     let target = peer

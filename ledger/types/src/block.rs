@@ -107,11 +107,40 @@ impl Block {
         txs: Vec<Transaction>,
     ) -> Block {
         let hashes: Vec<Hash> = txs.iter().map(Transaction::hash).collect();
+        Block::build_hashed(
+            height,
+            parent,
+            state_height,
+            state_root,
+            time_ms,
+            proposer,
+            seal,
+            txs,
+            &hashes,
+        )
+    }
+
+    /// [`Block::build`] with the transactions' hashes already known (`tx_hashes[i]` must be
+    /// `txs[i].hash()`; else the block's `tx_root` does not match its transactions and every
+    /// structure check refuses it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn build_hashed(
+        height: u64,
+        parent: Hash,
+        state_height: u64,
+        state_root: Hash,
+        time_ms: u64,
+        proposer: PublicKey,
+        seal: Vec<u8>,
+        txs: Vec<Transaction>,
+        tx_hashes: &[Hash],
+    ) -> Block {
+        debug_assert_eq!(txs.len(), tx_hashes.len());
         Block {
             header: Header {
                 height,
                 parent,
-                tx_root: merkle_root(&hashes),
+                tx_root: merkle_root(tx_hashes),
                 tx_count: u32::try_from(txs.len()).expect("BLOCK_TXS_MAX fits in u32"),
                 state_height,
                 state_root,
