@@ -85,6 +85,9 @@ pub enum LedgerError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The transaction index's writer could not run (see `tx_index.rs`).
+    #[error("transaction index: {0}")]
+    TxIndex(String),
     /// The ledger was opened read-only.
     #[error("ledger is open read-only")]
     ReadOnly,

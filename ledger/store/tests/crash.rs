@@ -1,6 +1,8 @@
 //! Crash safety: a child process commits blocks in a loop and reports each commit on stdout; the
 //! parent kills it with SIGKILL at random moments (25 times), reopens the ledger each time and
-//! checks that every block the child reported is there and the whole chain verifies.
+//! checks that every block the child reported is there and the whole chain verifies (which
+//! includes every transaction's index entry, whether written in a run or read again from the
+//! receipts).
 //!
 //! The child is this same test binary running the ignored `crash_child` test, so no extra binary
 //! is needed.
@@ -25,6 +27,8 @@ fn crash_child() {
         return;
     };
     let ledger = Ledger::open(&dir, CHAIN).unwrap();
+    // A run of the transaction index every 5 blocks, so that kills land while runs are written.
+    ledger.set_tx_index_run_entries(1000);
     let exec = Executor::with_builtins(CHAIN);
     // Bounded so that an orphaned child stops by itself.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -564,3 +564,132 @@ fn in_memory_ledgers_are_separate_and_verify() {
     );
     assert_eq!(a.verify_chain(|_, _| {}).unwrap().txs, 2);
 }
+
+/// The `tx_indexed` record: the first height whose index entries the column may lack.
+fn raw_tx_indexed(path: &std::path::Path) -> u64 {
+    let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+    let db = rocksdb::DB::open_cf_for_read_only(&rocksdb::Options::default(), path, &cfs, false)
+        .unwrap();
+    let v = db
+        .get_cf(db.cf_handle("meta").unwrap(), b"tx_indexed")
+        .unwrap()
+        .unwrap();
+    u64::from_be_bytes(v.as_slice().try_into().unwrap())
+}
+
+/// The transaction index is written in sorted runs (here every 50 entries, against 262,144 by
+/// default), its newest entries held in memory: every position reads back while runs are
+/// written, after a reopen (the tail read again from the receipts), and through a read-only
+/// open beside the writer; a transaction executed again is a duplicate whether its first
+/// execution is in memory or in a run.
+#[test]
+fn the_transaction_index_is_written_in_runs_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Executor::with_builtins(CHAIN);
+    let block_txs = |h: u64| -> Vec<medchain_types::Transaction> {
+        (0..20)
+            .map(|i| put(&format!("k{i}"), "v", h * 100 + i))
+            .collect()
+    };
+    let check = |ledger: &Ledger, blocks: u64| {
+        for h in 0..blocks {
+            let hashes: Vec<Hash> = block_txs(h).iter().map(|t| t.hash()).collect();
+            for (i, hash) in hashes.iter().enumerate() {
+                assert_eq!(
+                    ledger.tx_position(hash).unwrap(),
+                    Some((h, i as u32)),
+                    "block {h} transaction {i}"
+                );
+            }
+            let mut asked = hashes.clone();
+            asked.insert(3, Hash::ZERO);
+            let mut expected = vec![true; hashes.len() + 1];
+            expected[3] = false;
+            assert_eq!(ledger.txs_known(&asked).unwrap(), expected, "block {h}");
+        }
+    };
+    {
+        let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+        ledger.set_tx_index_run_entries(50);
+        for h in 0..12 {
+            apply(&ledger, &exec, block_txs(h));
+            check(&ledger, h + 1);
+        }
+        // Block 0's first transaction again: found in a run, so a duplicate.
+        let again = apply(
+            &ledger,
+            &exec,
+            vec![block_txs(0)[0].clone(), put("z", "z", 7)],
+        );
+        assert_eq!(again[0].status, TxStatus::Duplicate);
+        assert_eq!(again[1].status, TxStatus::Success);
+        let beside = Ledger::open_read_only(dir.path()).unwrap();
+        check(&beside, 12);
+    }
+    let indexed = raw_tx_indexed(dir.path());
+    assert!(
+        (3..13).contains(&indexed),
+        "runs were written up to height {indexed}"
+    );
+    let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+    check(&ledger, 12);
+    assert_eq!(
+        ledger.tx_position(&put("z", "z", 7).hash()).unwrap(),
+        Some((12, 1))
+    );
+    let again = apply(&ledger, &exec, vec![block_txs(11)[19].clone()]);
+    assert_eq!(again[0].status, TxStatus::Duplicate);
+    ledger.verify_chain(|_, _| {}).unwrap();
+}
+
+/// A ledger written before the index was written in runs has every entry in the column and no
+/// `tx_indexed` record: opening it records the tip, and nothing is read again.
+#[test]
+fn a_ledger_without_a_tx_indexed_record_has_its_whole_index_in_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Executor::with_builtins(CHAIN);
+    let txs: Vec<_> = (0..5).map(|i| put("k", "v", i)).collect();
+    {
+        let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+        // Written as a ledger before runs would have it.
+        ledger.set_tx_index_run_entries(1);
+        apply(&ledger, &exec, txs.clone());
+        apply(&ledger, &exec, vec![]);
+        apply(&ledger, &exec, vec![]);
+    }
+    assert_eq!(
+        raw_tx_indexed(dir.path()),
+        1,
+        "block 0 went to the column in a run"
+    );
+    tamper(dir.path(), "meta", b"tx_indexed", None);
+    let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+    drop(ledger);
+    assert_eq!(raw_tx_indexed(dir.path()), 3);
+    let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+    for (i, t) in txs.iter().enumerate() {
+        assert_eq!(ledger.tx_position(&t.hash()).unwrap(), Some((0, i as u32)));
+    }
+    // A damaged record is reported, not read as some height.
+    drop(ledger);
+    tamper(dir.path(), "meta", b"tx_indexed", Some(&[1, 2, 3]));
+    let err = Ledger::open(dir.path(), CHAIN).unwrap_err().to_string();
+    assert!(err.contains("tx_indexed record: 3 bytes"), "{err}");
+}
+
+/// The newest index entries are read from the receipts at open: a node refuses a ledger whose
+/// receipts it needs are gone (its duplicate check would miss those transactions), while a
+/// read-only open still lets `verify_chain` name the damage.
+#[test]
+fn a_node_refuses_a_ledger_missing_the_receipts_its_index_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    build_chain(dir.path(), 3);
+    tamper(dir.path(), "receipts", &1u64.to_be_bytes(), None);
+    match Ledger::open(dir.path(), CHAIN) {
+        Err(LedgerError::Corrupt { height: 1, what }) => {
+            assert_eq!(what, "receipts are missing")
+        }
+        other => panic!("expected the missing receipts of block 1, got {other:?}"),
+    }
+    verify_fails_at(dir.path(), 1, "receipts are missing");
+}
