@@ -1044,6 +1044,13 @@ fn execute(
                     // Counted after the ledger write and before the removal from the mempool
                     // (the order `admit_verified` relies on).
                     shared.commits_written.fetch_add(1, SeqCst);
+                    if let Some(e) = shared.ledger.take_tx_index_error() {
+                        tracing::warn!(
+                            error = %e,
+                            "writing a run of the transaction index failed; its entries stay in \
+                             memory and are written with the next run"
+                        );
+                    }
                     if block.header.proposer == shared.me {
                         shared.last_own_commit_ms.store(shared.mono_ms(), Relaxed);
                     }

@@ -16,7 +16,7 @@
 use crate::block_files::{BlockFiles, Location};
 use crate::error::LedgerError;
 use crate::state::{next_state_root, state_key, WriteSet};
-use crate::tx_index::{RunSink, TxIndex, RUN_FILE, TAIL_MAX};
+use crate::tx_index::{decode_indexed, encode_indexed, RunSink, TxIndex, RUN_FILE, TAIL_MAX};
 use medchain_chaincode::{ChaincodeError, Entries, StateView, SCAN_LIMIT_MAX};
 use medchain_types::{
     codec, Block, Certificate, Hash, Header, MerkleProof, Receipt, Transaction, TxStatus,
@@ -55,9 +55,10 @@ const COLUMN_FAMILIES: [&str; 10] = [
 const META_FORMAT: &[u8] = b"format";
 const META_CHAIN_ID: &[u8] = b"chain_id";
 const META_TIP: &[u8] = b"tip";
-/// The first height whose `tx_index` entries the column family may lack (u64 BE); opening the
-/// ledger reads them from the receipts of the heights from there. A ledger without it was
-/// written before the index was written in runs, with every entry in the column.
+/// The first height whose `tx_index` entries the column family may lack, then the value this
+/// one replaced (u64 BE each); opening the ledger reads them from the receipts of the heights
+/// from there (a read-only open: from the replaced value). A ledger without it was written
+/// before the index was written in runs, with every entry in the column.
 pub(crate) const META_TX_INDEXED: &[u8] = b"tx_indexed";
 /// Written once at creation; a directory without it is not a medchain ledger. Format 1 keeps
 /// blocks in the `blocks` column; format 2 (every ledger created on disk since session 17) keeps
@@ -386,7 +387,7 @@ impl Ledger {
             block_files,
             tip: Mutex::new(None),
             candidate: Mutex::new(None),
-            tx_index: TxIndex::new(TAIL_MAX),
+            tx_index: TxIndex::new(TAIL_MAX, 0),
             run_sink,
         };
         let tip = ledger.read_tip()?;
@@ -415,22 +416,25 @@ impl Ledger {
     fn load_tx_index_tail(&self, tip: Option<Tip>) -> Result<(), LedgerError> {
         let next = tip.map_or(0, |t| t.height + 1);
         let meta = self.cf(CF_META);
-        let indexed = match self.db.get_cf(meta, META_TX_INDEXED)? {
-            Some(b) => <[u8; 8]>::try_from(b.as_slice())
-                .map(u64::from_be_bytes)
-                .map_err(|_| LedgerError::Corrupt {
-                    height: 0,
-                    what: format!("tx_indexed record: {} bytes", b.len()),
-                })?,
+        let (indexed, replaced) = match self.db.get_cf(meta, META_TX_INDEXED)? {
+            Some(b) => decode_indexed(&b).ok_or_else(|| LedgerError::Corrupt {
+                height: 0,
+                what: format!("tx_indexed record: {} bytes", b.len()),
+            })?,
             None => {
                 // A ledger from before runs (every entry in the column), or a new one.
                 if !self.read_only {
-                    self.db.put_cf(meta, META_TX_INDEXED, next.to_be_bytes())?;
+                    self.db
+                        .put_cf(meta, META_TX_INDEXED, encode_indexed(next, next))?;
                 }
-                next
+                (next, next)
             }
         };
-        for height in indexed.min(next)..next {
+        self.tx_index.set_indexed(indexed);
+        // Beside a running node, RocksDB may show a read-only open the record of a run whose
+        // file it does not see: start from the value that record replaced.
+        let from = if self.read_only { replaced } else { indexed };
+        for height in from.min(next)..next {
             let receipts = match self.receipts(height) {
                 Ok(Some(r)) => r,
                 // A read-only open is how a damaged ledger is inspected: `verify_chain` then
@@ -460,6 +464,13 @@ impl Ledger {
     /// transactions per second). For tests and measurements.
     pub fn set_tx_index_run_entries(&self, entries: usize) {
         self.tx_index.set_tail_max(entries);
+    }
+
+    /// The error of the last write of a `tx_index` run that failed since the last call (its
+    /// entries stay in memory and are written with the next run; commits fail with it only once
+    /// four runs' worth are held). For the node to report.
+    pub fn take_tx_index_error(&self) -> Option<LedgerError> {
+        self.tx_index.take_error()
     }
 
     fn cf(&self, name: &str) -> &ColumnFamily {
@@ -545,8 +556,8 @@ impl Ledger {
         }
         self.check_state_claim(h)?;
         certificate.check_bounds()?;
-        // Before anything is written: a failed run of the index fails this commit, not a later
-        // read (its entries stay readable in memory and are written with the next run).
+        // Before anything is written: when failed runs have left four runs' worth in memory,
+        // this commit fails with their error (see `tx_index.rs`).
         self.tx_index
             .maybe_write_run(&self.db, &self.run_sink, expected_height)?;
         if exec.receipts.len() != block.txs.len() {

@@ -565,7 +565,7 @@ fn in_memory_ledgers_are_separate_and_verify() {
     assert_eq!(a.verify_chain(|_, _| {}).unwrap().txs, 2);
 }
 
-/// The `tx_indexed` record: the first height whose index entries the column may lack.
+/// The `tx_indexed` record's height: the first whose index entries the column may lack.
 fn raw_tx_indexed(path: &std::path::Path) -> u64 {
     let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
     let db = rocksdb::DB::open_cf_for_read_only(&rocksdb::Options::default(), path, &cfs, false)
@@ -574,7 +574,8 @@ fn raw_tx_indexed(path: &std::path::Path) -> u64 {
         .get_cf(db.cf_handle("meta").unwrap(), b"tx_indexed")
         .unwrap()
         .unwrap();
-    u64::from_be_bytes(v.as_slice().try_into().unwrap())
+    assert_eq!(v.len(), 16, "the height, then the value it replaced");
+    u64::from_be_bytes(v[..8].try_into().unwrap())
 }
 
 /// The transaction index is written in sorted runs (here every 50 entries, against 262,144 by
@@ -692,4 +693,58 @@ fn a_node_refuses_a_ledger_missing_the_receipts_its_index_needs() {
         other => panic!("expected the missing receipts of block 1, got {other:?}"),
     }
     verify_fails_at(dir.path(), 1, "receipts are missing");
+}
+
+/// A run that cannot be written (here its file's path is taken by a directory) is kept in
+/// memory, its error handed to the node, and written with the next run; commits go on until four
+/// runs' worth are held, then fail with the error before writing anything; once the disk
+/// accepts runs again, the next commit writes them all.
+#[test]
+fn a_failed_run_is_kept_in_memory_and_written_with_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Executor::with_builtins(CHAIN);
+    let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+    ledger.set_tx_index_run_entries(20);
+    let block_txs = |h: u64| -> Vec<medchain_types::Transaction> {
+        (0..20).map(|i| put("k", "v", h * 100 + i)).collect()
+    };
+    let blocker = dir.path().join("tx-index-run.sst");
+    std::fs::create_dir(&blocker).unwrap();
+    // Block 1 freezes block 0's entries; blocks 2 and 3 find the run failed and retry with more.
+    for h in 0..4 {
+        apply(&ledger, &exec, block_txs(h));
+    }
+    let err = ledger
+        .take_tx_index_error()
+        .expect("the failed run is reported");
+    assert!(err.to_string().contains("storage error"), "{err}");
+    assert!(ledger.take_tx_index_error().is_none(), "reported once");
+    // Block 4 finds 80 entries held after a third failure: refused, nothing written.
+    let block = next_block(&ledger, block_txs(4));
+    let refused = exec
+        .apply(&ledger, &block, &Certificate(vec![1]))
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("storage error"), "{refused}");
+    assert_eq!(ledger.next_height(), 4);
+    for h in 0..4 {
+        for (i, t) in block_txs(h).iter().enumerate() {
+            assert_eq!(ledger.tx_position(&t.hash()).unwrap(), Some((h, i as u32)));
+        }
+    }
+    std::fs::remove_dir(&blocker).unwrap();
+    apply(&ledger, &exec, block_txs(4));
+    drop(ledger);
+    assert_eq!(
+        raw_tx_indexed(dir.path()),
+        4,
+        "blocks 0 to 3 went to the column in one run"
+    );
+    let ledger = Ledger::open(dir.path(), CHAIN).unwrap();
+    for h in 0..5 {
+        for (i, t) in block_txs(h).iter().enumerate() {
+            assert_eq!(ledger.tx_position(&t.hash()).unwrap(), Some((h, i as u32)));
+        }
+    }
+    ledger.verify_chain(|_, _| {}).unwrap();
 }
