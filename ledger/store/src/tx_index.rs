@@ -50,6 +50,7 @@ pub(crate) const TAIL_MAX: usize = 1 << 18;
 pub(crate) const RUN_FILE: &str = "tx-index-run.sst";
 
 /// Where runs go.
+#[derive(Clone)]
 pub(crate) enum RunSink {
     /// Written as a table file in this directory and ingested (`direct`: with `O_DIRECT`).
     Ingest { dir: PathBuf, direct: bool },
@@ -187,13 +188,7 @@ impl TxIndex {
             Arc::clone(&self.tail),
             Arc::clone(&self.indexed),
         );
-        let sink = match sink {
-            RunSink::Ingest { dir, direct } => RunSink::Ingest {
-                dir: dir.clone(),
-                direct: *direct,
-            },
-            RunSink::Batch => RunSink::Batch,
-        };
+        let sink = sink.clone();
         let handle = std::thread::Builder::new()
             .name("tx-index-run".into())
             .spawn(move || {
