@@ -583,9 +583,9 @@ impl Shared {
         // Ledger reads happen before taking the lock (commits need it to resolve waiters).
         // Admission's read is still exact if no commit has been counted since it: then only the
         // transactions it found final have receipts to read (under load, usually none).
-        let commits_now = self.commits_written.load(SeqCst);
-        let (commits_before, committed) = if read.commits == Some(commits_now) {
-            let committed = unique
+        let commits_before = self.commits_written.load(SeqCst);
+        let committed = if read.commits == Some(commits_before) {
+            unique
                 .iter()
                 .map(|h| {
                     read.known
@@ -593,10 +593,9 @@ impl Shared {
                         .ok()
                         .and_then(|_| self.ledger.receipt(h).ok().flatten())
                 })
-                .collect();
-            (commits_now, committed)
+                .collect()
         } else {
-            (commits_now, self.receipts_if_final(&unique))
+            self.receipts_if_final(&unique)
         };
         let mut waiters = self.waiters.lock().expect("waiters lock");
         if waiters.count + unique.len() > WAITERS_MAX {
