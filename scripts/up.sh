@@ -6,5 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
-cargo build --release --locked -p medchain-node
+cargo build --release --locked -p medchain
 exec ./target/release/medchain up "$@"

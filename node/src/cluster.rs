@@ -7,10 +7,12 @@ use crate::config::{
 };
 use crate::genesis::{Genesis, Validator};
 use anyhow::{bail, Context, Result};
+use medchain_app::App;
 use medchain_types::SecretKey;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Ports and names of a local testnet.
@@ -51,7 +53,7 @@ impl TestnetSpec {
 }
 
 /// Writes a testnet into `dir`. Refuses a directory that already holds one unless `force`.
-pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
+pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool, apps: &[Arc<dyn App>]) -> Result<()> {
     if spec.nodes == 0 || spec.nodes > 100 {
         bail!("--nodes must be 1 to 100");
     }
@@ -82,7 +84,7 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
     for (i, key) in keys.iter().enumerate() {
         let node_dir = dir.join(format!("node{i}"));
         std::fs::create_dir_all(&node_dir)?;
-        crate::keyfile::write(&node_dir.join("node.json"), key, force)?;
+        medchain_app::keyfile::write(&node_dir.join("node.json"), key, force)?;
         validators.push(Validator {
             name: format!("node{i}"),
             key: key.public(),
@@ -90,28 +92,30 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
             api: format!("http://127.0.0.1:{}", spec.api_base + i as u16),
         });
     }
-    // The consortium administrator of the health-record app (approves hospitals).
-    let admin = SecretKey::generate(&mut rand::rngs::OsRng);
-    crate::keyfile::write(&dir.join("admin.json"), &admin, force)?;
-    let mut genesis = Genesis {
-        chain_id: spec.chain_id.clone(),
-        engine: spec.engine.clone(),
-        time_ms: crate::runtime::now_ms(),
-        validators: validators.clone(),
-        pbft: Default::default(),
-        pow: Default::default(),
-        pos: Default::default(),
-        ehr: crate::genesis::EhrGenesis {
-            admins: vec![admin.public()],
-        },
-    };
+    let mut genesis = Genesis::new(
+        spec.chain_id.clone(),
+        spec.engine.clone(),
+        medchain_app::now_ms(),
+        validators.clone(),
+    );
     if let Some(interval) = spec.block_interval {
         if interval.is_zero() {
             bail!("--block-interval-ms must be positive");
         }
         genesis.pow.block_interval = interval;
     }
-    genesis.check()?;
+    // Each app's part: its files in the directory, its genesis section.
+    let mut notes = Vec::new();
+    for app in apps {
+        let part = app
+            .testnet(dir, force)
+            .with_context(|| format!("the {} app", app.name()))?;
+        if let Some(section) = part.section {
+            genesis.apps.insert(app.name().to_owned(), section);
+        }
+        notes.extend(part.notes);
+    }
+    genesis.seal(apps)?;
     genesis.save(&genesis_path)?;
     for (i, v) in validators.iter().enumerate() {
         let cfg = NodeConfig {
@@ -139,7 +143,7 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
         cfg.save(&dir.join(format!("node{i}/node.toml")))?;
     }
     let client = SecretKey::generate(&mut rand::rngs::OsRng);
-    crate::keyfile::write(&dir.join("client.json"), &client, force)?;
+    medchain_app::keyfile::write(&dir.join("client.json"), &client, force)?;
     println!(
         "testnet in {}: chain {}, engine {}, {} validators",
         dir.display(),
@@ -151,10 +155,9 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool) -> Result<()> {
         println!("  {}  api {}  p2p {}  key {}", v.name, v.api, v.p2p, v.key);
     }
     println!("client key: {}", dir.join("client.json").display());
-    println!(
-        "health-record administrator key: {}",
-        dir.join("admin.json").display()
-    );
+    for note in notes {
+        println!("{note}");
+    }
     Ok(())
 }
 
@@ -197,17 +200,17 @@ fn terminate(children: &mut [(String, Child, PathBuf)]) {
 
 /// Starts every node of the testnet in `dir` (creating it first if absent) and supervises them
 /// until Ctrl-C or SIGTERM.
-pub async fn up(spec: &TestnetSpec, dir: &Path) -> Result<()> {
+pub async fn up(spec: &TestnetSpec, dir: &Path, apps: &[Arc<dyn App>]) -> Result<()> {
     let genesis_path = dir.join("genesis.toml");
     if !genesis_path.exists() {
-        testnet(spec, dir, false)?;
+        testnet(spec, dir, false, apps)?;
     } else {
         println!(
             "resuming the consortium in {} (delete the directory to start afresh)",
             dir.display()
         );
     }
-    let genesis = Genesis::load(&genesis_path)?;
+    let genesis = Genesis::load(&genesis_path, apps)?;
     let exe = std::env::current_exe()?;
     let mut children: Vec<(String, Child, PathBuf)> = Vec::new();
     for (i, v) in genesis.validators.iter().enumerate() {
@@ -275,10 +278,15 @@ pub async fn up(spec: &TestnetSpec, dir: &Path) -> Result<()> {
     }
     let first = &genesis.validators[0].api;
     let client = dir.join("client.json");
-    println!(
-        "portal: {}/portal/ (hospitals, document verification, verifier audit, patient records, administrator)",
-        first.trim_end_matches('/')
-    );
+    for pages in apps.iter().filter_map(|a| a.pages()) {
+        println!(
+            "{}: {}{}/ ({})",
+            pages.mount.trim_start_matches('/'),
+            first.trim_end_matches('/'),
+            pages.mount,
+            pages.about
+        );
+    }
     println!("try:");
     println!("  medchain status --node {first}");
     println!(

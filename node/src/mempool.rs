@@ -163,6 +163,11 @@ impl Mempool {
         self.txs.len()
     }
 
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
     /// Bytes waiting (approximate).
     pub fn bytes(&self) -> usize {
         self.bytes

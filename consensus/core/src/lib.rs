@@ -232,6 +232,11 @@ pub struct EngineStatus {
     pub view: u64,
     /// Who proposes next, if known.
     pub leader: Option<medchain_types::PublicKey>,
+    /// This node is a stable leader in normal operation: it proposes every block until the
+    /// engine changes leader (a PBFT primary outside a view change). A node runtime may then
+    /// keep its own clients' transactions for its proposals instead of gossiping them first.
+    /// Never true for rotating proposers (proof of stake) or miners (proof of work).
+    pub leads: bool,
     /// Engine-specific figures (difficulty, slot, stable checkpoint, ...).
     pub extra: BTreeMap<String, String>,
     /// Counters: view changes, rejected messages by reason, ...

@@ -1426,6 +1426,7 @@ impl Engine for Pbft {
             height: self.committed.height,
             view: self.view,
             leader: Some(self.primary(self.view)),
+            leads: self.is_primary(),
             extra,
             counters: self.counters.clone(),
         }

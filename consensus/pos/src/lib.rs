@@ -1245,6 +1245,7 @@ impl Engine for Pos {
             view: epoch,
             leader: Some(self.proposer(self.height, self.round)),
             extra,
+            leads: false,
             counters: self.counters.clone(),
         }
     }

@@ -1106,6 +1106,7 @@ impl Engine for Pow {
             view: 0,
             leader: None,
             extra,
+            leads: false,
             counters: self.counters.clone(),
         }
     }

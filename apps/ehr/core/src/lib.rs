@@ -1,0 +1,18 @@
+//! The health-record app's core (`medchain-ehr`): the `ehr` chaincode (roles, grants, cases,
+//! document anchors, share links, audit, erasure), the off-chain vault (documents encrypted in
+//! chunks under a random per-document key, stored by the hash of their ciphertext, keys
+//! wrapped for each reader; the chain anchors the plaintext's SHA-256 and the blob address,
+//! never the contents) and the names of vault records. No async runtime, no HTTP: the node
+//! side and the CLI (`medchain-ehr-node`) build on it.
+
+pub mod vault;
+
+pub use vault::{
+    decrypt_chunks, encrypt, unwrap_key, wrap_key, DocKey, Stored, Vault, VaultError, WrappedKey,
+    CHUNK,
+};
+pub mod chaincode;
+pub mod direct;
+pub mod records;
+
+pub use chaincode::{Ehr, EhrOp, EhrQuery, Verdict};

@@ -1,0 +1,63 @@
+//! The health-record app's HTTP routes, relative to `/api/v1/ehr` (the node mounts them there).
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `POST /query` | anyone | a JSON `EhrQuery`, answered as JSON |
+//! | `GET /hospitals?search=TEXT` | anyone | approved hospitals whose name or treatments match |
+//! | `GET /docs/{id}` | anyone | a document's anchor (hashes, kind, issuer, patient pseudonym, time) |
+//! | `GET /verify/{sha256}[?doc=ID]` | anyone | `authentic`, `tampered` or `unknown`, with the anchor |
+//! | `POST /tx/unsigned` | anyone | an `ehr` transaction for a sender to sign, and the bytes to sign |
+//! | `POST /blobs`, `PUT /blobs/{blob}` | staff, or a patient for its anchored profile (signed) | a ciphertext blob, streamed |
+//! | `PUT /docs/{id}/keys` | the document's issuer or patient (signed) | the document key wrapped per reader |
+//! | `GET /docs/{id}/key`, `.../blob` | a reader with access who logged the read (signed) | its wrapped key; the ciphertext |
+//! | `PUT /profiles/{patient}/keys`, `GET .../key`, `.../blob` | the patient; a reader with a profile grant | as for documents |
+//! | `PUT /cases/{patient}/{case}/keys`, `GET .../key`, `.../blob` | the case's author, hospital or patient; a reader with a cases grant | as for documents |
+//! | `GET /vault-audit` | anyone (a verifier) | every anchored record re-hashed: intact, tampered, missing, erased |
+//! | `GET /peer/blobs/{blob}`, `/peer/keys/{id}` | another member's node (signed with its node key) | what a node lacks |
+//!
+//! Writes to the chain are signed `ehr` transactions posted to the node's `/api/v1/txs`. Signed
+//! requests follow [`medchain_app::signed`]. A node asked for a record it does not hold fetches
+//! it from the other members ([`crate::fetch`]). An erased document answers 410 on every node.
+
+mod audit;
+mod blobs;
+mod cases;
+mod docs;
+mod peer;
+mod profiles;
+mod queries;
+
+use crate::state::EhrNode;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::Router;
+use std::sync::Arc;
+
+/// The routes, with their state.
+pub fn router(node: Arc<EhrNode>) -> Router {
+    // Blobs stream in and out: no body limit on the vault's routes.
+    let vault = Router::new()
+        .route("/blobs", post(blobs::post_blob))
+        .route("/blobs/{blob}", put(blobs::put_blob))
+        .route("/docs/{id}/keys", put(docs::put_keys))
+        .route("/docs/{id}/key", get(docs::get_key))
+        .route("/docs/{id}/blob", get(docs::get_blob))
+        .route("/vault-audit", get(audit::vault_audit))
+        .route("/profiles/{patient}/keys", put(profiles::put_keys))
+        .route("/profiles/{patient}/key", get(profiles::get_key))
+        .route("/profiles/{patient}/blob", get(profiles::get_blob))
+        .route("/cases/{patient}/{case}/keys", put(cases::put_keys))
+        .route("/cases/{patient}/{case}/key", get(cases::get_key))
+        .route("/cases/{patient}/{case}/blob", get(cases::get_blob))
+        .route("/peer/blobs/{blob}", get(peer::blob))
+        .route("/peer/keys/{id}", get(peer::keys))
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/query", post(queries::query))
+        .route("/hospitals", get(queries::hospitals))
+        .route("/docs/{id}", get(queries::document))
+        .route("/verify/{sha256}", get(queries::verify))
+        .route("/tx/unsigned", post(queries::unsigned_tx))
+        .merge(vault)
+        .with_state(node)
+}

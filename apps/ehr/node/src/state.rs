@@ -1,0 +1,148 @@
+//! The health-record app's side of one node: what every route and the commit hook share (the
+//! node, the chaincode for queries, the nonces of signed requests, the lock of the wrapped-key
+//! files), and the reads of the chain they all make.
+
+use axum::http::{HeaderMap, Method, StatusCode};
+use medchain_app::signed::{NonceCache, Verifier};
+use medchain_app::{ApiError, Host, Member};
+use medchain_chaincode::{ChaincodeError, StateView};
+use medchain_ehr::chaincode::{DocumentAnchor, NAME};
+use medchain_ehr::{Ehr, EhrQuery, Vault};
+use medchain_types::PublicKey;
+use serde::de::DeserializeOwned;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// The app's state on one node.
+pub struct EhrNode {
+    /// The node.
+    pub host: Arc<dyn Host>,
+    /// The chaincode, for its queries.
+    pub ehr: Ehr,
+    /// Nonces of the signed requests this node accepted.
+    pub nonces: NonceCache,
+    /// Serializes every read-modify-write of a wrapped-key file on this node.
+    pub keys_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for EhrNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EhrNode({})", self.host.node_id())
+    }
+}
+
+impl EhrNode {
+    /// The app on `host`, with the chaincode `ehr` (built from genesis).
+    pub fn new(host: Arc<dyn Host>, ehr: Ehr) -> EhrNode {
+        EhrNode {
+            host,
+            ehr,
+            nonces: NonceCache::default(),
+            keys_lock: Mutex::new(()),
+        }
+    }
+
+    /// The `ehr` chaincode's committed state.
+    pub fn view(&self) -> Box<dyn StateView + '_> {
+        self.host.state(NAME)
+    }
+
+    /// A query's JSON answer: 400 for a bad query, 500 if the state cannot be read.
+    pub fn query(&self, q: &EhrQuery) -> Result<serde_json::Value, ApiError> {
+        self.ehr
+            .query_json(self.view().as_ref(), q)
+            .map_err(chaincode_error)
+    }
+
+    /// A query's answer as `T`.
+    pub fn query_as<T: DeserializeOwned>(&self, q: &EhrQuery) -> Result<T, ApiError> {
+        serde_json::from_value(self.query(q)?).map_err(ApiError::internal)
+    }
+
+    /// Checks a signed request to this node; returns the caller (see
+    /// [`medchain_app::signed`]).
+    pub fn caller(
+        &self,
+        headers: &HeaderMap,
+        method: &Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<PublicKey, ApiError> {
+        Verifier {
+            chain_id: self.host.chain_id(),
+            node: &self.host.node_id(),
+            nonces: &self.nonces,
+        }
+        .caller(headers, method, path, body)
+    }
+
+    /// The consortium member with this key.
+    pub fn member(&self, key: &PublicKey) -> Option<&Member> {
+        self.host.members().iter().find(|m| m.key == *key)
+    }
+
+    /// The other members, to ask for what this node lacks.
+    pub fn others(&self) -> impl Iterator<Item = &Member> {
+        let me = self.host.node_id();
+        self.host.members().iter().filter(move |m| m.key != me)
+    }
+
+    /// This node's vault.
+    pub fn vault(&self) -> Result<Vault, ApiError> {
+        Vault::open(self.vault_dir()).map_err(ApiError::internal)
+    }
+
+    /// Where this node's vault blobs are.
+    pub fn vault_dir(&self) -> PathBuf {
+        self.host.data_dir().join("vault")
+    }
+
+    /// Where this node's erasure markers are (one empty file per erased blob or record).
+    pub fn erased_dir(&self) -> PathBuf {
+        self.host.data_dir().join("vault-erased")
+    }
+
+    /// True if `name` (a blob address or a record id) was erased here: its blob or keys must
+    /// never be stored or served again.
+    pub fn is_erased(&self, name: &str) -> bool {
+        self.erased_dir().join(name).exists()
+    }
+
+    /// Document `id`'s anchor: 404 if there is none, 410 once erased.
+    pub fn anchor(&self, id: &str) -> Result<DocumentAnchor, ApiError> {
+        let d: Option<DocumentAnchor> = self.query_as(&EhrQuery::Document(id.to_owned()))?;
+        let d = d.ok_or_else(|| ApiError::not_found(format!("no document {id:?}")))?;
+        if d.erased_ms.is_some() {
+            return Err(ApiError::gone(format!(
+                "document {id} was erased at the patient's request"
+            )));
+        }
+        Ok(d)
+    }
+
+    /// Whether `caller` is consortium staff (an approved hospital or a doctor).
+    pub fn is_staff(&self, caller: &PublicKey) -> bool {
+        self.query(&EhrQuery::Doctor(*caller))
+            .is_ok_and(|v| !v.is_null())
+            || self
+                .query(&EhrQuery::Hospitals {
+                    search: String::new(),
+                    pending: false,
+                })
+                .is_ok_and(|v| {
+                    v.as_array()
+                        .is_some_and(|a| a.iter().any(|h| h["key"] == caller.to_hex()))
+                })
+    }
+}
+
+/// A chaincode's refusal as an HTTP error: the state's failure is the node's (500), the rest
+/// the request's (400).
+pub fn chaincode_error(e: ChaincodeError) -> ApiError {
+    match e {
+        ChaincodeError::Storage(_) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+        e => ApiError::bad_request(e.to_string()),
+    }
+}

@@ -1,0 +1,150 @@
+//! The chain and the node: `GET /api/v1/status`, `/api/v1/txs/{hash}`, `/api/v1/blocks/{id}`,
+//! `/api/v1/state/{chaincode}/{key}`.
+
+use crate::api::txs::receipt_json;
+use crate::runtime::Shared;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use axum::Json;
+use medchain_app::{ApiError, ApiResult};
+use medchain_chaincode::StateView;
+use medchain_types::Hash;
+use serde_json::json;
+use std::sync::Arc;
+
+/// `GET /api/v1/status`.
+pub async fn status(State(s): State<Arc<Shared>>) -> ApiResult {
+    let st = s.status.read().expect("status lock").clone();
+    let tip = s.ledger.tip();
+    let (txs, bytes, held) = {
+        let m = s.mempool.lock().expect("mempool lock");
+        (m.len(), m.bytes(), m.held().0)
+    };
+    let name = s
+        .genesis
+        .validator(&s.me)
+        .map(|v| v.name.clone())
+        .unwrap_or_default();
+    Ok(Json(json!({
+        "node_id": s.me,
+        "name": name,
+        "chain_id": s.genesis.chain_id,
+        "engine": s.genesis.engine,
+        "height": tip.map_or(0, |t| t.height),
+        "last_hash": tip.map(|t| t.hash),
+        "state_root": tip.map(|t| t.state_root),
+        "view": st.view,
+        "leader": st.leader,
+        "engine_height": st.height,
+        "leads": st.leads,
+        "engine_status": st.extra,
+        "engine_counters": st.counters,
+        "peers": {
+            "connected": s.network.connected_peers(),
+            "total": s.network.peers().count(),
+        },
+        "mempool": { "txs": txs, "bytes": bytes, "held": held },
+        "uptime_s": s.started.elapsed().as_secs(),
+    }))
+    .into_response())
+}
+
+fn parse_hash(s: &str) -> Result<Hash, ApiError> {
+    s.parse().map_err(|e: String| ApiError::bad_request(e))
+}
+
+/// `GET /api/v1/txs/{hash}`: the transaction with everything needed to check it.
+pub async fn transaction(
+    State(s): State<Arc<Shared>>,
+    hash: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let Path(hash) = hash.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let hash = parse_hash(&hash)?;
+    let rec = s
+        .ledger
+        .transaction(&hash)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            let pending = s.mempool.lock().expect("mempool lock").contains(&hash);
+            ApiError::not_found(if pending {
+                "transaction is pending (in the mempool, not yet committed)"
+            } else {
+                "no such transaction"
+            })
+        })?;
+    Ok(Json(json!({
+        "tx": rec.tx,
+        "receipt": receipt_json(&rec.receipt),
+        "block_hash": rec.header.hash(),
+        "header": rec.header,
+        "proof": rec.proof,
+        "certificate": rec.certificate,
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/blocks/{height|latest}`.
+pub async fn block(
+    State(s): State<Arc<Shared>>,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let Path(id) = id.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let height = if id == "latest" {
+        s.ledger.tip().map_or(0, |t| t.height)
+    } else {
+        id.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("{id:?} is neither a height nor \"latest\""))
+        })?
+    };
+    let b = s
+        .ledger
+        .block(height)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+    let cert = s
+        .ledger
+        .certificate(height)
+        .map_err(ApiError::internal)?
+        .unwrap_or_default();
+    Ok(Json(json!({
+        "hash": b.hash(),
+        "header": b.header,
+        "tx_hashes": b.tx_hashes(),
+        "txs": b.txs,
+        "certificate": cert,
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/state/{chaincode}/{key}`.
+pub async fn state(
+    State(s): State<Arc<Shared>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult {
+    let Path((chaincode, key)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if !s.executor.chaincode_names().any(|n| n == chaincode) {
+        return Err(ApiError::not_found(format!(
+            "no chaincode named {chaincode:?}"
+        )));
+    }
+    let raw = match key.strip_prefix("0x") {
+        Some(h) => {
+            hex::decode(h).map_err(|e| ApiError::bad_request(format!("key: bad hex: {e}")))?
+        }
+        None => key.as_bytes().to_vec(),
+    };
+    let value = s
+        .ledger
+        .view(&chaincode)
+        .get(&raw)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("no value at that key"))?;
+    Ok(Json(json!({
+        "chaincode": chaincode,
+        "key": key,
+        "value_hex": hex::encode(&value),
+        "value_utf8": std::str::from_utf8(&value).ok(),
+    }))
+    .into_response())
+}

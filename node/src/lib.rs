@@ -1,0 +1,17 @@
+//! The medchain node (`medchain-node`): configuration, the runtime that drives a consensus
+//! engine over the network and the ledger, the mempool, the HTTP API, metrics, local consortia,
+//! the load generator, and the command line. It knows no app: the `medchain` binary hands it
+//! its list of apps, which it drives through `medchain-app`'s boundary.
+
+pub mod api;
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod demo;
+pub mod genesis;
+
+pub mod load;
+pub mod mempool;
+pub mod miner;
+pub mod runtime;
+pub mod verify;

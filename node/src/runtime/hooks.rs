@@ -1,0 +1,505 @@
+//! Committed blocks to the apps' hooks (`AppNode::committed`), on a thread of their own.
+//!
+//! The engine thread only picks out the receipts of the apps' chaincodes and offers them to a
+//! bounded queue ([`HOOK_QUEUE_MAX`] blocks); it never waits for an app. If the queue is full,
+//! it notes the first height that did not fit and the hook thread reads those blocks back
+//! from the ledger. Delivery is in height order and at least once: the hook thread records the
+//! height it has delivered through in `app-hooks.height` in the data directory (at most every
+//! [`CURSOR_INTERVAL`], and when the node stops), and on start delivers what the ledger holds
+//! beyond it again. A node without that file (a new one, or one whose data predates it) starts
+//! at its tip.
+
+use medchain_app::{AppNode, CommittedBlock, Pages};
+use medchain_ledger::Ledger;
+use medchain_types::{Block, Receipt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most blocks waiting for the hooks; beyond it the hook thread reads blocks from the ledger.
+pub const HOOK_QUEUE_MAX: usize = 1024;
+/// How often the hook thread records how far it got, at most.
+pub const CURSOR_INTERVAL: Duration = Duration::from_secs(2);
+/// How long the hook thread waits for a block before it looks at the stop flag again.
+const POLL: Duration = Duration::from_millis(250);
+/// The file that records the height the hooks were delivered through.
+const CURSOR_FILE: &str = "app-hooks.height";
+
+/// An app started on this node.
+pub struct MountedApp {
+    /// Its name (routes under `/api/v1/<name>/`).
+    pub name: &'static str,
+    /// Its side of this node.
+    pub node: Arc<dyn AppNode>,
+    /// The names of the chaincodes it installed.
+    pub chaincodes: Vec<String>,
+    /// Its static pages.
+    pub pages: Option<Pages>,
+}
+
+impl std::fmt::Debug for MountedApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MountedApp({})", self.name)
+    }
+}
+
+/// One committed block's receipts for the apps, each with the index of its app.
+struct Delivery {
+    height: u64,
+    time_ms: u64,
+    receipts: Vec<(usize, Receipt)>,
+}
+
+/// What the engine thread and the hook thread share.
+#[derive(Debug)]
+struct HookState {
+    /// The last height the engine thread handed over (stored after its delivery was queued).
+    committed: AtomicU64,
+    /// The first height whose delivery did not fit the queue (`u64::MAX`: none).
+    overflow_from: AtomicU64,
+    /// Set to stop the hook thread (it delivers what is queued first).
+    stop: AtomicBool,
+}
+
+/// Which app a chaincode belongs to, by name.
+#[derive(Debug, Clone)]
+struct Routes(Vec<(String, usize)>);
+
+impl Routes {
+    fn new(app_chaincodes: &[Vec<String>]) -> Routes {
+        Routes(
+            app_chaincodes
+                .iter()
+                .enumerate()
+                .flat_map(|(app, names)| names.iter().map(move |n| (n.clone(), app)))
+                .collect(),
+        )
+    }
+
+    /// The receipts of `block` that belong to an app, with the app's index.
+    fn pick(&self, block: &Block, receipts: &[Receipt]) -> Vec<(usize, Receipt)> {
+        block
+            .txs
+            .iter()
+            .zip(receipts)
+            .filter_map(|(tx, r)| {
+                self.0
+                    .iter()
+                    .find(|(name, _)| *name == tx.chaincode)
+                    .map(|&(_, app)| (app, r.clone()))
+            })
+            .collect()
+    }
+}
+
+/// The engine thread's end.
+#[derive(Debug)]
+pub(super) struct HookSender {
+    routes: Routes,
+    /// `None` when no app installed a chaincode (nothing to deliver).
+    queue: Option<SyncSender<Delivery>>,
+    state: Arc<HookState>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Delivery({}, {} receipts)",
+            self.height,
+            self.receipts.len()
+        )
+    }
+}
+
+impl HookSender {
+    /// Hands a committed block to the hooks (called on the engine thread after its write);
+    /// never blocks.
+    pub(super) fn committed(&self, block: &Block, receipts: &[Receipt]) {
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        let height = block.header.height;
+        let mine = self.routes.pick(block, receipts);
+        if !mine.is_empty() {
+            let d = Delivery {
+                height,
+                time_ms: block.header.time_ms,
+                receipts: mine,
+            };
+            if queue.try_send(d).is_err() {
+                self.state.overflow_from.fetch_min(height, SeqCst);
+            }
+        }
+        // After the delivery (or the overflow mark): the hook thread relies on this order.
+        self.state.committed.store(height, SeqCst);
+    }
+}
+
+/// The hook thread's end, before the apps are started.
+#[derive(Debug)]
+pub(super) struct HookReceiver {
+    routes: Routes,
+    queue: Receiver<Delivery>,
+    state: Arc<HookState>,
+    cursor_path: PathBuf,
+    /// The height the hooks were delivered through, as recorded.
+    delivered: u64,
+    /// The ledger's tip when the node started: what lies beyond `delivered` up to it is read
+    /// back from the ledger first.
+    start_tip: u64,
+}
+
+/// The two ends, for the apps' chaincodes (by app, in the order of the apps), for a ledger whose
+/// tip is at `tip`, with the cursor read from `data_dir` (the tip if it has none).
+pub(super) fn channel(
+    app_chaincodes: &[Vec<String>],
+    data_dir: &Path,
+    tip: u64,
+) -> anyhow::Result<(HookSender, HookReceiver)> {
+    let cursor_path = data_dir.join(CURSOR_FILE);
+    let delivered = match std::fs::read_to_string(&cursor_path) {
+        Ok(s) => s
+            .trim()
+            .parse::<u64>()
+            .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", cursor_path.display()))?
+            .min(tip),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => tip,
+        Err(e) => anyhow::bail!("cannot read {}: {e}", cursor_path.display()),
+    };
+    let routes = Routes::new(app_chaincodes);
+    let state = Arc::new(HookState {
+        committed: AtomicU64::new(tip),
+        overflow_from: AtomicU64::new(u64::MAX),
+        stop: AtomicBool::new(false),
+    });
+    let (tx, rx) = sync_channel(HOOK_QUEUE_MAX);
+    Ok((
+        HookSender {
+            routes: routes.clone(),
+            queue: (!routes.0.is_empty()).then_some(tx),
+            state: state.clone(),
+        },
+        HookReceiver {
+            routes,
+            queue: rx,
+            state,
+            cursor_path,
+            delivered,
+            start_tip: tip,
+        },
+    ))
+}
+
+/// The running hook thread.
+#[derive(Debug)]
+pub(super) struct HookThread {
+    state: Arc<HookState>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HookThread {
+    /// Stops the thread after it delivered what was handed over, and waits for it.
+    pub(super) fn stop(mut self) {
+        self.state.stop.store(true, SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl HookReceiver {
+    /// Starts the hook thread for the started apps.
+    pub(super) fn start(
+        self,
+        apps: &[MountedApp],
+        ledger: Arc<Ledger>,
+    ) -> std::io::Result<HookThread> {
+        let state = self.state.clone();
+        if self.routes.0.is_empty() {
+            return Ok(HookThread {
+                state,
+                thread: None,
+            });
+        }
+        let nodes: Vec<Arc<dyn AppNode>> = apps.iter().map(|a| a.node.clone()).collect();
+        let thread = std::thread::Builder::new()
+            .name("app-hooks".into())
+            .spawn(move || {
+                HookLoop {
+                    rx: self,
+                    nodes,
+                    ledger,
+                    recorded: Instant::now(),
+                }
+                .run()
+            })?;
+        Ok(HookThread {
+            state,
+            thread: Some(thread),
+        })
+    }
+}
+
+struct HookLoop {
+    rx: HookReceiver,
+    nodes: Vec<Arc<dyn AppNode>>,
+    ledger: Arc<Ledger>,
+    /// When the cursor was last recorded.
+    recorded: Instant,
+}
+
+impl HookLoop {
+    fn run(mut self) {
+        // What the ledger holds beyond the recorded cursor (a crash came between a commit and
+        // its delivery, or the record of it).
+        let mut recorded = self.rx.delivered;
+        self.replay(self.rx.delivered + 1, self.rx.start_tip);
+        let mut next: Option<Delivery> = None;
+        loop {
+            let stopping = self.rx.state.stop.load(SeqCst);
+            self.catch_up(next.take());
+            if self.rx.delivered != recorded
+                && (stopping || self.recorded.elapsed() >= CURSOR_INTERVAL)
+            {
+                self.record();
+                recorded = self.rx.delivered;
+            }
+            if stopping {
+                return;
+            }
+            match self.rx.queue.recv_timeout(POLL) {
+                Ok(d) => next = Some(d),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    // The node is gone: deliver what was handed over, record, stop.
+                    self.catch_up(None);
+                    self.record();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Delivers everything handed over so far: `first` (already received), what is queued, and
+    /// what did not fit the queue (from the ledger), in height order; then moves the cursor to
+    /// the last height handed over.
+    fn catch_up(&mut self, first: Option<Delivery>) {
+        // Read before draining: every delivery up to `target` is queued or marked overflowed.
+        let target = self.rx.state.committed.load(SeqCst);
+        let overflow = self.rx.state.overflow_from.swap(u64::MAX, SeqCst);
+        let mut replay_to = target;
+        let mut pending = first;
+        loop {
+            let d = match pending.take() {
+                Some(d) => d,
+                None => match self.rx.queue.try_recv() {
+                    Ok(d) => d,
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                },
+            };
+            if d.height <= self.rx.delivered {
+                continue;
+            }
+            if overflow != u64::MAX && d.height >= overflow {
+                // Read back from the ledger below, in order with what overflowed.
+                replay_to = replay_to.max(d.height);
+                continue;
+            }
+            self.deliver(d);
+        }
+        if overflow != u64::MAX {
+            tracing::warn!(
+                from = overflow,
+                to = replay_to,
+                "the apps' hooks fell behind; reading the blocks back from the ledger"
+            );
+            self.replay(overflow.max(self.rx.delivered + 1), replay_to);
+        }
+        self.rx.delivered = self.rx.delivered.max(target);
+    }
+
+    /// Delivers heights `from..=to` read from the ledger.
+    fn replay(&mut self, from: u64, to: u64) {
+        for height in from..=to {
+            let block = self.ledger.block(height);
+            let receipts = self.ledger.receipts(height);
+            match (block, receipts) {
+                (Ok(Some(block)), Ok(Some(receipts))) => {
+                    let mine = self.rx.routes.pick(&block, &receipts);
+                    if !mine.is_empty() {
+                        self.deliver(Delivery {
+                            height,
+                            time_ms: block.header.time_ms,
+                            receipts: mine,
+                        });
+                    }
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    // Stop here: the cursor stays before this height, so the next start tries
+                    // again.
+                    tracing::error!(height, error = %e, "cannot read a block for the apps' hooks");
+                    return;
+                }
+                _ => {
+                    tracing::error!(height, "a committed block is missing for the apps' hooks");
+                    return;
+                }
+            }
+            self.rx.delivered = height;
+        }
+    }
+
+    /// Hands one block to each app that has receipts in it (a panicking hook is logged; the
+    /// others still run).
+    fn deliver(&mut self, d: Delivery) {
+        for (app, node) in self.nodes.iter().enumerate() {
+            let receipts: Vec<Receipt> = d
+                .receipts
+                .iter()
+                .filter(|(a, _)| *a == app)
+                .map(|(_, r)| r.clone())
+                .collect();
+            if receipts.is_empty() {
+                continue;
+            }
+            let block = CommittedBlock {
+                height: d.height,
+                time_ms: d.time_ms,
+                receipts,
+            };
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                node.committed(&block);
+            }));
+            if ran.is_err() {
+                tracing::error!(height = d.height, app, "an app's commit hook panicked");
+            }
+        }
+        self.rx.delivered = d.height;
+    }
+
+    /// Records the cursor (write and rename: a crash leaves the old or the new one).
+    fn record(&mut self) {
+        let path = &self.rx.cursor_path;
+        let tmp = path.with_extension("tmp");
+        let written = std::fs::write(&tmp, format!("{}\n", self.rx.delivered))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, path = %path.display(), "cannot record the apps' hook cursor");
+        }
+        self.recorded = Instant::now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medchain_chaincode::builtin::{Kv, KvOp};
+    use medchain_ledger::Executor;
+    use medchain_types::{Certificate, SecretKey, Transaction};
+    use std::sync::Mutex;
+
+    /// Records what it was given.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(u64, usize)>>);
+
+    impl AppNode for Recorder {
+        fn routes(self: Arc<Self>) -> axum::Router {
+            axum::Router::new()
+        }
+        fn committed(&self, block: &CommittedBlock) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((block.height, block.receipts.len()));
+        }
+    }
+
+    /// A ledger with `blocks` blocks after genesis, each with a `kv` and a `noop` transaction.
+    fn ledger(blocks: u64) -> (Ledger, Vec<Block>) {
+        let chain = "hooks";
+        let ledger = Ledger::open_in_memory(chain).unwrap();
+        let exec = Executor::with_builtins(chain);
+        let key = SecretKey::from_seed([3; 32]);
+        let mut out = Vec::new();
+        for h in 0..=blocks {
+            let tip = ledger.tip();
+            let txs = if h == 0 {
+                vec![]
+            } else {
+                let op = KvOp::Put {
+                    key: vec![h as u8],
+                    value: vec![1],
+                };
+                vec![
+                    Transaction::signed(chain, "kv", Kv::payload(&op), h, &key),
+                    Transaction::signed(chain, "noop", vec![], h, &key),
+                ]
+            };
+            let b = Block::build(
+                h,
+                tip.map_or(medchain_types::Hash::ZERO, |t| t.hash),
+                h.saturating_sub(1),
+                tip.map_or(medchain_types::Hash::ZERO, |t| t.state_root),
+                1_000 + h,
+                key.public(),
+                vec![],
+                txs,
+            );
+            exec.apply(&ledger, &b, &Certificate::default()).unwrap();
+            out.push(b);
+        }
+        (ledger, out)
+    }
+
+    fn mounted(node: Arc<Recorder>) -> Vec<MountedApp> {
+        vec![MountedApp {
+            name: "rec",
+            node,
+            chaincodes: vec!["kv".into()],
+            pages: None,
+        }]
+    }
+
+    /// Blocks come in height order, once each, with only the app's receipts; what overflowed
+    /// the queue comes back from the ledger, in order; after a restart from the recorded
+    /// cursor, the blocks beyond it come again.
+    #[test]
+    fn hooks_get_every_block_in_order_including_overflow_and_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, blocks) = ledger(HOOK_QUEUE_MAX as u64 + 20);
+        let ledger = Arc::new(ledger);
+        // The node "started" at height 0 (the cursor file is absent: start at the tip, 0).
+        let (tx, rx) = channel(&[vec!["kv".into()]], dir.path(), 0).unwrap();
+        let rec = Arc::new(Recorder::default());
+        // Hand over every block before the thread starts: the queue overflows.
+        for b in &blocks[1..] {
+            let receipts = ledger.receipts(b.header.height).unwrap().unwrap();
+            tx.committed(b, &receipts);
+        }
+        let thread = rx.start(&mounted(rec.clone()), ledger.clone()).unwrap();
+        thread.stop();
+        let got = rec.0.lock().unwrap().clone();
+        let expected: Vec<(u64, usize)> = (1..blocks.len() as u64).map(|h| (h, 1)).collect();
+        assert_eq!(
+            got, expected,
+            "every block once, in order, only the kv receipt"
+        );
+        let cursor = std::fs::read_to_string(dir.path().join(CURSOR_FILE)).unwrap();
+        assert_eq!(cursor.trim(), (blocks.len() - 1).to_string());
+
+        // A restart whose record is behind: the blocks beyond it come again.
+        std::fs::write(dir.path().join(CURSOR_FILE), "5\n").unwrap();
+        let tip = blocks.len() as u64 - 1;
+        let (_tx, rx) = channel(&[vec!["kv".into()]], dir.path(), tip).unwrap();
+        let again = Arc::new(Recorder::default());
+        rx.start(&mounted(again.clone()), ledger.clone())
+            .unwrap()
+            .stop();
+        let got = again.0.lock().unwrap().clone();
+        assert_eq!(got.first(), Some(&(6, 1)));
+        assert_eq!(got.len(), blocks.len() - 6);
+    }
+}
