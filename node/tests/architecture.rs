@@ -210,7 +210,7 @@ fn every_source_file_says_what_it_is_for() {
 }
 
 /// Most lines in a source file: a file has one concern.
-const FILE_LINES_MAX: usize = 850;
+const FILE_LINES_MAX: usize = 800;
 
 #[test]
 fn source_files_stay_small() {

@@ -1,5 +1,6 @@
 //! Errors of the ledger.
 
+use medchain_chaincode::ChaincodeError;
 use medchain_types::{BlockError, DecodeError, Hash};
 use std::path::PathBuf;
 
@@ -91,4 +92,9 @@ pub enum LedgerError {
     /// The ledger was opened read-only.
     #[error("ledger is open read-only")]
     ReadOnly,
+}
+
+/// A ledger failure under a chaincode: the storage's fault, not the transaction's.
+pub(crate) fn storage_error(e: LedgerError) -> ChaincodeError {
+    ChaincodeError::Storage(e.to_string())
 }

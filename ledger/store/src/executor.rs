@@ -6,9 +6,10 @@
 //! commits. Only a storage failure aborts the block: it is not deterministic, so recording it as
 //! a failed receipt would make nodes diverge.
 
+use crate::error::storage_error;
 use crate::error::LedgerError;
-use crate::state::{state_key, WriteSet};
-use crate::store::{storage_error, Ledger, Tip};
+use crate::state::{state_key, BlockWrites, WriteSet};
+use crate::store::{Ledger, Tip};
 use medchain_chaincode::{
     builtin, check_entry, Chaincode, ChaincodeError, Entries, StateView, Stub, SCAN_LIMIT_MAX,
     TX_EVENTS_MAX, TX_WRITES_MAX,
@@ -21,15 +22,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-
-/// The output of executing a block: what [`Ledger::commit`] writes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BlockWrites {
-    /// Merged writes of the successful transactions.
-    pub writes: WriteSet,
-    /// One receipt per transaction, in order.
-    pub receipts: Vec<Receipt>,
-}
 
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]

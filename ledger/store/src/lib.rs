@@ -10,11 +10,12 @@
 mod block_files;
 mod error;
 mod executor;
+mod schema;
 mod state;
 mod store;
 mod tx_index;
 
 pub use error::LedgerError;
-pub use executor::{BlockWrites, Executor, QueryError};
-pub use state::{next_state_root, WriteSet};
+pub use executor::{Executor, QueryError};
+pub use state::{next_state_root, BlockWrites, WriteSet};
 pub use store::{Ledger, NamespaceView, Tip, TxRecord, VerifyReport};

@@ -6,7 +6,7 @@
 //! heights (the simulator's invariant), a root commits to the whole history of writes, and
 //! computing it costs one pass over the block's writes rather than a tree update per key.
 
-use medchain_types::{codec, Hash, Sha256Writer};
+use medchain_types::{codec, Hash, Receipt, Sha256Writer};
 use std::collections::BTreeMap;
 
 /// The writes of a block (or a transaction): full state key → new value (`None` = deleted).
@@ -31,4 +31,13 @@ pub fn state_key(namespace: &str, key: &[u8]) -> Vec<u8> {
     out.push(0);
     out.extend_from_slice(key);
     out
+}
+
+/// The output of executing a block: what `Ledger::commit` writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockWrites {
+    /// Merged writes of the successful transactions.
+    pub writes: WriteSet,
+    /// One receipt per transaction, in order.
+    pub receipts: Vec<Receipt>,
 }

@@ -248,19 +248,19 @@ fn write_run(
     replaced: u64,
 ) -> Result<(), LedgerError> {
     let cf = db
-        .cf_handle(crate::store::CF_TX_INDEX)
+        .cf_handle(crate::schema::CF_TX_INDEX)
         .expect("every column family is opened");
     match sink {
         RunSink::Ingest { dir, direct } => {
             let mut entries: Vec<(&Hash, &Position)> = run.iter().collect();
             entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            let mut opts: Options = crate::store::tx_index_options();
+            let mut opts: Options = crate::schema::tx_index_options();
             opts.set_use_direct_io_for_flush_and_compaction(*direct);
             let file = dir.join(RUN_FILE);
             let mut writer = SstFileWriter::create(&opts);
             writer.open(&file)?;
             for (hash, &(height, index)) in entries {
-                writer.put(hash.as_bytes(), crate::store::position_key(height, index))?;
+                writer.put(hash.as_bytes(), crate::schema::position_key(height, index))?;
             }
             writer.finish()?;
             let mut ingest = IngestExternalFileOptions::default();
@@ -276,18 +276,18 @@ fn write_run(
                 batch.put_cf(
                     cf,
                     hash.as_bytes(),
-                    crate::store::position_key(height, index),
+                    crate::schema::position_key(height, index),
                 );
             }
             db.write(batch)?;
         }
     }
     let meta = db
-        .cf_handle(crate::store::CF_META)
+        .cf_handle(crate::schema::CF_META)
         .expect("every column family is opened");
     db.put_cf(
         meta,
-        crate::store::META_TX_INDEXED,
+        crate::schema::META_TX_INDEXED,
         encode_indexed(until, replaced),
     )?;
     Ok(())

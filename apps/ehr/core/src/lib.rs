@@ -7,12 +7,12 @@
 
 pub mod vault;
 
-pub use vault::{
-    decrypt_chunks, encrypt, unwrap_key, wrap_key, DocKey, Stored, Vault, VaultError, WrappedKey,
-    CHUNK,
-};
 pub mod chaincode;
 pub mod direct;
+pub mod keywrap;
 pub mod records;
+
+pub use keywrap::{unwrap_key, wrap_key, WrappedKey};
+pub use vault::{decrypt_chunks, encrypt, DocKey, Stored, Vault, VaultError, CHUNK};
 
 pub use chaincode::{Ehr, EhrOp, EhrQuery, Verdict};

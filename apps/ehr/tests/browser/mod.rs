@@ -3,6 +3,9 @@
 //! Chromium is told to make no connection of its own (no updates, sync, metrics, and a host
 //! resolver that knows only 127.0.0.1), so the test's only traffic is to the local consortium.
 
+// Each test binary uses part of this.
+#![allow(dead_code)]
+
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

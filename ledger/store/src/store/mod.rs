@@ -13,58 +13,24 @@
 //! | `engine` | engine-chosen key | engine record |
 //! | `meta` | `format`, `chain_id`, `tip`, `tx_indexed` (the first height whose `tx_index` entries may be missing from the column) | ... |
 
+mod reads;
+mod verify;
+
 use crate::block_files::{BlockFiles, Location};
 use crate::error::LedgerError;
-use crate::state::{next_state_root, state_key, WriteSet};
+use crate::schema::*;
+use crate::state::{next_state_root, state_key, BlockWrites, WriteSet};
 use crate::tx_index::{decode_indexed, encode_indexed, RunSink, TxIndex, RUN_FILE, TAIL_MAX};
 use medchain_chaincode::{ChaincodeError, Entries, StateView, SCAN_LIMIT_MAX};
 use medchain_types::{
     codec, Block, Certificate, Hash, Header, MerkleProof, Receipt, Transaction, TxStatus,
 };
-use rocksdb::{
-    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch,
-    WriteOptions, DB,
-};
+pub use reads::NamespaceView;
+use rocksdb::{ColumnFamily, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-const CF_BLOCKS: &str = "blocks";
-const CF_CERTS: &str = "certs";
-const CF_BLOCK_HASHES: &str = "block_hashes";
-pub(crate) const CF_TX_INDEX: &str = "tx_index";
-const CF_RECEIPTS: &str = "receipts";
-const CF_STATE: &str = "state";
-const CF_DIFFS: &str = "diffs";
-const CF_ROOTS: &str = "roots";
-const CF_ENGINE: &str = "engine";
-pub(crate) const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 10] = [
-    CF_BLOCKS,
-    CF_CERTS,
-    CF_BLOCK_HASHES,
-    CF_TX_INDEX,
-    CF_RECEIPTS,
-    CF_STATE,
-    CF_DIFFS,
-    CF_ROOTS,
-    CF_ENGINE,
-    CF_META,
-];
-
-const META_FORMAT: &[u8] = b"format";
-const META_CHAIN_ID: &[u8] = b"chain_id";
-const META_TIP: &[u8] = b"tip";
-/// The first height whose `tx_index` entries the column family may lack, then the value this
-/// one replaced (u64 BE each); opening the ledger reads them from the receipts of the heights
-/// from there (a read-only open: from the replaced value). A ledger without it was written
-/// before the index was written in runs, with every entry in the column.
-pub(crate) const META_TX_INDEXED: &[u8] = b"tx_indexed";
-/// Written once at creation; a directory without it is not a medchain ledger. Format 1 keeps
-/// blocks in the `blocks` column; format 2 (every ledger created on disk since session 17) keeps
-/// them in block files and their locations in that column. Both are read and written.
-const FORMAT_1: &[u8] = b"medchain-ledger/1";
-const FORMAT_2: &[u8] = b"medchain-ledger/2";
+pub use verify::VerifyReport;
 
 /// The last committed block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,17 +57,6 @@ pub struct TxRecord {
     pub proof: MerkleProof,
     /// The block's finality certificate.
     pub certificate: Certificate,
-}
-
-/// What [`Ledger::verify_chain`] checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyReport {
-    /// Blocks checked (tip height + 1, or 0 for an empty ledger).
-    pub blocks: u64,
-    /// Transactions checked.
-    pub txs: u64,
-    /// The tip, if any block exists.
-    pub tip: Option<Tip>,
 }
 
 /// One node's ledger. Reads may run concurrently; commits are serialised.
@@ -139,108 +94,6 @@ impl std::fmt::Debug for Ledger {
             .field("tip", &self.tip())
             .finish()
     }
-}
-
-fn be_u64(n: u64) -> [u8; 8] {
-    n.to_be_bytes()
-}
-
-pub(crate) fn position_key(height: u64, index: u32) -> [u8; 12] {
-    let mut k = [0u8; 12];
-    k[..8].copy_from_slice(&height.to_be_bytes());
-    k[8..].copy_from_slice(&index.to_be_bytes());
-    k
-}
-
-fn parse_position(bytes: &[u8]) -> Option<(u64, u32)> {
-    let b: [u8; 12] = bytes.try_into().ok()?;
-    Some((
-        u64::from_be_bytes(b[..8].try_into().ok()?),
-        u32::from_be_bytes(b[8..].try_into().ok()?),
-    ))
-}
-
-/// The options of the `tx_index` column family, also those of the table files its runs are
-/// written as. It is only ever read by exact key (every executed transaction is looked up for
-/// the duplicate check, mostly a miss): a Bloom filter answers misses without reading data
-/// blocks.
-pub(crate) fn tx_index_options() -> Options {
-    let mut opts = Options::default();
-    opts.set_compression_type(rocksdb::DBCompressionType::None);
-    let mut table = BlockBasedOptions::default();
-    table.set_bloom_filter(10.0, false);
-    opts.set_block_based_table_factory(&table);
-    opts
-}
-
-/// Column families with their tuning.
-///
-/// `tx_index` takes 1,000 random 32-byte keys per block; they reach it in sorted runs, not
-/// through its memtable (`tx_index.rs`), with [`tx_index_options`].
-///
-/// `blocks` holds values of up to 16 MiB: they go to blob files, so compaction moves pointers
-/// instead of rewriting whole blocks.
-fn column_families() -> Vec<ColumnFamilyDescriptor> {
-    COLUMN_FAMILIES
-        .iter()
-        .map(|&name| {
-            let mut opts = match name {
-                CF_TX_INDEX => tx_index_options(),
-                _ => Options::default(),
-            };
-            // No compression: the ledger is hashes, signatures and opaque payloads (Snappy
-            // gains little), and an uncompressed ledger can be audited byte for byte (the
-            // privacy test scans every node's ledger files for personal data).
-            opts.set_compression_type(rocksdb::DBCompressionType::None);
-            opts.set_blob_compression_type(rocksdb::DBCompressionType::None);
-            if name == CF_BLOCKS {
-                opts.set_enable_blob_files(true);
-                opts.set_min_blob_size(4096);
-            }
-            ColumnFamilyDescriptor::new(name, opts)
-        })
-        .collect()
-}
-
-fn db_options() -> Options {
-    let mut opts = Options::default();
-    opts.create_if_missing(true);
-    opts.create_missing_column_families(true);
-    // Commits are serialised by the tip lock, so there is one writer.
-    opts.set_allow_concurrent_memtable_write(false);
-    // Keep RocksDB's own logs small: a node can run for months.
-    opts.set_keep_log_file_num(4);
-    opts.set_max_log_file_size(8 << 20);
-    opts
-}
-
-/// Whether files in `dir` can be written with `O_DIRECT`: some filesystems refuse it at open
-/// (tmpfs before Linux 6.6) or at the first write (some FUSE ones), and RocksDB would then fail
-/// its first flush and stop writing. The probe writes and syncs one aligned block to an unnamed
-/// temporary file, so that a crash leaves nothing in the directory; a filesystem without
-/// `O_TMPFILE` gets buffered writes.
-///
-/// Flushes and compactions write with `O_DIRECT` where it works (compactions then read their
-/// input that way too). Each flush writes what the memtables hold (every block once more, in blob
-/// files), and through the page cache each such write is a copy into freshly allocated pages
-/// (measured: 7.5% of a saturated 4-node cluster's CPU in the flush threads' page-cache copies;
-/// `benches/RESULTS.md`, session 14). Look-ups still read tables through the page cache; a table
-/// written this way is read from the device the first time. The write-ahead log stays buffered.
-fn direct_io_works(dir: &Path) -> bool {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    const BLOCK: usize = 4096;
-    let Ok(mut file) = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_TMPFILE | libc::O_DIRECT)
-        .open(dir)
-    else {
-        return false;
-    };
-    // O_DIRECT wants the buffer aligned as well as the length.
-    let raw = vec![0u8; 2 * BLOCK];
-    let off = raw.as_ptr().align_offset(BLOCK);
-    off < BLOCK && file.write_all(&raw[off..off + BLOCK]).is_ok() && file.sync_all().is_ok()
 }
 
 impl Ledger {
@@ -531,7 +384,7 @@ impl Ledger {
         &self,
         block: &Block,
         certificate: &Certificate,
-        exec: &crate::BlockWrites,
+        exec: &BlockWrites,
     ) -> Result<Tip, LedgerError> {
         if self.read_only {
             return Err(LedgerError::ReadOnly);
@@ -713,56 +566,6 @@ impl Ledger {
         }
     }
 
-    fn decode_at<T: serde::de::DeserializeOwned>(
-        height: u64,
-        what: &str,
-        bytes: &[u8],
-    ) -> Result<T, LedgerError> {
-        codec::decode(bytes).map_err(|e| LedgerError::Corrupt {
-            height,
-            what: format!("{what}: {e}"),
-        })
-    }
-
-    /// The block at `height`, if it is final (at or below the tip).
-    pub fn block(&self, height: u64) -> Result<Option<Block>, LedgerError> {
-        if height >= self.next_height() {
-            return Ok(None);
-        }
-        self.block_at(height)
-    }
-
-    /// What the `blocks` column holds at `height`: a final block, or above the tip a candidate.
-    fn block_at(&self, height: u64) -> Result<Option<Block>, LedgerError> {
-        match self.block_bytes(height)? {
-            None => Ok(None),
-            Some(b) => Ok(Some(Self::decode_at(height, "block", &b)?)),
-        }
-    }
-
-    /// The encoding of the block the `blocks` column holds at `height`: its value in format 1,
-    /// the record its value points at in format 2.
-    fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, LedgerError> {
-        let Some(value) = self.db.get_cf(self.cf(CF_BLOCKS), be_u64(height))? else {
-            return Ok(None);
-        };
-        let Some(files) = &self.block_files else {
-            return Ok(Some(value));
-        };
-        let loc = Self::location(height, &value)?;
-        files.read(height, &loc).map(Some)
-    }
-
-    fn location(height: u64, value: &[u8]) -> Result<Location, LedgerError> {
-        Location::decode(value).ok_or_else(|| LedgerError::Corrupt {
-            height,
-            what: format!(
-                "block location: {} bytes that are not a location in the block files",
-                value.len()
-            ),
-        })
-    }
-
     /// What the `blocks` column is to hold for `block`: its encoding (format 1), or its
     /// location once it is written and synced to the block files (format 2). Called with the
     /// tip lock held, as every append is for the next height.
@@ -784,190 +587,6 @@ impl Ledger {
             .append(height, &block.encode(), last)?
             .encode()
             .to_vec())
-    }
-
-    /// The header of the block at `height`.
-    pub fn header(&self, height: u64) -> Result<Option<Header>, LedgerError> {
-        Ok(self.block(height)?.map(|b| b.header))
-    }
-
-    /// The height of the block with this hash.
-    pub fn height_of(&self, hash: &Hash) -> Result<Option<u64>, LedgerError> {
-        match self.db.get_cf(self.cf(CF_BLOCK_HASHES), hash.as_bytes())? {
-            None => Ok(None),
-            Some(b) => Ok(Some(u64::from_be_bytes(b.as_slice().try_into().map_err(
-                |_| LedgerError::Corrupt {
-                    height: 0,
-                    what: format!("hash index entry for {hash}"),
-                },
-            )?))),
-        }
-    }
-
-    /// The block with this hash.
-    pub fn block_by_hash(&self, hash: &Hash) -> Result<Option<Block>, LedgerError> {
-        match self.height_of(hash)? {
-            None => Ok(None),
-            Some(h) => self.block(h),
-        }
-    }
-
-    /// The last committed block.
-    pub fn latest_block(&self) -> Result<Option<Block>, LedgerError> {
-        match self.tip() {
-            None => Ok(None),
-            Some(t) => self.block(t.height),
-        }
-    }
-
-    /// The finality certificate of the block at `height`.
-    pub fn certificate(&self, height: u64) -> Result<Option<Certificate>, LedgerError> {
-        match self.db.get_cf(self.cf(CF_CERTS), be_u64(height))? {
-            None => Ok(None),
-            Some(b) => Ok(Some(Self::decode_at(height, "certificate", &b)?)),
-        }
-    }
-
-    /// The receipts of the block at `height`, in transaction order.
-    pub fn receipts(&self, height: u64) -> Result<Option<Vec<Receipt>>, LedgerError> {
-        match self.db.get_cf(self.cf(CF_RECEIPTS), be_u64(height))? {
-            None => Ok(None),
-            Some(b) => Ok(Some(Self::decode_at(height, "receipts", &b)?)),
-        }
-    }
-
-    /// The receipt of the transaction at `(height, index)`.
-    pub fn receipt_at(&self, height: u64, index: u32) -> Result<Option<Receipt>, LedgerError> {
-        Ok(self.receipts(height)?.and_then(|mut r| {
-            let i = index as usize;
-            (i < r.len()).then(|| r.swap_remove(i))
-        }))
-    }
-
-    /// Where a transaction was first executed.
-    pub fn tx_position(&self, tx_hash: &Hash) -> Result<Option<(u64, u32)>, LedgerError> {
-        if let Some(position) = self.tx_index.get(tx_hash) {
-            return Ok(Some(position));
-        }
-        match self.db.get_cf(self.cf(CF_TX_INDEX), tx_hash.as_bytes())? {
-            None => Ok(None),
-            Some(b) => parse_position(&b)
-                .map(Some)
-                .ok_or_else(|| LedgerError::Corrupt {
-                    height: 0,
-                    what: format!("tx index entry for {tx_hash}"),
-                }),
-        }
-    }
-
-    /// Which of `tx_hashes` were executed already, in one batched index read (RocksDB
-    /// MultiGet: about one lookup's cost per key less than [`Ledger::tx_position`] one by one).
-    pub fn txs_known(&self, tx_hashes: &[Hash]) -> Result<Vec<bool>, LedgerError> {
-        let mut known = self.tx_index.known(tx_hashes);
-        let (missed, asked): (Vec<usize>, Vec<&[u8]>) = known
-            .iter()
-            .zip(tx_hashes)
-            .enumerate()
-            .filter(|(_, (k, _))| !**k)
-            .map(|(i, (_, h))| (i, &h.as_bytes()[..]))
-            .unzip();
-        if asked.is_empty() {
-            return Ok(known);
-        }
-        let found = self
-            .db
-            .batched_multi_get_cf(self.cf(CF_TX_INDEX), asked, false);
-        for (i, r) in missed.into_iter().zip(found) {
-            known[i] = r?.is_some();
-        }
-        Ok(known)
-    }
-
-    /// The receipt of a committed transaction (reads the index and that block's receipts only).
-    pub fn receipt(&self, tx_hash: &Hash) -> Result<Option<Receipt>, LedgerError> {
-        let Some((height, index)) = self.tx_position(tx_hash)? else {
-            return Ok(None);
-        };
-        self.receipt_at(height, index)?
-            .map(Some)
-            .ok_or_else(|| LedgerError::Corrupt {
-                height,
-                what: format!("receipt of indexed transaction {tx_hash} is missing"),
-            })
-    }
-
-    /// A committed transaction with its receipt, header, inclusion proof and certificate.
-    pub fn transaction(&self, tx_hash: &Hash) -> Result<Option<TxRecord>, LedgerError> {
-        let Some((height, index)) = self.tx_position(tx_hash)? else {
-            return Ok(None);
-        };
-        let corrupt = |what: &str| LedgerError::Corrupt {
-            height,
-            what: what.to_owned(),
-        };
-        let block = self
-            .block(height)?
-            .ok_or_else(|| corrupt("indexed block is missing"))?;
-        let hashes = block.tx_hashes();
-        let proof = MerkleProof::build(&hashes, index as usize)
-            .ok_or_else(|| corrupt("indexed position is past the block's end"))?;
-        if hashes[index as usize] != *tx_hash {
-            return Err(corrupt("tx index points at another transaction"));
-        }
-        let receipt = self
-            .receipt_at(height, index)?
-            .ok_or_else(|| corrupt("receipt is missing"))?;
-        let certificate = self.certificate(height)?.unwrap_or_default();
-        let Block { header, mut txs } = block;
-        Ok(Some(TxRecord {
-            tx: txs.swap_remove(index as usize),
-            receipt,
-            header,
-            proof,
-            certificate,
-        }))
-    }
-
-    /// The value of a full state key.
-    pub fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
-        Ok(self.db.get_cf(self.cf(CF_STATE), key)?)
-    }
-
-    /// Up to `limit` state entries whose full key starts with `prefix`, after `start_after`.
-    pub fn state_scan(
-        &self,
-        prefix: &[u8],
-        start_after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Entries, LedgerError> {
-        let from = start_after.unwrap_or(prefix);
-        let iter = self.db.iterator_cf(
-            self.cf(CF_STATE),
-            IteratorMode::From(from, rocksdb::Direction::Forward),
-        );
-        let mut out = Vec::new();
-        for item in iter {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = item?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            if Some(&*k) == start_after {
-                continue;
-            }
-            out.push((k.into_vec(), v.into_vec()));
-        }
-        Ok(out)
-    }
-
-    /// A read-only view of one chaincode's namespace at the tip.
-    pub fn view<'a>(&'a self, namespace: &str) -> NamespaceView<'a> {
-        NamespaceView {
-            ledger: self,
-            prefix: state_key(namespace, b""),
-        }
     }
 
     /// Stores an engine record (view number, last vote, ...) durably. The consensus runtime
@@ -1002,173 +621,6 @@ impl Ledger {
                     .map_err(LedgerError::from)
             })
             .collect()
-    }
-
-    /// Walks every block from genesis and checks the hash links, heights, transaction roots,
-    /// indexes, receipts and state roots, and that the tip is the last block. `progress` is
-    /// called with `(checked, total)` every 1,000 blocks and at the end.
-    pub fn verify_chain(
-        &self,
-        mut progress: impl FnMut(u64, u64),
-    ) -> Result<VerifyReport, LedgerError> {
-        let tip = self.tip();
-        let total = tip.map_or(0, |t| t.height + 1);
-        let mut prev_hash = Hash::ZERO;
-        let mut prev_root = Hash::ZERO;
-        let mut txs = 0u64;
-        for height in 0..total {
-            let corrupt = |what: String| LedgerError::Corrupt { height, what };
-            let bytes = self
-                .block_bytes(height)?
-                .ok_or_else(|| corrupt("block is missing".into()))?;
-            let block = Block::decode(&bytes).map_err(|e| corrupt(format!("block: {e}")))?;
-            let tx_hashes = block.tx_hashes();
-            let h = &block.header;
-            if h.height != height {
-                return Err(corrupt(format!("block records height {}", h.height)));
-            }
-            if h.parent != prev_hash {
-                return Err(corrupt(format!(
-                    "parent is {}, previous block is {prev_hash}",
-                    h.parent
-                )));
-            }
-            let hash = h.hash();
-            if self.height_of(&hash)? != Some(height) {
-                return Err(corrupt("block hash index does not point here".into()));
-            }
-            self.certificate(height)?
-                .ok_or_else(|| corrupt("certificate is missing".into()))?;
-            let writes: WriteSet = match self.db.get_cf(self.cf(CF_DIFFS), be_u64(height))? {
-                Some(b) => Self::decode_at(height, "write set", &b)?,
-                None => return Err(corrupt("write set is missing".into())),
-            };
-            let root = next_state_root(&prev_root, height, &writes);
-            if self.state_root_at(height)? != Some(root) {
-                return Err(corrupt(
-                    "stored state root differs from the one recomputed from the writes".into(),
-                ));
-            }
-            self.check_state_claim(h)
-                .map_err(|e| corrupt(e.to_string()))?;
-            let receipts = self
-                .receipts(height)?
-                .ok_or_else(|| corrupt("receipts are missing".into()))?;
-            if receipts.len() != tx_hashes.len() {
-                return Err(corrupt(format!(
-                    "{} receipts for {} transactions",
-                    receipts.len(),
-                    tx_hashes.len()
-                )));
-            }
-            for (i, (tx_hash, receipt)) in tx_hashes.iter().zip(&receipts).enumerate() {
-                let index = i as u32;
-                if receipt.tx_hash != *tx_hash || receipt.height != height || receipt.index != index
-                {
-                    return Err(corrupt(format!(
-                        "receipt {i} describes another transaction"
-                    )));
-                }
-                match self.tx_position(tx_hash)? {
-                    Some(pos) if pos == (height, index) => {}
-                    Some(pos) if receipt.status == TxStatus::Duplicate && pos < (height, index) => {
-                    }
-                    other => {
-                        return Err(corrupt(format!(
-                            "tx index for transaction {i} is {other:?}"
-                        )))
-                    }
-                }
-            }
-            txs += tx_hashes.len() as u64;
-            prev_hash = hash;
-            prev_root = root;
-            if (height + 1) % 1000 == 0 {
-                progress(height + 1, total);
-            }
-        }
-        if let Some(t) = tip {
-            if t.hash != prev_hash || t.state_root != prev_root {
-                return Err(LedgerError::Corrupt {
-                    height: t.height,
-                    what: "tip record does not match the last block".into(),
-                });
-            }
-        }
-        // Above the tip, only a candidate for the next height may be stored.
-        if let Some(bytes) = self.block_bytes(total)? {
-            let corrupt = |what: String| LedgerError::Corrupt {
-                height: total,
-                what,
-            };
-            let block = Block::decode(&bytes)
-                .map_err(|e| corrupt(format!("candidate block above the tip: {e}")))?;
-            if block.header.height != total || block.header.parent != prev_hash {
-                return Err(corrupt(format!(
-                    "the block above the tip is not a candidate for height {total}: it records \
-                     height {} and parent {}",
-                    block.header.height, block.header.parent
-                )));
-            }
-        }
-        if self
-            .db
-            .get_cf(self.cf(CF_BLOCKS), be_u64(total + 1))?
-            .is_some()
-        {
-            return Err(LedgerError::Corrupt {
-                height: total + 1,
-                what: "a block exists above the tip and its candidate".into(),
-            });
-        }
-        progress(total, total);
-        Ok(VerifyReport {
-            blocks: total,
-            txs,
-            tip,
-        })
-    }
-}
-
-/// One chaincode's namespace, read-only, at the ledger's tip.
-#[derive(Debug)]
-pub struct NamespaceView<'a> {
-    ledger: &'a Ledger,
-    prefix: Vec<u8>,
-}
-
-pub(crate) fn storage_error(e: LedgerError) -> ChaincodeError {
-    ChaincodeError::Storage(e.to_string())
-}
-
-impl StateView for NamespaceView<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChaincodeError> {
-        let mut full = self.prefix.clone();
-        full.extend_from_slice(key);
-        self.ledger.state_get(&full).map_err(storage_error)
-    }
-
-    fn scan(
-        &self,
-        prefix: &[u8],
-        start_after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Entries, ChaincodeError> {
-        let full_prefix = [self.prefix.as_slice(), prefix].concat();
-        let full_start = start_after.map(|s| [self.prefix.as_slice(), s].concat());
-        let rows = self
-            .ledger
-            .state_scan(
-                &full_prefix,
-                full_start.as_deref(),
-                limit.min(SCAN_LIMIT_MAX),
-            )
-            .map_err(storage_error)?;
-        let n = self.prefix.len();
-        Ok(rows
-            .into_iter()
-            .map(|(k, v)| (k[n..].to_vec(), v))
-            .collect())
     }
 }
 

@@ -1,0 +1,181 @@
+//! The `ehr` chaincode's queries (`EhrQuery`), in canonical encoding or as JSON, and the
+//! verdict on a file's hash.
+
+use super::*;
+
+impl Ehr {
+    pub(super) fn answer(
+        &self,
+        view: &dyn StateView,
+        q: EhrQuery,
+    ) -> Result<Vec<u8>, ChaincodeError> {
+        Ok(match q {
+            EhrQuery::Hospitals { search, pending } => {
+                let needle = search.to_lowercase();
+                let all: Vec<Hospital> = list(view, b"hospital/")?;
+                let hits: Vec<Hospital> = all
+                    .into_iter()
+                    .filter(|h| pending || h.approved)
+                    .filter(|h| {
+                        needle.is_empty()
+                            || h.profile.name.to_lowercase().contains(&needle)
+                            || h.profile
+                                .treatments
+                                .iter()
+                                .any(|t| t.to_lowercase().contains(&needle))
+                    })
+                    .collect();
+                codec::encode(&hits)
+            }
+            EhrQuery::Doctor(k) => codec::encode(&Self::doctor(view, &k)?),
+            EhrQuery::Patient(k) => codec::encode(&Self::patient(view, &k).ok()),
+            EhrQuery::Grants(p) => codec::encode(&list::<GrantRecord>(
+                view,
+                &key(&[b"grant", hex(&p).as_bytes(), b""]),
+            )?),
+            EhrQuery::Requests(p) => codec::encode(&list::<AccessRequest>(
+                view,
+                &key(&[b"request", hex(&p).as_bytes(), b""]),
+            )?),
+            EhrQuery::Cases(p) => codec::encode(&list::<CaseRecord>(
+                view,
+                &key(&[b"case", hex(&p).as_bytes(), b""]),
+            )?),
+            EhrQuery::Documents(p) => {
+                let ids = view.scan(
+                    &key(&[b"patientdoc", hex(&p).as_bytes(), b""]),
+                    None,
+                    LIST_MAX,
+                )?;
+                let mut docs = Vec::new();
+                for (_, id) in ids {
+                    if let Some(d) = get::<DocumentAnchor>(view, &key(&[b"doc", &id]))? {
+                        docs.push(d);
+                    }
+                }
+                codec::encode(&docs)
+            }
+            EhrQuery::Document(id) => codec::encode(&get::<DocumentAnchor>(
+                view,
+                &key(&[b"doc", id.as_bytes()]),
+            )?),
+            EhrQuery::Verify { sha256, doc_id } => {
+                codec::encode(&Self::verify(view, &sha256, doc_id.as_deref())?)
+            }
+            EhrQuery::Audit(p) => codec::encode(&list::<AuditEvent>(
+                view,
+                &key(&[b"audit", hex(&p).as_bytes(), b""]),
+            )?),
+            EhrQuery::Anchors => {
+                let docs: Vec<DocumentAnchor> = list(view, b"doc/")?;
+                let cases: Vec<CaseRecord> = list(view, b"case/")?;
+                let mut out: Vec<AnchoredBlob> = docs
+                    .into_iter()
+                    .map(|d| AnchoredBlob {
+                        record: format!("doc/{}", d.doc_id),
+                        patient: d.patient,
+                        blob: d.blob,
+                        erased: d.erased_ms.is_some(),
+                    })
+                    .collect();
+                out.extend(cases.into_iter().map(|c| AnchoredBlob {
+                    record: format!("case/{}", c.case_id),
+                    patient: c.patient,
+                    blob: c.blob,
+                    erased: false,
+                }));
+                codec::encode(&out)
+            }
+            EhrQuery::Case { patient, case_id } => codec::encode(&get::<CaseRecord>(
+                view,
+                &key(&[b"case", hex(&patient).as_bytes(), case_id.as_bytes()]),
+            )?),
+            EhrQuery::BlobRecord(blob) => codec::encode(
+                &view
+                    .get(&key(&[b"blob", blob.to_hex().as_bytes()]))?
+                    .map(|r| String::from_utf8_lossy(&r).into_owned()),
+            ),
+            EhrQuery::Shares(id) => codec::encode(&list::<ShareRecord>(
+                view,
+                &key(&[b"share", id.as_bytes(), b""]),
+            )?),
+            EhrQuery::Users => codec::encode(&Users {
+                hospitals: list(view, b"hospital/")?,
+                doctors: list(view, b"doctor/")?,
+                patients: list(view, b"patient/")?,
+            }),
+            EhrQuery::Access {
+                patient,
+                actor,
+                scope,
+                write,
+                now_ms,
+            } => codec::encode(&Self::access(view, &patient, &actor, scope, write, now_ms).is_ok()),
+        })
+    }
+
+    /// Answers a query as JSON (for the HTTP API and the CLI).
+    pub fn query_json(
+        &self,
+        view: &dyn StateView,
+        q: &EhrQuery,
+    ) -> Result<serde_json::Value, ChaincodeError> {
+        fn j<T: serde::de::DeserializeOwned + Serialize>(
+            b: &[u8],
+        ) -> Result<serde_json::Value, ChaincodeError> {
+            let v: T = codec::decode(b).map_err(|e| ChaincodeError::Storage(e.to_string()))?;
+            serde_json::to_value(v).map_err(|e| ChaincodeError::Storage(e.to_string()))
+        }
+        let b = self.answer(view, q.clone())?;
+        match q {
+            EhrQuery::Hospitals { .. } => j::<Vec<Hospital>>(&b),
+            EhrQuery::Doctor(_) => j::<Option<Doctor>>(&b),
+            EhrQuery::Patient(_) => j::<Option<Patient>>(&b),
+            EhrQuery::Grants(_) => j::<Vec<GrantRecord>>(&b),
+            EhrQuery::Requests(_) => j::<Vec<AccessRequest>>(&b),
+            EhrQuery::Cases(_) => j::<Vec<CaseRecord>>(&b),
+            EhrQuery::Documents(_) => j::<Vec<DocumentAnchor>>(&b),
+            EhrQuery::Document(_) => j::<Option<DocumentAnchor>>(&b),
+            EhrQuery::Verify { .. } => j::<Verdict>(&b),
+            EhrQuery::Audit(_) => j::<Vec<AuditEvent>>(&b),
+            EhrQuery::Users => j::<Users>(&b),
+            EhrQuery::Shares(_) => j::<Vec<ShareRecord>>(&b),
+            EhrQuery::Case { .. } => j::<Option<CaseRecord>>(&b),
+            EhrQuery::BlobRecord(_) => j::<Option<String>>(&b),
+            EhrQuery::Anchors => j::<Vec<AnchoredBlob>>(&b),
+            EhrQuery::Access { .. } => j::<bool>(&b),
+        }
+    }
+
+    /// The verdict on a file hash (and the document it claims to be).
+    pub fn verify(
+        view: &dyn StateView,
+        sha256: &Hash,
+        doc_id: Option<&str>,
+    ) -> Result<Verdict, ChaincodeError> {
+        if let Some(id) = doc_id {
+            return Ok(
+                match get::<DocumentAnchor>(view, &key(&[b"doc", id.as_bytes()]))? {
+                    None => Verdict::Unknown,
+                    Some(d) if d.plaintext_sha256 == *sha256 => Verdict::Authentic(Box::new(d)),
+                    Some(d) => Verdict::Tampered {
+                        anchored: Box::new(d),
+                        presented: *sha256,
+                    },
+                },
+            );
+        }
+        let hits = view.scan(
+            &key(&[b"dochash", sha256.to_hex().as_bytes(), b""]),
+            None,
+            1,
+        )?;
+        match hits.first() {
+            Some((_, id)) => match get::<DocumentAnchor>(view, &key(&[b"doc", id]))? {
+                Some(d) => Ok(Verdict::Authentic(Box::new(d))),
+                None => Ok(Verdict::Unknown),
+            },
+            None => Ok(Verdict::Unknown),
+        }
+    }
+}
