@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Installs what building and testing medchain needs on a Debian/Ubuntu machine, and only what is
-# missing: a C++ compiler (the build compiles RocksDB from source, see README "Build choices"),
+# missing: a C++ compiler (the build compiles RocksDB from source, see docs/building.md),
 # libclang for bindgen, and Debian's librocksdb-dev only when ROCKSDB_LIB_DIR asks to link it
-# instead; with `--test`, Chromium and chromedriver too. Safe to run again; prints what it does.
+# instead; with `--test`, Chromium and chromedriver, and the OpenAPI validator in target/venv.
+# Safe to run again; prints what it does.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(g++ libclang-dev pkg-config openssl)
 if [ -n "${ROCKSDB_LIB_DIR:-}" ]; then
   packages+=(librocksdb-dev)
 fi
-# `--test`: also what the tests need: Chromium and its WebDriver, for the portal's browser test.
+# `--test`: also what the tests need: Chromium and its WebDriver, for the portal's browser test,
+# and Python's venv, for the OpenAPI validator.
 if [ "${1:-}" = "--test" ]; then
-  packages+=(chromium chromium-driver)
+  packages+=(chromium chromium-driver python3-venv)
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -37,6 +40,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# `--test`: an OpenAPI validator this project did not write, into target/venv (from PyPI).
+if [ "${1:-}" = "--test" ]; then
+  validator=target/venv/bin/openapi-spec-validator
+  if [ ! -x "$validator" ]; then
+    echo "install-deps: installing openapi-spec-validator into target/venv"
+    python3 -m venv target/venv
+    target/venv/bin/pip install --quiet --disable-pip-version-check 'openapi-spec-validator==0.9.0'
+  fi
 fi
 
 if [ -n "${ROCKSDB_LIB_DIR:-}" ]; then

@@ -4,7 +4,7 @@
 //! (default `1,10,100,500`). Run: `cargo bench -p medchain-bench --bench vault`.
 //!
 //! This is the vault alone: the chain anchor and the HTTP transfer of `medchain bench docs`
-//! (issue 5/5) come on top.
+//! come on top.
 
 use medchain_ehr::{DocKey, Vault};
 use std::io::Write;

@@ -140,17 +140,20 @@ impl Genesis {
     }
 
     /// Checks the document and computes the bytes block 0 seals: the node's fields, then each
-    /// app's section as the app encodes it. Refuses a section no app of this build knows.
+    /// app's section as the app encodes it. A section no app of this build knows is not sealed
+    /// (with a warning).
     pub fn seal(&mut self, apps: &[Arc<dyn App>]) -> Result<()> {
         self.check()?;
-        if let Some(unknown) = self
+        for unknown in self
             .apps
             .keys()
-            .find(|k| !apps.iter().any(|a| a.name() == k.as_str()))
+            .filter(|k| !apps.iter().any(|a| a.name() == k.as_str()))
         {
-            bail!(
-                "[{unknown}] is a section of no app of this build (apps: {})",
-                apps.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+            // Not sealed: a member whose build has that app seals it, derives another block 0,
+            // and so cannot join this node's chain by mistake.
+            tracing::warn!(
+                section = %unknown,
+                "a genesis section no app of this build knows is ignored"
             );
         }
         let mut seal = codec::encode(&self.own());
@@ -316,8 +319,9 @@ mod tests {
         let plain = Genesis::parse(&document(false), &apps).unwrap();
         assert_eq!(plain.block().header.seal.last(), Some(&0u8));
         assert_ne!(plain.block().hash(), g.block().hash());
-        // A section no app knows.
-        let e = Genesis::parse(&text, &[]).unwrap_err();
+        // A section no app of the build knows is not sealed: the seal is the node's fields only.
+        let alone = Genesis::parse(&text, &[]).unwrap();
+        assert_eq!(alone.block().header.seal, codec::encode(&g.own()));
         assert!(
             format!("{e:#}").contains("[listed] is a section of no app"),
             "{e:#}"

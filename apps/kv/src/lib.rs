@@ -218,7 +218,8 @@ async fn get_value(node: &str, key: &str) -> Result<()> {
             }
             Ok(())
         }
-        404 => bail!("{key:?} is not set"),
-        _ => bail!("HTTP {code}: {v}"),
+        // The route's own 404 (a node without this app answers "no such endpoint").
+        404 if error_text(&v).contains("no value") => bail!("{key:?} is not set"),
+        _ => bail!("HTTP {code}: {}", error_text(&v)),
     }
 }

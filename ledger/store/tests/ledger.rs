@@ -452,8 +452,8 @@ fn block_files_survive_reopen_leftovers_and_write_failures() {
     assert_eq!(ledger.verify_chain(|_, _| {}).unwrap().blocks, 7);
 }
 
-/// A ledger of format 1 (blocks in the `blocks` column, as every ledger before session 17)
-/// opens, reads, verifies and grows in that format.
+/// A ledger of format 1 (blocks in the `blocks` column) opens, reads, verifies and grows in that
+/// format.
 #[test]
 fn a_format_1_ledger_keeps_its_blocks_in_rocksdb() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,9 +4,10 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-/// medchain: a blockchain framework with swappable consensus and a health-record application.
+/// medchain: a blockchain framework with swappable consensus engines (PBFT, proof of stake, proof
+/// of work) and applications as modules.
 #[derive(Parser, Debug)]
-#[command(name = "medchain", version, about, long_about = None, propagate_version = true)]
+#[command(name = "medchain", version, long_about = None, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

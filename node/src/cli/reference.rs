@@ -1,10 +1,8 @@
 //! The command reference (`docs/cli.md`), generated from the clap definitions: every command's
-//! `--help`, in the order `medchain --help` lists them.
+//! `--help`, exactly as the binary prints it, in the order `medchain --help` lists them.
 
 /// The reference of `cmd` (the whole command line) as Markdown.
 pub fn markdown(cmd: clap::Command) -> String {
-    let mut cmd = cmd;
-    cmd.build();
     let mut out = String::from(
         "# The `medchain` command reference\n\n\
          Every command's `--help`, generated from the command definitions; a test of the \
@@ -13,22 +11,27 @@ pub fn markdown(cmd: clap::Command) -> String {
          starting with `error:`, with exit status 1; `medchain node` exits with 2 when the node \
          stopped on its own (a storage failure it cannot go on from).\n",
     );
-    section(&mut out, &mut cmd, "medchain");
+    let mut root = cmd.clone();
+    root.build();
+    section(&mut out, &cmd, &root, &mut vec!["medchain".to_owned()]);
     out
 }
 
-fn section(out: &mut String, cmd: &mut clap::Command, path: &str) {
-    out.push_str(&format!("\n## `{path}`\n\n```text\n"));
-    let help = cmd.render_long_help().to_string();
+/// The section of the command at `path` (under `built`, the same command built), then those of
+/// its subcommands.
+fn section(out: &mut String, cmd: &clap::Command, built: &clap::Command, path: &mut Vec<String>) {
+    let mut args = path.clone();
+    args.push("--help".into());
+    let help = match cmd.clone().try_get_matches_from(&args) {
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => e.render().to_string(),
+        other => panic!("{args:?} does not print its help: {other:?}"),
+    };
+    out.push_str(&format!("\n## `{}`\n\n```text\n", path.join(" ")));
     out.push_str(help.trim_end());
     out.push_str("\n```\n");
-    let names: Vec<String> = cmd
-        .get_subcommands()
-        .filter(|s| s.get_name() != "help")
-        .map(|s| s.get_name().to_owned())
-        .collect();
-    for name in names {
-        let sub = cmd.find_subcommand_mut(&name).expect("a listed subcommand");
-        section(out, sub, &format!("{path} {name}"));
+    for sub in built.get_subcommands().filter(|s| s.get_name() != "help") {
+        path.push(sub.get_name().to_owned());
+        section(out, cmd, sub, path);
+        path.pop();
     }
 }

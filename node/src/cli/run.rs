@@ -135,6 +135,9 @@ pub fn run(cli: Cli, apps: &[Arc<dyn App>]) -> Result<()> {
     }
 }
 
+/// How long a node that stopped on its own waits for the requests in flight.
+const FAILED_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `medchain node`: runs one node with `apps` until Ctrl-C or SIGTERM (a clean stop), or until it
 /// stops on its own ([`NodeFailed`]).
 fn run_node(config_path: &std::path::Path, apps: &[Arc<dyn App>]) -> Result<()> {
@@ -173,18 +176,32 @@ fn run_node(config_path: &std::path::Path, apps: &[Arc<dyn App>]) -> Result<()> 
         let failed = Arc::new(std::sync::Mutex::new(None));
         let failure = node.failure();
         let record = failed.clone();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = sigterm.recv() => {}
-                    why = failure => {
-                        *record.lock().expect("failure lock") = Some(why);
-                    }
+        let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = sigterm.recv() => {}
+                why = failure => {
+                    *record.lock().expect("failure lock") = Some(why);
+                    let _ = stopping_tx.send(true);
                 }
-                tracing::info!("shutting down");
-            })
-            .await?;
+            }
+            tracing::info!("shutting down");
+        });
+        // A node that failed stops without waiting long for requests in flight (a streamed
+        // download may take an hour): nothing it serves is trustworthy any more.
+        let deadline = async move {
+            let mut stopping = stopping;
+            if stopping.wait_for(|s| *s).await.is_err() {
+                // Stopping for another reason: the requests in flight finish.
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(FAILED_SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            served = server => served?,
+            () = deadline => tracing::warn!("requests still in flight abandoned"),
+        }
         node.stop().await;
         let why = failed.lock().expect("failure lock").take();
         match why {

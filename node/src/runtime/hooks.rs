@@ -124,16 +124,20 @@ impl HookSender {
         let height = block.header.height;
         let mine = self.routes.pick(block, receipts);
         if !mine.is_empty() {
+            // Once a block did not fit, none after it is queued until the hook thread has read
+            // them back from the ledger (so none is delivered before it).
+            let overflowed = self.state.overflow_from.load(SeqCst) != u64::MAX;
             let d = Delivery {
                 height,
                 time_ms: block.header.time_ms,
                 receipts: mine,
             };
-            if queue.try_send(d).is_err() {
+            if overflowed || queue.try_send(d).is_err() {
                 self.state.overflow_from.fetch_min(height, SeqCst);
             }
         }
-        // After the delivery (or the overflow mark): the hook thread relies on this order.
+        // After the block is written, and queued or marked: the hook thread relies on this
+        // order.
         self.state.committed.store(height, SeqCst);
     }
 }
@@ -161,11 +165,17 @@ pub(super) fn channel(
 ) -> anyhow::Result<(HookSender, HookReceiver)> {
     let cursor_path = data_dir.join(CURSOR_FILE);
     let delivered = match std::fs::read_to_string(&cursor_path) {
-        Ok(s) => s
-            .trim()
-            .parse::<u64>()
-            .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", cursor_path.display()))?
-            .min(tip),
+        Ok(s) => match s.trim().parse::<u64>() {
+            Ok(h) => h.min(tip),
+            Err(e) => {
+                tracing::warn!(
+                    path = %cursor_path.display(),
+                    error = %e,
+                    "the apps' hook cursor is damaged; starting at the tip"
+                );
+                tip
+            }
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => tip,
         Err(e) => anyhow::bail!("cannot read {}: {e}", cursor_path.display()),
     };
@@ -253,10 +263,13 @@ struct HookLoop {
 
 impl HookLoop {
     fn run(mut self) {
+        let mut recorded = self.rx.delivered;
         // What the ledger holds beyond the recorded cursor (a crash came between a commit and
         // its delivery, or the record of it).
-        let mut recorded = self.rx.delivered;
-        self.replay(self.rx.delivered + 1, self.rx.start_tip);
+        if let Err(failed) = self.replay(self.rx.delivered + 1, self.rx.start_tip) {
+            // Read again on the next pass.
+            self.rx.state.overflow_from.fetch_min(failed, SeqCst);
+        }
         let mut next: Option<Delivery> = None;
         loop {
             let stopping = self.rx.state.stop.load(SeqCst);
@@ -283,46 +296,56 @@ impl HookLoop {
         }
     }
 
-    /// Delivers everything handed over so far: `first` (already received), what is queued, and
-    /// what did not fit the queue (from the ledger), in height order; then moves the cursor to
-    /// the last height handed over.
+    /// Delivers everything handed over so far, in height order: `first` (already received),
+    /// what is queued, and what did not fit the queue (read from the ledger); then moves the
+    /// cursor past what it delivered.
     fn catch_up(&mut self, first: Option<Delivery>) {
-        // Read before draining: every delivery up to `target` is queued or marked overflowed.
+        // Every block up to `target` is queued, or marked overflowed (the engine thread marks
+        // before it stores `committed`).
         let target = self.rx.state.committed.load(SeqCst);
-        let overflow = self.rx.state.overflow_from.swap(u64::MAX, SeqCst);
-        let mut replay_to = target;
+        self.drain(first);
+        let mark = self.rx.state.overflow_from.load(SeqCst);
+        if mark == u64::MAX {
+            self.rx.delivered = self.rx.delivered.max(target);
+            return;
+        }
+        // Nothing at or after the mark was queued (it is sticky), so the queue holds only what
+        // came before it: deliver that, then let the engine queue again, and read everything
+        // from the mark to the ledger's tip back. A block written before the swap is in the
+        // ledger when its tip is read after it; one written later is queued or marked anew.
+        self.drain(None);
+        self.rx.state.overflow_from.swap(u64::MAX, SeqCst);
+        let tip = self.ledger.tip().map_or(0, |t| t.height);
+        tracing::warn!(
+            from = mark,
+            to = tip,
+            "the apps' hooks fell behind; reading the blocks back from the ledger"
+        );
+        if let Err(failed) = self.replay(mark.max(self.rx.delivered + 1), tip) {
+            self.rx.state.overflow_from.fetch_min(failed, SeqCst);
+        }
+    }
+
+    /// Delivers `first` and what is queued, each once, in order.
+    fn drain(&mut self, first: Option<Delivery>) {
         let mut pending = first;
         loop {
             let d = match pending.take() {
                 Some(d) => d,
                 None => match self.rx.queue.try_recv() {
                     Ok(d) => d,
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
                 },
             };
-            if d.height <= self.rx.delivered {
-                continue;
+            if d.height > self.rx.delivered {
+                self.deliver(d);
             }
-            if overflow != u64::MAX && d.height >= overflow {
-                // Read back from the ledger below, in order with what overflowed.
-                replay_to = replay_to.max(d.height);
-                continue;
-            }
-            self.deliver(d);
         }
-        if overflow != u64::MAX {
-            tracing::warn!(
-                from = overflow,
-                to = replay_to,
-                "the apps' hooks fell behind; reading the blocks back from the ledger"
-            );
-            self.replay(overflow.max(self.rx.delivered + 1), replay_to);
-        }
-        self.rx.delivered = self.rx.delivered.max(target);
     }
 
-    /// Delivers heights `from..=to` read from the ledger.
-    fn replay(&mut self, from: u64, to: u64) {
+    /// Delivers heights `from..=to` read from the ledger; `Err(height)` names the first it
+    /// could not read (the cursor stays before it).
+    fn replay(&mut self, from: u64, to: u64) -> Result<(), u64> {
         for height in from..=to {
             let block = self.ledger.block(height);
             let receipts = self.ledger.receipts(height);
@@ -338,18 +361,17 @@ impl HookLoop {
                     }
                 }
                 (Err(e), _) | (_, Err(e)) => {
-                    // Stop here: the cursor stays before this height, so the next start tries
-                    // again.
                     tracing::error!(height, error = %e, "cannot read a block for the apps' hooks");
-                    return;
+                    return Err(height);
                 }
                 _ => {
                     tracing::error!(height, "a committed block is missing for the apps' hooks");
-                    return;
+                    return Err(height);
                 }
             }
             self.rx.delivered = height;
         }
+        Ok(())
     }
 
     /// Hands one block to each app that has receipts in it (a panicking hook is logged; the
@@ -385,6 +407,7 @@ impl HookLoop {
         let path = &self.rx.cursor_path;
         let tmp = path.with_extension("tmp");
         let written = std::fs::write(&tmp, format!("{}\n", self.rx.delivered))
+            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
             .and_then(|()| std::fs::rename(&tmp, path));
         if let Err(e) = written {
             tracing::warn!(error = %e, path = %path.display(), "cannot record the apps' hook cursor");
@@ -501,5 +524,38 @@ mod tests {
         let got = again.0.lock().unwrap().clone();
         assert_eq!(got.first(), Some(&(6, 1)));
         assert_eq!(got.len(), blocks.len() - 6);
+    }
+
+    /// Once a block did not fit the queue, the blocks after it are not queued even when a slot
+    /// frees (they would be delivered before it): they wait for the ledger.
+    #[test]
+    fn an_overflow_holds_back_every_later_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = HOOK_QUEUE_MAX as u64 + 2;
+        let (ledger, blocks) = ledger(n);
+        let (tx, rx) = channel(&[vec!["kv".into()]], dir.path(), 0).unwrap();
+        let hand = |h: usize| {
+            let receipts = ledger.receipts(h as u64).unwrap().unwrap();
+            tx.committed(&blocks[h], &receipts);
+        };
+        for h in 1..=HOOK_QUEUE_MAX + 1 {
+            hand(h);
+        }
+        assert_eq!(
+            tx.state.overflow_from.load(SeqCst),
+            HOOK_QUEUE_MAX as u64 + 1
+        );
+        let first = rx.queue.try_recv().unwrap();
+        assert_eq!(first.height, 1, "a slot frees");
+        hand(HOOK_QUEUE_MAX + 2);
+        let queued: Vec<u64> = std::iter::from_fn(|| rx.queue.try_recv().ok())
+            .map(|d| d.height)
+            .collect();
+        assert_eq!(queued, (2..=HOOK_QUEUE_MAX as u64).collect::<Vec<_>>());
+        assert_eq!(
+            tx.state.overflow_from.load(SeqCst),
+            HOOK_QUEUE_MAX as u64 + 1
+        );
+        assert_eq!(tx.state.committed.load(SeqCst), n);
     }
 }
