@@ -1,6 +1,6 @@
 //! `medchain demo`: writes a chain of signed `kv` transactions through the executor into a
-//! RocksDB ledger, verifies the whole chain, and checks one transaction's inclusion proof. It is
-//! the single-process main job until the networked `medchain up` exists.
+//! RocksDB ledger, verifies the whole chain, and checks one transaction's inclusion proof: the
+//! ledger and the executor alone, in one process, without consensus or network.
 
 use anyhow::{bail, Context, Result};
 use medchain_chaincode::builtin::{Kv, KvOp, KvQuery};

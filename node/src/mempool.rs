@@ -35,7 +35,8 @@ pub struct Mempool {
 
 /// Boxed: a map under constant inserts and removals rehashes in place now and then, moving
 /// every entry, and a transaction inline is some 200 bytes (measured in a saturated primary's
-/// profile: inserts took 4.5% of its CPU inline, 1.9% boxed; `benches/RESULTS.md`, session 17).
+/// profile: inserts took 4.5% of its CPU inline, 1.9% boxed; `benches/RESULTS.md`,
+/// "Where a node's CPU goes").
 #[derive(Debug)]
 struct Entry {
     seq: u64,

@@ -31,8 +31,8 @@ pub const VERIFIED_CACHE_MAX: usize = 400_000;
 /// signatures on.
 const BATCH_MIN: usize = 256;
 /// Longest batch. A batch check's cost per signature still falls past 256 (its multiscalar
-/// multiplication shares more work): by about 7% at 1,024 (`benches/RESULTS.md`, session 8,
-/// `ed25519_batch`). Longer batches would gain little more and lose more when one fails.
+/// multiplication shares more work): by about 7% at 1,024 (`benches/RESULTS.md`, "Signature
+/// verification"). Longer batches would gain little more and lose more when one fails.
 const BATCH_MAX: usize = 1024;
 
 /// How many signatures each batch of a check of `n` holds on `cores` cores: batches as long as

@@ -635,4 +635,51 @@ mod tests {
             Some((proof, Arc::new(block)))
         );
     }
+
+    /// `leads` (the fact a node runtime holds client transactions by) is true for the primary
+    /// of the view in normal operation only: not for backups, not once the primary starts a
+    /// view change, and for the next primary once it enters the next view.
+    #[test]
+    fn only_the_primary_in_normal_operation_leads() {
+        let keys: Vec<SecretKey> = (0..4).map(validator_key).collect();
+        let validators = ValidatorSet::new(keys.iter().map(SecretKey::public)).unwrap();
+        let g = genesis(&validators);
+        let engine = |key: &SecretKey| {
+            Pbft::new(
+                EngineContext {
+                    chain_id: CHAIN.into(),
+                    key: key.clone(),
+                    validators: validators.clone(),
+                    tip: ChainTip {
+                        header: g.header.clone(),
+                        certificate: Certificate::default(),
+                        state_root: Hash::ZERO,
+                    },
+                    records: BTreeMap::new(),
+                    candidate: None,
+                    verifier: Arc::new(VerifyAll {
+                        chain_id: CHAIN.into(),
+                    }),
+                },
+                PbftConfig::default(),
+            )
+        };
+        let key_of = |pk: PublicKey| keys.iter().find(|k| k.public() == pk).unwrap();
+        let mut primary = engine(key_of(validators.at(0)));
+        let backup = engine(key_of(validators.at(1)));
+        assert!(primary.status().leads);
+        assert!(!backup.status().leads);
+        let mut out = Vec::new();
+        primary.start_view_change(0, 1, &mut out);
+        assert!(
+            !primary.status().leads,
+            "a primary changing views does not lead"
+        );
+        let mut next = engine(key_of(validators.at(1)));
+        next.enter_view(1, 0, &mut out);
+        assert!(next.status().leads, "the primary of the new view leads");
+        let mut other = engine(key_of(validators.at(2)));
+        other.enter_view(1, 0, &mut out);
+        assert!(!other.status().leads);
+    }
 }

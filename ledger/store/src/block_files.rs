@@ -3,7 +3,8 @@
 //! A block of a saturated cluster is megabytes. Stored in RocksDB, each went through the
 //! write-ahead log (a buffered write: the kernel copies it into page-cache pages that it must
 //! first allocate, which on this project's machines costs far more than the copy itself;
-//! measured: 7.3% of a saturated 4-node cluster's CPU, `benches/RESULTS.md`, session 17), then
+//! measured: 7.3% of a saturated 4-node cluster's CPU, `benches/RESULTS.md`, "Where a node's CPU
+//! goes"), then
 //! into a memtable, then into a blob file at the next flush. Here a block is written once, with
 //! `O_DIRECT` from an aligned buffer where the filesystem allows it, and synced; the `blocks`
 //! column holds only its [`Location`], in the same synced batch as before.

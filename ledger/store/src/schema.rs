@@ -124,7 +124,7 @@ pub(crate) fn db_options() -> Options {
 /// input that way too). Each flush writes what the memtables hold (every block once more, in blob
 /// files), and through the page cache each such write is a copy into freshly allocated pages
 /// (measured: 7.5% of a saturated 4-node cluster's CPU in the flush threads' page-cache copies;
-/// `benches/RESULTS.md`, session 14). Look-ups still read tables through the page cache; a table
+/// `benches/RESULTS.md`, "Where a node's CPU goes"). Look-ups still read tables through the page cache; a table
 /// written this way is read from the device the first time. The write-ahead log stays buffered.
 pub(crate) fn direct_io_works(dir: &Path) -> bool {
     use std::io::Write;

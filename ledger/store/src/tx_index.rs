@@ -2,9 +2,10 @@
 //!
 //! It is written in sorted runs instead of through RocksDB's memtable. Every block adds up to
 //! 1,000 random 32-byte keys; in a memtable they must be sorted, either on insert (a skip list:
-//! too slow for issue 1's 5 ms commit of 1,000 transactions) or when the memtable is flushed
-//! (the hash-bucketed memtable used before: its flush re-inserted every entry into a skip list,
-//! up to a quarter of a node's CPU while it ran; `benches/RESULTS.md`, sessions 14 to 18).
+//! too slow for a 5 ms commit of 1,000 transactions) or when the memtable is flushed (a
+//! hash-bucketed memtable: its flush re-inserts every entry into a skip list, up to a quarter of
+//! a node's CPU while it runs; `benches/RESULTS.md`, "Ledger commit cost" and "Where a node's
+//! CPU goes").
 //!
 //! Here a commit adds its block's entries to an in-memory map, the *tail*. When the tail holds
 //! [`TAIL_MAX`] entries it is frozen, and a background thread sorts it once, writes it as one

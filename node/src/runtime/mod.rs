@@ -16,6 +16,7 @@
 //! | `network` | the transport's events, gossip, block sync |
 //! | `hashes` | transaction hashes known from checks, reused at execution |
 //! | `hooks` | committed blocks to the apps, off the engine thread, at least once |
+//! | `host` | what the node gives its apps (`medchain_app::Host`) |
 
 mod admission;
 mod engine;
