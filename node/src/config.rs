@@ -51,6 +51,17 @@ pub struct ApiSection {
     /// 429 at once instead of queueing without bound.
     #[serde(default = "default_requests_max")]
     pub requests_max: usize,
+    /// Most of them from one client address (behind a proxy every client shares the proxy's
+    /// address: raise it there, or set it to `requests_max`).
+    #[serde(default = "default_requests_per_client_max")]
+    pub requests_per_client_max: usize,
+    /// How long a client may take to send a request's head, and stay idle between requests on
+    /// a kept-alive connection, seconds.
+    #[serde(default = "default_header_timeout_secs")]
+    pub header_timeout_secs: u64,
+    /// How long a request body may stall between two pieces, seconds.
+    #[serde(default = "default_body_idle_secs")]
+    pub body_idle_secs: u64,
 }
 
 /// `[mempool]`
@@ -139,6 +150,15 @@ fn default_wait_secs() -> u64 {
 }
 fn default_requests_max() -> usize {
     2048
+}
+fn default_requests_per_client_max() -> usize {
+    1024
+}
+fn default_header_timeout_secs() -> u64 {
+    30
+}
+fn default_body_idle_secs() -> u64 {
+    30
 }
 fn default_mempool_txs() -> usize {
     200_000

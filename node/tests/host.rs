@@ -3,6 +3,9 @@
 //! `/api/v1/probe/`, and sees each committed block of its chaincode on its hook, off the engine
 //! thread; submit-and-wait, state views, signatures and members as an app sees them.
 
+mod common;
+
+use common::free_port_pair;
 use medchain_app::{App, AppNode, CommittedBlock, Host, SubmitError};
 use medchain_chaincode::{Chaincode, ChaincodeError, StateView, Stub};
 use medchain_node::cluster::{testnet, TestnetSpec};
@@ -97,20 +100,6 @@ impl App for Probe {
         let _ = self.0.section.set(section.cloned());
         Ok(Arc::new(ProbeNode(self.0.clone())))
     }
-}
-
-fn free_port_pair() -> (u16, u16) {
-    let seed = std::process::id() as u64 * 7919;
-    for attempt in 0..200u64 {
-        let p2p = 10_000 + ((seed + attempt * 977) % 10_000) as u16;
-        let api = p2p + 10_000;
-        if std::net::UdpSocket::bind(("127.0.0.1", p2p)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", api)).is_ok()
-        {
-            return (p2p, api);
-        }
-    }
-    panic!("no free ports");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

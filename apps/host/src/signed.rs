@@ -146,17 +146,21 @@ pub struct Verifier<'a> {
     pub nonces: &'a NonceCache,
 }
 
-impl Verifier<'_> {
-    /// Checks the signed request `method path` (and `body`, on routes whose signature covers
-    /// it); returns the caller's key. 401 for a missing or bad header, a stale time, a bad
-    /// signature or a replay; 429 when too many requests are within the window.
-    pub fn caller(
-        &self,
-        headers: &HeaderMap,
-        method: &Method,
-        path: &str,
-        body: Option<&[u8]>,
-    ) -> Result<PublicKey, ApiError> {
+/// The headers of a signed request, checked for form and time but not yet for the signature
+/// (which may cover a body not read yet): what a route checks before it reads a body.
+#[derive(Debug, Clone)]
+pub struct SignedHeaders {
+    /// The caller's key, as claimed.
+    pub key: PublicKey,
+    created: u64,
+    nonce: String,
+    sig: Signature,
+}
+
+impl SignedHeaders {
+    /// The signed-request headers of `headers`: 401 if one is missing or malformed, or the
+    /// request is more than [`REQUEST_SKEW_MS`] from this node's clock.
+    pub fn parse(headers: &HeaderMap) -> Result<SignedHeaders, ApiError> {
         let h = |name: &str| {
             headers
                 .get(name)
@@ -178,28 +182,62 @@ impl Verifier<'_> {
         let sig: Signature = h(HEADER_SIGNATURE)?
             .parse()
             .map_err(|_| ApiError::unauthorized("x-medchain-signature: not a signature"))?;
-        let now = crate::now_ms();
-        if created.abs_diff(now) > REQUEST_SKEW_MS {
+        if created.abs_diff(crate::now_ms()) > REQUEST_SKEW_MS {
             return Err(ApiError::unauthorized(
                 "stale request (more than 5 minutes from the node's clock)",
             ));
         }
-        key.verify(
-            DOMAIN_REQUEST,
-            self.chain_id,
-            &request_bytes(
-                method.as_str(),
-                path,
-                created,
-                nonce,
-                self.node,
-                &body.map(body_digest).unwrap_or_default(),
-            ),
-            &sig,
-        )
-        .map_err(|_| ApiError::unauthorized("bad request signature"))?;
-        self.nonces.insert(key, nonce, created, now)?;
-        Ok(key)
+        Ok(SignedHeaders {
+            key,
+            created,
+            nonce: nonce.to_owned(),
+            sig,
+        })
+    }
+}
+
+impl Verifier<'_> {
+    /// Checks the signed request `method path` (and `body`, on routes whose signature covers
+    /// it); returns the caller's key. 401 for a missing or bad header, a stale time, a bad
+    /// signature or a replay; 429 when too many requests are within the window.
+    pub fn caller(
+        &self,
+        headers: &HeaderMap,
+        method: &Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<PublicKey, ApiError> {
+        self.check(&SignedHeaders::parse(headers)?, method, path, body)
+    }
+
+    /// Checks the signature of headers already parsed (see [`SignedHeaders::parse`]) over
+    /// `method path` and `body`, then records the nonce; returns the caller's key.
+    pub fn check(
+        &self,
+        signed: &SignedHeaders,
+        method: &Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<PublicKey, ApiError> {
+        signed
+            .key
+            .verify(
+                DOMAIN_REQUEST,
+                self.chain_id,
+                &request_bytes(
+                    method.as_str(),
+                    path,
+                    signed.created,
+                    &signed.nonce,
+                    self.node,
+                    &body.map(body_digest).unwrap_or_default(),
+                ),
+                &signed.sig,
+            )
+            .map_err(|_| ApiError::unauthorized("bad request signature"))?;
+        self.nonces
+            .insert(signed.key, &signed.nonce, signed.created, crate::now_ms())?;
+        Ok(signed.key)
     }
 }
 

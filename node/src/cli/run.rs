@@ -152,8 +152,11 @@ fn run_node(config_path: &std::path::Path, apps: &[Arc<dyn App>]) -> Result<()> 
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     medchain_app::block_on(async move {
-        use axum::serve::ListenerExt;
         let listen = config.api.listen;
+        let timeouts = crate::api::serve::Timeouts {
+            header: std::time::Duration::from_secs(config.api.header_timeout_secs.max(1)),
+            body_idle: std::time::Duration::from_secs(config.api.body_idle_secs.max(1)),
+        };
         let node = crate::runtime::Node::start(config, apps)?;
         let router = crate::api::router(
             node.shared.clone(),
@@ -162,14 +165,7 @@ fn run_node(config_path: &std::path::Path, apps: &[Arc<dyn App>]) -> Result<()> 
         );
         let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("cannot listen on {listen}"))?
-            // Without TCP_NODELAY, a response's last small write (a body's tail, a chunked
-            // body's end) can wait for the client's delayed ACK: 40 ms on Linux.
-            .tap_io(|stream: &mut tokio::net::TcpStream| {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!("TCP_NODELAY on an API connection: {e}");
-                }
-            });
+            .with_context(|| format!("cannot listen on {listen}"))?;
         tracing::info!(api = %listen, "HTTP API listening");
         let mut sigterm =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -177,7 +173,7 @@ fn run_node(config_path: &std::path::Path, apps: &[Arc<dyn App>]) -> Result<()> 
         let failure = node.failure();
         let record = failed.clone();
         let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let server = crate::api::serve::serve(listener, router, timeouts, async move {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = sigterm.recv() => {}

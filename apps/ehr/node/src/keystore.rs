@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 /// Most readers of one record.
 pub const READERS_MAX: usize = 64;
+/// Largest body of a wrapped-key upload (64 keys are about 13 KiB of JSON).
+pub const KEYS_BODY_MAX: usize = 64 << 10;
 
 fn keys_path(node: &EhrNode, id: &str) -> PathBuf {
     node.host

@@ -3,7 +3,8 @@
 //! files), and the reads of the chain they all make.
 
 use axum::http::{HeaderMap, Method, StatusCode};
-use medchain_app::signed::{NonceCache, Verifier};
+use bytes::Bytes;
+use medchain_app::signed::{NonceCache, SignedHeaders, Verifier};
 use medchain_app::{ApiError, Host, Member};
 use medchain_chaincode::{ChaincodeError, StateView};
 use medchain_ehr::chaincode::{DocumentAnchor, NAME};
@@ -74,6 +75,40 @@ impl EhrNode {
             nonces: &self.nonces,
         }
         .caller(headers, method, path, body)
+    }
+
+    /// A signed request whose signature covers its small body: the headers are checked first
+    /// (a request without them is refused before its body is read), then at most `limit` bytes
+    /// of body are read (413 beyond), then the signature over them. Returns the caller and the
+    /// body.
+    pub async fn caller_with_body(
+        &self,
+        headers: &HeaderMap,
+        method: &Method,
+        path: &str,
+        body: axum::body::Body,
+        limit: usize,
+    ) -> Result<(PublicKey, Bytes), ApiError> {
+        let signed = SignedHeaders::parse(headers)?;
+        let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is larger than {limit} bytes"),
+                )
+            } else {
+                ApiError::bad_request(format!("cannot read the body: {e}"))
+            }
+        })?;
+        let caller = Verifier {
+            chain_id: self.host.chain_id(),
+            node: &self.host.node_id(),
+            nonces: &self.nonces,
+        }
+        .check(&signed, method, path, Some(&body))?;
+        Ok((caller, body))
     }
 
     /// The consortium member with this key.

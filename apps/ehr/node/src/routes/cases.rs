@@ -6,7 +6,7 @@ use crate::access;
 use crate::fetch;
 use crate::keystore;
 use crate::state::EhrNode;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
@@ -40,10 +40,12 @@ pub async fn put_keys(
     State(node): State<Arc<EhrNode>>,
     Path((patient, case_id)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult {
     let path = format!("/api/v1/ehr/cases/{patient}/{case_id}/keys");
-    let caller = node.caller(&headers, &Method::PUT, &path, Some(&body))?;
+    let (caller, body) = node
+        .caller_with_body(&headers, &Method::PUT, &path, body, keystore::KEYS_BODY_MAX)
+        .await?;
     let (p, c) = case_record(&node, &patient, &case_id)?;
     if caller != c.author && caller != c.hospital && caller != p {
         return Err(ApiError::forbidden(

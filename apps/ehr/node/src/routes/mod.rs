@@ -33,9 +33,13 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use std::sync::Arc;
 
+/// Largest body of a query or an unsigned transaction.
+pub const QUERY_BODY_MAX: usize = 64 << 10;
+
 /// The routes, with their state.
 pub fn router(node: Arc<EhrNode>) -> Router {
-    // Blobs stream in and out: no body limit on the vault's routes.
+    // Blobs stream in and out (each caller's own limit applies as they arrive); the key
+    // uploads read at most `KEYS_BODY_MAX` themselves, after checking the signed headers.
     let vault = Router::new()
         .route("/blobs", post(blobs::post_blob))
         .route("/blobs/{blob}", put(blobs::put_blob))
@@ -52,12 +56,14 @@ pub fn router(node: Arc<EhrNode>) -> Router {
         .route("/peer/blobs/{blob}", get(peer::blob))
         .route("/peer/keys/{id}", get(peer::keys))
         .layer(DefaultBodyLimit::disable());
+    // Queries and unsigned transactions are small JSON documents.
     Router::new()
         .route("/query", post(queries::query))
         .route("/hospitals", get(queries::hospitals))
         .route("/docs/{id}", get(queries::document))
         .route("/verify/{sha256}", get(queries::verify))
         .route("/tx/unsigned", post(queries::unsigned_tx))
+        .layer(DefaultBodyLimit::max(QUERY_BODY_MAX))
         .merge(vault)
         .with_state(node)
 }

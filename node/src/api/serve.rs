@@ -1,0 +1,91 @@
+//! Serving the API over HTTP/1.1, held against slow and greedy clients: a connection that does
+//! not send a whole request head within `[api] header_timeout_secs` (also the idle time allowed
+//! between requests) is closed; a request body that stalls for `[api] body_idle_secs` fails;
+//! each request carries its client's address (for per-client caps, see [`super::limits`]); on
+//! shutdown, the connections finish what they serve (HTTP keep-alive ends).
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tower::ServiceExt;
+
+/// The server's timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// For a request's head (and between requests on a kept-alive connection).
+    pub header: Duration,
+    /// For each piece of a request body.
+    pub body_idle: Duration,
+}
+
+/// Accepts connections on `listener` and serves `router` until `shutdown` resolves, then lets
+/// the connections finish their requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    timeouts: Timeouts,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, say: back off instead of spinning.
+                    tracing::warn!(error = %e, "accepting an API connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Without TCP_NODELAY, a response's last small write (a body's tail, a chunked body's
+        // end) can wait for the client's delayed ACK: 40 ms on Linux.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY on an API connection: {e}");
+        }
+        let service =
+            router
+                .clone()
+                .map_request(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let body_idle = timeouts.body_idle;
+                    let mut req = req.map(|body| {
+                        axum::body::Body::new(super::limits::IdleBody::new(
+                            axum::body::Body::new(body),
+                            body_idle,
+                        ))
+                    });
+                    req.extensions_mut().insert(ConnectInfo(remote));
+                    req
+                });
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(timeouts.header)
+            .keep_alive(true);
+        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(client = %remote, error = %e, "API connection ended");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// The address of a connection's client, as [`serve`] records it (absent for requests that
+/// did not come through it, such as tests of a bare router).
+pub fn client_of(req: &axum::extract::Request) -> Option<SocketAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+}
