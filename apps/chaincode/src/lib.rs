@@ -61,6 +61,15 @@ pub trait StateView {
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Entries, ChaincodeError>;
+
+    /// As [`StateView::scan`], newest key first: up to `limit` entries whose keys start with
+    /// `prefix`, in descending key order, starting before `start_before` when given.
+    fn scan_back(
+        &self,
+        prefix: &[u8],
+        start_before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, ChaincodeError>;
 }
 
 /// What a chaincode sees while executing one transaction. Reads see the transaction's own

@@ -97,3 +97,143 @@ fn huge_bodies_are_refused_without_being_read_into_memory() {
     let (code, _) = signed(&n0, &stranger, "PUT", path, b"[]".to_vec());
     assert_eq!(code, 404, "a small one gets as far as the document");
 }
+
+/// A patient with 2,000 logged reads: a granted hospital still reads the profile (its fresh
+/// read is found however long the log), and the patient lists every event, newest first.
+#[test]
+fn a_long_audit_trail_neither_locks_the_record_nor_hides_events() {
+    use medchain_ehr::{Ehr, EhrOp};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let u = up();
+    let d = u.dir.path();
+    let n0 = u.apis[0].clone();
+    let admin = d.join("net/admin.json");
+    let (hosp, hosp_key) = keygen(d, "hospital");
+    let (pat, pat_key) = keygen(d, "patient");
+    assert!(tx(
+        &n0,
+        &hosp,
+        r#"{"RegisterHospital":{"name":"Long Log","address":"1 Road","contact":"-","treatments":["Tests"]}}"#
+    ));
+    assert!(tx(
+        &n0,
+        &admin,
+        &format!(r#"{{"ApproveHospital":{{"hospital":"{hosp_key}"}}}}"#)
+    ));
+    let run = |args: &[&str], key: &std::path::Path| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .arg("--key-file")
+            .arg(key)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(
+        &[
+            "ehr", "patient", "register", "--node", &n0, "--name", "Ada Long",
+        ],
+        &pat,
+    );
+    assert!(tx(
+        &n0,
+        &pat,
+        &format!(
+            r#"{{"Grant":{{"grantee":"{hosp_key}","scopes":["Profile"],"write":false,"expires_ms":{}}}}}"#,
+            now_ms() + 86_400_000
+        )
+    ));
+    run(
+        &[
+            "ehr", "patient", "share", "--node", &n0, "--with", &hosp_key,
+        ],
+        &pat,
+    );
+    // 2,000 reads logged by the hospital, in requests of 500.
+    let signer = {
+        let kf: serde_json::Value = serde_json::from_slice(&std::fs::read(&hosp).unwrap()).unwrap();
+        let seed: [u8; 32] = hex::decode(kf["secret_key"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        medchain_types::SecretKey::from_seed(seed)
+    };
+    let patient: medchain_types::PublicKey = pat_key.parse().unwrap();
+    runtime().block_on(async {
+        let http = reqwest::Client::new();
+        let status: serde_json::Value = http
+            .get(format!("{n0}/api/v1/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let chain = status["chain_id"].as_str().unwrap().to_owned();
+        for batch in 0..4u64 {
+            let txs: Vec<medchain_types::Transaction> = (0..500u64)
+                .map(|i| {
+                    let op = EhrOp::LogRead {
+                        patient,
+                        object: "profile".into(),
+                    };
+                    medchain_types::Transaction::signed(
+                        &chain,
+                        "ehr",
+                        Ehr::payload(&op),
+                        batch * 1_000 + i,
+                        &signer,
+                    )
+                })
+                .collect();
+            let r = http
+                .post(format!("{n0}/api/v1/txs?wait=commit"))
+                .header("content-type", "application/octet-stream")
+                .body(medchain_types::codec::encode(&txs))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert!(
+                v["receipts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|r| r["status"] == "success"),
+                "{v}"
+            );
+        }
+    });
+    // The hospital reads (its CLI logs one more read first).
+    let profile = run(
+        &["ehr", "patient", "profile", &pat_key, "--node", &n0],
+        &hosp,
+    );
+    assert!(profile.contains("Ada Long"), "{profile}");
+    // The patient pages through all 2,001 events, newest first.
+    let mut count = 0;
+    let mut before = serde_json::Value::Null;
+    let mut last_at = u64::MAX;
+    loop {
+        let q =
+            serde_json::json!({"AuditPage": {"patient": pat_key, "before": before, "limit": 700}});
+        let page = query(&n0, &q.to_string());
+        for e in page["events"].as_array().unwrap() {
+            let at = e["at_ms"].as_u64().unwrap();
+            assert!(at <= last_at, "newest first");
+            last_at = at;
+            count += 1;
+        }
+        if page["next"].is_null() {
+            break;
+        }
+        before = page["next"].clone();
+    }
+    assert_eq!(count, 2_001);
+}

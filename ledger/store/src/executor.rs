@@ -307,6 +307,50 @@ impl StateView for TxStub<'_> {
             .map(|(k, v)| (k[n..].to_vec(), v))
             .collect())
     }
+
+    fn scan_back(
+        &self,
+        prefix: &[u8],
+        start_before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, ChaincodeError> {
+        let limit = limit.min(SCAN_LIMIT_MAX);
+        let full_prefix = state_key(self.namespace, prefix);
+        let full_start = start_before.map(|s| state_key(self.namespace, s));
+        let in_range =
+            |k: &Vec<u8>| k.starts_with(&full_prefix) && full_start.as_ref().is_none_or(|s| k < s);
+        // Pending writes in range; the transaction's own override the block's.
+        let mut pending: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for layer in [self.block_writes, &self.writes] {
+            for (k, v) in layer
+                .range(full_prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&full_prefix))
+            {
+                if in_range(k) {
+                    pending.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        // As in `scan`: pending deletes hide at most `pending.len()` stored entries.
+        let stored = self
+            .ledger
+            .state_scan_back(&full_prefix, full_start.as_deref(), limit + pending.len())
+            .map_err(|e| self.storage(e))?;
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = stored.into_iter().collect();
+        for (k, v) in pending {
+            match v {
+                Some(v) => merged.insert(k, v),
+                None => merged.remove(&k),
+            };
+        }
+        let n = self.namespace.len() + 1;
+        Ok(merged
+            .into_iter()
+            .rev()
+            .take(limit)
+            .map(|(k, v)| (k[n..].to_vec(), v))
+            .collect())
+    }
 }
 
 impl Stub for TxStub<'_> {

@@ -168,6 +168,11 @@ enum Op {
         after: Option<u8>,
         limit: u8,
     },
+    ScanBack {
+        prefix: u8,
+        before: Option<u8>,
+        limit: u8,
+    },
 }
 impl Chaincode for Script {
     fn name(&self) -> &str {
@@ -188,6 +193,14 @@ impl Chaincode for Script {
                 } => {
                     let after = after.map(|a| vec![prefix, a]);
                     scans.push(stub.scan(&[prefix], after.as_deref(), limit as usize)?);
+                }
+                Op::ScanBack {
+                    prefix,
+                    before,
+                    limit,
+                } => {
+                    let before = before.map(|b| vec![prefix, b]);
+                    scans.push(stub.scan_back(&[prefix], before.as_deref(), limit as usize)?);
                 }
             }
         }
@@ -210,6 +223,22 @@ fn model_scan(m: &Model, prefix: u8, after: Option<u8>, limit: u8) -> Vec<(Vec<u
         .collect()
 }
 
+fn model_scan_back(
+    m: &Model,
+    prefix: u8,
+    before: Option<u8>,
+    limit: u8,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    m.iter()
+        .rev()
+        .filter(|(k, _)| {
+            k[0] == prefix && before.is_none_or(|b| k.as_slice() < [prefix, b].as_slice())
+        })
+        .take(limit as usize)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 fn arb_op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0u8..64, any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
@@ -218,6 +247,13 @@ fn arb_op() -> impl Strategy<Value = Op> {
             Op::Scan {
                 prefix,
                 after,
+                limit,
+            }
+        }),
+        (0u8..4, proptest::option::of(0u8..64), 0u8..10).prop_map(|(prefix, before, limit)| {
+            Op::ScanBack {
+                prefix,
+                before,
                 limit,
             }
         }),
@@ -245,6 +281,7 @@ proptest! {
                         Op::Put(k, v) => { model.insert(vec![k / 16, k], vec![v]); }
                         Op::Del(k) => { model.remove(&vec![k / 16, k]); }
                         Op::Scan { prefix, after, limit } => scans.push(model_scan(&model, prefix, after, limit)),
+                        Op::ScanBack { prefix, before, limit } => scans.push(model_scan_back(&model, prefix, before, limit)),
                     }
                 }
                 expected.push(codec::encode(&scans));
@@ -256,7 +293,16 @@ proptest! {
                 prop_assert_eq!(&r.response, &e);
             }
         }
-        let stored: Model = ledger.view("script").scan(b"", None, 10_000).unwrap().into_iter().collect();
-        prop_assert_eq!(stored, model);
+        let view = ledger.view("script");
+        let stored: Model = view.scan(b"", None, 10_000).unwrap().into_iter().collect();
+        prop_assert_eq!(&stored, &model);
+        // The committed state, newest key first, by prefix and from every start.
+        for prefix in 0u8..4 {
+            for before in [None, Some(0u8), Some(17), Some(40), Some(63)] {
+                let start = before.map(|b| vec![prefix, b]);
+                let got = view.scan_back(&[prefix], start.as_deref(), 7).unwrap();
+                prop_assert_eq!(got, model_scan_back(&model, prefix, before, 7));
+            }
+        }
     }
 }

@@ -44,6 +44,23 @@ impl StateView for World {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }
+    fn scan_back(
+        &self,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, ChaincodeError> {
+        let mut rows: Entries = self
+            .state
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(k, _)| before.is_none_or(|b| k.as_slice() < b))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        rows.reverse();
+        rows.truncate(limit);
+        Ok(rows)
+    }
 }
 
 impl StateView for MemStub<'_> {
@@ -73,6 +90,27 @@ impl StateView for MemStub<'_> {
             }
         }
         Ok(merged.into_iter().take(limit).collect())
+    }
+    fn scan_back(
+        &self,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, ChaincodeError> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .w
+            .scan_back(prefix, before, usize::MAX)?
+            .into_iter()
+            .collect();
+        for (k, v) in &self.writes {
+            if k.starts_with(prefix) && before.is_none_or(|b| k.as_slice() < b) {
+                match v {
+                    Some(v) => merged.insert(k.clone(), v.clone()),
+                    None => merged.remove(k),
+                };
+            }
+        }
+        Ok(merged.into_iter().rev().take(limit).collect())
     }
 }
 
@@ -733,4 +771,91 @@ fn share_links_open_one_document_until_expiry_or_unshare() {
             },
         )
         .is_err());
+}
+
+/// 2,000 logged reads of one patient: the last read of each (reader, object) is found at once,
+/// and the patient pages through every event, newest first.
+#[test]
+fn the_audit_trail_has_no_limit() {
+    use medchain_ehr::chaincode::AuditPage;
+    let (admin, hosp, pat) = (k(1), k(2), k(6));
+    let mut t = T::new(&admin);
+    t.tx(&hosp, EhrOp::RegisterHospital(profile("St Mary")))
+        .unwrap();
+    t.tx(
+        &admin,
+        EhrOp::ApproveHospital {
+            hospital: hosp.public(),
+        },
+    )
+    .unwrap();
+    t.tx(
+        &pat,
+        EhrOp::RegisterPatient {
+            profile_commitment: sha256(b"salt||profile"),
+            profile_blob: None,
+        },
+    )
+    .unwrap();
+    t.tx(
+        &pat,
+        EhrOp::Grant {
+            grantee: hosp.public(),
+            scopes: vec![Scope::Profile, Scope::Cases],
+            write: false,
+            expires_ms: u64::MAX,
+        },
+    )
+    .unwrap();
+    let reads = 2_000;
+    for i in 0..reads {
+        let object = if i % 2 == 0 {
+            "profile".to_owned()
+        } else {
+            format!("case/c{}", i % 7)
+        };
+        t.tx(
+            &hosp,
+            EhrOp::LogRead {
+                patient: pat.public(),
+                object,
+            },
+        )
+        .unwrap();
+    }
+    let last_profile_read = t.w.time - 1_000; // the second-to-last read was the profile's
+    let at: Option<u64> = t.q(EhrQuery::LastRead {
+        patient: pat.public(),
+        reader: hosp.public(),
+        object: "profile".into(),
+    });
+    assert_eq!(at, Some(last_profile_read));
+    let never: Option<u64> = t.q(EhrQuery::LastRead {
+        patient: pat.public(),
+        reader: hosp.public(),
+        object: "doc/none".into(),
+    });
+    assert_eq!(never, None);
+    // Every event, newest first, in pages.
+    let mut all = Vec::new();
+    let mut before = None;
+    loop {
+        let page: AuditPage = t.q(EhrQuery::AuditPage {
+            patient: pat.public(),
+            before: before.clone(),
+            limit: 300,
+        });
+        assert!(page.events.len() <= 300);
+        all.extend(page.events);
+        match page.next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(all.len(), reads);
+    assert!(
+        all.windows(2).all(|w| w[0].at_ms > w[1].at_ms),
+        "newest first"
+    );
+    assert_eq!(all[0].at_ms, t.w.time);
 }

@@ -142,12 +142,25 @@ async function audit() {
     el('td', {}, r.status), el('td', {}, r.record), el('td', {}, key(r.patient)), el('td', {}, key(r.blob)))));
 }
 
+// A patient's whole audit log, newest first, page by page.
+async function auditLog(p) {
+  const events = [];
+  let before = null;
+  for (let pages = 0; pages < 1000; pages++) {
+    const page = await query({ AuditPage: { patient: p, before, limit: 1000 } });
+    events.push(...page.events);
+    if (!page.next) break;
+    before = page.next;
+  }
+  return events;
+}
+
 async function patient() {
   const p = $('#patient-key').value.trim().toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(p)) throw new Error('a pseudonym is 64 hex characters');
   const [info, grants, requests, cases, docs, log] = await Promise.all([
     query({ Patient: p }), query({ Grants: p }), query({ Requests: p }),
-    query({ Cases: p }), query({ Documents: p }), query({ Audit: p })]);
+    query({ Cases: p }), query({ Documents: p }), auditLog(p)]);
   if (!info) throw new Error('no patient with that pseudonym');
   const now = Date.now();
   $('#patient-result').replaceChildren(

@@ -232,6 +232,41 @@ impl Ledger {
         Ok(out)
     }
 
+    /// As [`Ledger::state_scan`], in descending key order, starting before `start_before`.
+    pub fn state_scan_back(
+        &self,
+        prefix: &[u8],
+        start_before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, LedgerError> {
+        // From the last key at or before the start: `start_before` itself, or the prefix's
+        // successor (the smallest key after every key with the prefix), or the very end.
+        let successor = prefix_successor(prefix);
+        let mode = match (start_before, &successor) {
+            (Some(s), _) => IteratorMode::From(s, rocksdb::Direction::Reverse),
+            (None, Some(next)) => IteratorMode::From(next, rocksdb::Direction::Reverse),
+            (None, None) => IteratorMode::End,
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_STATE), mode) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            if Some(&*k) == start_before || Some(&*k) == successor.as_deref() {
+                continue;
+            }
+            if !k.starts_with(prefix) {
+                if &*k > prefix {
+                    continue; // past the prefix's range, above it
+                }
+                break;
+            }
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
     /// A read-only view of one chaincode's namespace at the tip.
     pub fn view<'a>(&'a self, namespace: &str) -> NamespaceView<'a> {
         NamespaceView {
@@ -239,6 +274,19 @@ impl Ledger {
             prefix: state_key(namespace, b""),
         }
     }
+}
+
+/// The smallest key greater than every key that starts with `prefix` (`None` if every byte of
+/// `prefix` is 0xFF: no key is greater).
+pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut next = prefix.to_vec();
+    while let Some(last) = next.pop() {
+        if last < u8::MAX {
+            next.push(last + 1);
+            return Some(next);
+        }
+    }
+    None
 }
 
 /// One chaincode's namespace, read-only, at the ledger's tip.
@@ -266,6 +314,29 @@ impl StateView for NamespaceView<'_> {
         let rows = self
             .ledger
             .state_scan(
+                &full_prefix,
+                full_start.as_deref(),
+                limit.min(SCAN_LIMIT_MAX),
+            )
+            .map_err(storage_error)?;
+        let n = self.prefix.len();
+        Ok(rows
+            .into_iter()
+            .map(|(k, v)| (k[n..].to_vec(), v))
+            .collect())
+    }
+
+    fn scan_back(
+        &self,
+        prefix: &[u8],
+        start_before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, ChaincodeError> {
+        let full_prefix = [self.prefix.as_slice(), prefix].concat();
+        let full_start = start_before.map(|s| [self.prefix.as_slice(), s].concat());
+        let rows = self
+            .ledger
+            .state_scan_back(
                 &full_prefix,
                 full_start.as_deref(),
                 limit.min(SCAN_LIMIT_MAX),

@@ -313,6 +313,7 @@ impl Ehr {
                 if basis == Basis::Owner {
                     return Ok(()); // a patient's own reads are not logged
                 }
+                put(stub, &last_read_key(&patient, &me, &object), &now)?;
                 Self::audit(
                     stub,
                     &patient,

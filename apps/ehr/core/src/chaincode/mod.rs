@@ -45,6 +45,17 @@ fn key(parts: &[&[u8]]) -> Vec<u8> {
     parts.join(&b'/')
 }
 
+/// The key of the time `reader` last logged a read of `object` of `patient`: the read check
+/// looks it up directly, however long the patient's audit log.
+fn last_read_key(patient: &PublicKey, reader: &PublicKey, object: &str) -> Vec<u8> {
+    key(&[
+        b"lastread",
+        hex(patient).as_bytes(),
+        hex(reader).as_bytes(),
+        object.as_bytes(),
+    ])
+}
+
 fn hex(k: &PublicKey) -> String {
     k.to_hex()
 }

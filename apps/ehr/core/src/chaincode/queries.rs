@@ -95,6 +95,37 @@ impl Ehr {
                     .get(&key(&[b"blob", blob.to_hex().as_bytes()]))?
                     .map(|r| String::from_utf8_lossy(&r).into_owned()),
             ),
+            EhrQuery::LastRead {
+                patient,
+                reader,
+                object,
+            } => codec::encode(&get::<u64>(
+                view,
+                &last_read_key(&patient, &reader, &object),
+            )?),
+            EhrQuery::AuditPage {
+                patient,
+                before,
+                limit,
+            } => {
+                let prefix = key(&[b"audit", hex(&patient).as_bytes(), b""]);
+                let start = before.map(|b| [prefix.as_slice(), b.as_bytes()].concat());
+                let limit = (limit as usize).clamp(1, LIST_MAX);
+                let rows = view.scan_back(&prefix, start.as_deref(), limit)?;
+                let next = (rows.len() == limit)
+                    .then(|| rows.last())
+                    .flatten()
+                    .map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+                let events = rows
+                    .iter()
+                    .map(|(_, v)| {
+                        codec::decode(v).map_err(|e| {
+                            ChaincodeError::Storage(format!("undecodable ehr record: {e}"))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                codec::encode(&AuditPage { events, next })
+            }
             EhrQuery::Shares(id) => codec::encode(&list::<ShareRecord>(
                 view,
                 &key(&[b"share", id.as_bytes(), b""]),
@@ -142,6 +173,8 @@ impl Ehr {
             EhrQuery::Shares(_) => j::<Vec<ShareRecord>>(&b),
             EhrQuery::Case { .. } => j::<Option<CaseRecord>>(&b),
             EhrQuery::BlobRecord(_) => j::<Option<String>>(&b),
+            EhrQuery::LastRead { .. } => j::<Option<u64>>(&b),
+            EhrQuery::AuditPage { .. } => j::<AuditPage>(&b),
             EhrQuery::Anchors => j::<Vec<AnchoredBlob>>(&b),
             EhrQuery::Access { .. } => j::<bool>(&b),
         }

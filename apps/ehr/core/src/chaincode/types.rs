@@ -385,6 +385,34 @@ pub enum EhrQuery {
     /// The record a vault blob is anchored for (`doc/<id>`, `case/<patient>/<id>`,
     /// `profile/<patient>`), if any.
     BlobRecord(Hash),
+    /// When `reader` last logged a read of `object` of `patient` (`LogRead`), if ever.
+    LastRead {
+        /// The patient.
+        patient: PublicKey,
+        /// The reader.
+        reader: PublicKey,
+        /// The object (`profile`, `case/<id>`, `doc/<id>`).
+        object: String,
+    },
+    /// A page of a patient's audit log, newest first: up to `limit` (at most 1,000) events
+    /// before the cursor `before` (from the previous page's `next`; none: the newest).
+    AuditPage {
+        /// The patient.
+        patient: PublicKey,
+        /// Where the previous page ended.
+        before: Option<String>,
+        /// Events on this page.
+        limit: u32,
+    },
+}
+
+/// A page of a patient's audit log (see [`EhrQuery::AuditPage`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// The events, newest first.
+    pub events: Vec<AuditEvent>,
+    /// The cursor of the next (older) page; `None` on the last.
+    pub next: Option<String>,
 }
 
 /// A vault record and the blob address anchored for it.

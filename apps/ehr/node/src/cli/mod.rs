@@ -40,8 +40,9 @@ enum EhrCommand {
         node: String,
     },
     /// Answer a query given as JSON: Hospitals, Doctor, Patient, Grants, Requests, Cases,
-    /// Documents, Document, Verify, Audit, Users, Access. Example:
-    /// `{"Hospitals":{"search":"cardio","pending":false}}`
+    /// Documents, Document, Verify, Audit, AuditPage (newest first, paged: `{"AuditPage":
+    /// {"patient":"<key>","before":null,"limit":100}}`, then `before` = the page's `next`),
+    /// LastRead, Users, Access. Example: `{"Hospitals":{"search":"cardio","pending":false}}`
     Query {
         /// The query (JSON).
         query: String,
