@@ -23,7 +23,9 @@ impl Ehr {
                 }
                 let k = key(&[b"hospital", hex(&me).as_bytes()]);
                 let approved = match get::<Hospital>(stub, &k)? {
-                    Some(h) => h.approved,
+                    // A new profile goes back to the administrators: an approved hospital
+                    // cannot rename itself into another.
+                    Some(h) => h.approved && h.profile == profile,
                     None => {
                         if Self::doctor(stub, &me)?.is_some()
                             || stub
@@ -57,6 +59,28 @@ impl Ehr {
                 h.approved = true;
                 put(stub, &k, &h)?;
                 stub.emit("hospital_approved", hospital.as_bytes())
+            }
+            EhrOp::RemoveDoctor { doctor } => {
+                let d = Self::doctor(stub, &doctor)?
+                    .ok_or_else(|| ChaincodeError::NotFound(format!("doctor {doctor}")))?;
+                if d.hospital != me && !self.admins.contains(&me) {
+                    return Err(forbidden(
+                        "only the doctor's hospital or an administrator removes a doctor",
+                    ));
+                }
+                stub.delete(&key(&[b"doctor", hex(&doctor).as_bytes()]))?;
+                stub.emit("doctor_removed", doctor.as_bytes())
+            }
+            EhrOp::SuspendHospital { hospital } => {
+                if !self.admins.contains(&me) {
+                    return Err(forbidden("only administrators suspend hospitals"));
+                }
+                let k = key(&[b"hospital", hex(&hospital).as_bytes()]);
+                let mut h: Hospital = get(stub, &k)?
+                    .ok_or_else(|| ChaincodeError::NotFound(format!("hospital {hospital}")))?;
+                h.approved = false;
+                put(stub, &k, &h)?;
+                stub.emit("hospital_suspended", hospital.as_bytes())
             }
             EhrOp::RegisterDoctor {
                 doctor,
@@ -255,6 +279,11 @@ impl Ehr {
                     })?;
                     if old.patient != patient {
                         return Err(forbidden("a document supersedes only one of its patient's"));
+                    }
+                    if old.hospital != doctor.hospital {
+                        return Err(forbidden(
+                            "a document supersedes only one its own hospital issued",
+                        ));
                     }
                     if old.superseded_by.is_some() {
                         return Err(ChaincodeError::Rejected(format!(

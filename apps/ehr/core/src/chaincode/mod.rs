@@ -200,16 +200,22 @@ impl Ehr {
                 && now < g.expires_ms
                 && g.scopes.contains(&scope)
                 && (g.write || !write)
+                // A suspended hospital's grants, and its doctors', are dormant.
+                && Self::hospital(view, &org)?.is_some_and(|h| h.approved)
             {
                 return Ok(Basis::Grant);
             }
         }
-        if doctor.is_some() {
+        // Break-glass reads, never writes: no emergency issues a document for anyone; and only
+        // while the doctor's hospital is approved.
+        if let Some(d) = doctor.filter(|_| !write) {
             let glass: Option<u64> = get(
                 view,
                 &key(&[b"glass", hex(patient).as_bytes(), hex(actor).as_bytes()]),
             )?;
-            if glass.is_some_and(|until| now < until) {
+            if glass.is_some_and(|until| now < until)
+                && Self::hospital(view, &d.hospital)?.is_some_and(|h| h.approved)
+            {
                 return Ok(Basis::BreakGlass);
             }
         }
@@ -251,10 +257,15 @@ impl Ehr {
                 &key(&[b"share", doc_id.as_bytes(), hex(actor).as_bytes()]),
             )?;
             if let (Some(d), Some(sh)) = (doc, share) {
+                // A link made by anyone but the patient lasts only as long as its maker's own
+                // access to the patient's documents.
                 if d.patient == *patient
                     && d.erased_ms.is_none()
                     && sh.revoked_ms.is_none()
                     && now < sh.expires_ms
+                    && (sh.by == *patient
+                        || Self::access(view, patient, &sh.by, Scope::Documents, false, now)
+                            .is_ok())
                 {
                     return Ok(Basis::ShareLink);
                 }

@@ -151,6 +151,19 @@ pub enum EhrOp {
         /// The share link's public key.
         holder: PublicKey,
     },
+    /// The doctor's hospital, or an administrator, removes a doctor: its grants-based access,
+    /// break-glass and share links end with it.
+    RemoveDoctor {
+        /// The doctor.
+        doctor: PublicKey,
+    },
+    /// An administrator suspends a hospital: it is pending again (re-approved with
+    /// `ApproveHospital`), and its grants, its doctors' access and their share links are
+    /// dormant meanwhile.
+    SuspendHospital {
+        /// The hospital.
+        hospital: PublicKey,
+    },
 }
 
 /// A share link on one document.

@@ -25,9 +25,10 @@ pub struct EhrCli {
 #[derive(Subcommand, Debug)]
 enum EhrCommand {
     /// Sign and submit an `ehr` operation given as JSON; waits for the commit and fails unless
-    /// it succeeded. Operations: RegisterHospital, ApproveHospital, RegisterDoctor,
-    /// RegisterPatient, RequestAccess, Grant, Revoke, RecordCase, IssueDocument, LogRead,
-    /// BreakGlass, Erase. Keys and hashes are 64 hex characters. Example:
+    /// it succeeded. Operations: RegisterHospital, ApproveHospital, SuspendHospital,
+    /// RegisterDoctor, RemoveDoctor, RegisterPatient, RequestAccess, Grant, Revoke, RecordCase,
+    /// IssueDocument, LogRead, BreakGlass (read-only), Erase, ShareDocument, Unshare. Keys and
+    /// hashes are 64 hex characters. Example:
     /// `{"Grant":{"grantee":"<hospital key>","scopes":["Cases"],"write":true,"expires_ms":1900000000000}}`
     Tx {
         /// The operation (JSON).
