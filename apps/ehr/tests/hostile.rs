@@ -94,8 +94,9 @@ fn huge_bodies_are_refused_without_being_read_into_memory() {
     let path = "/api/v1/ehr/docs/some-doc/keys";
     let (code, body) = signed(&n0, &stranger, "PUT", path, vec![b' '; 1 << 20]);
     assert_eq!(code, 413, "{body}");
-    let (code, _) = signed(&n0, &stranger, "PUT", path, b"[]".to_vec());
-    assert_eq!(code, 404, "a small one gets as far as the document");
+    let (code, body) = signed(&n0, &stranger, "PUT", path, b"[]".to_vec());
+    assert_eq!(code, 403, "a small one is read, then its key has no role: {body}");
+    assert!(body.contains("no role"), "{body}");
 }
 
 /// A patient with 2,000 logged reads: a granted hospital still reads the profile (its fresh

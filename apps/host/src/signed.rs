@@ -20,8 +20,13 @@ use std::sync::Mutex;
 pub const DOMAIN_REQUEST: Domain = Domain("http-request");
 /// How far a signed request's time may be from the node's.
 pub const REQUEST_SKEW_MS: u64 = 5 * 60 * 1000;
-/// Nonces a [`NonceCache`] remembers (older than the skew window are forgotten first).
-pub const NONCES_MAX: usize = 100_000;
+/// Nonces a [`NonceCache`] remembers of one key within the skew window: a key that signs more
+/// requests than that in five minutes is refused (429) until its oldest age out; others are not.
+pub const NONCES_PER_KEY_MAX: usize = 10_000;
+/// Keys a [`NonceCache`] remembers nonces of (those whose nonces all aged out are forgotten
+/// first): a node admits only keys with a role (see [`Verifier::check_admitted`]), so this
+/// bounds memory, not who may call.
+pub const NONCE_KEYS_MAX: usize = 100_000;
 
 /// The header carrying the caller's key.
 pub const HEADER_KEY: &str = "x-medchain-key";
@@ -108,25 +113,38 @@ pub fn headers_signed_by(
     ]
 }
 
-/// The nonces of signed requests a node has accepted within the skew window: one per node,
-/// owned by whoever checks the requests.
+/// The nonces of signed requests a node has accepted within the skew window, per key: one
+/// key's requests cannot crowd out another's. Owned by whoever checks the requests.
 #[derive(Debug, Default)]
 pub struct NonceCache {
-    seen: Mutex<HashMap<(PublicKey, String), u64>>,
+    seen: Mutex<HashMap<PublicKey, HashMap<String, u64>>>,
 }
 
 impl NonceCache {
-    /// Records `nonce` of `key` made at `created`; `Err` if it was seen before or the cache is
-    /// full of nonces still within the window.
+    /// Records `nonce` of `key` made at `created`; `Err` if it was seen before, or this key (or
+    /// the cache) is full of nonces still within the window.
     fn insert(&self, key: PublicKey, nonce: &str, created: u64, now: u64) -> Result<(), ApiError> {
+        let fresh = |t: &u64| t.abs_diff(now) <= REQUEST_SKEW_MS;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() >= NONCES_MAX {
-            seen.retain(|_, t| t.abs_diff(now) <= REQUEST_SKEW_MS);
-            if seen.len() >= NONCES_MAX {
+        if !seen.contains_key(&key) && seen.len() >= NONCE_KEYS_MAX {
+            seen.retain(|_, nonces| {
+                nonces.retain(|_, t| fresh(t));
+                !nonces.is_empty()
+            });
+            if seen.len() >= NONCE_KEYS_MAX {
                 return Err(ApiError::too_many("too many signed requests; retry later"));
             }
         }
-        if seen.insert((key, nonce.to_owned()), created).is_some() {
+        let nonces = seen.entry(key).or_default();
+        if nonces.len() >= NONCES_PER_KEY_MAX {
+            nonces.retain(|_, t| fresh(t));
+            if nonces.len() >= NONCES_PER_KEY_MAX {
+                return Err(ApiError::too_many(
+                    "too many signed requests from this key; retry later",
+                ));
+            }
+        }
+        if nonces.insert(nonce.to_owned(), created).is_some() {
             return Err(ApiError::unauthorized(
                 "replayed request (nonce seen before)",
             ));
@@ -219,6 +237,19 @@ impl Verifier<'_> {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<PublicKey, ApiError> {
+        self.check_admitted(signed, method, path, body, |_| Ok(()))
+    }
+
+    /// As [`Verifier::check`], asking `admit` about the (authentic) caller before its nonce is
+    /// recorded: a node refuses keys without a role there, so they take no room in its cache.
+    pub fn check_admitted(
+        &self,
+        signed: &SignedHeaders,
+        method: &Method,
+        path: &str,
+        body: Option<&[u8]>,
+        admit: impl FnOnce(&PublicKey) -> Result<(), ApiError>,
+    ) -> Result<PublicKey, ApiError> {
         signed
             .key
             .verify(
@@ -235,6 +266,7 @@ impl Verifier<'_> {
                 &signed.sig,
             )
             .map_err(|_| ApiError::unauthorized("bad request signature"))?;
+        admit(&signed.key)?;
         self.nonces
             .insert(signed.key, &signed.nonce, signed.created, crate::now_ms())?;
         Ok(signed.key)
@@ -294,6 +326,35 @@ mod tests {
         h.insert(HEADER_CREATED, HeaderValue::from_str(&old).unwrap());
         let e = v.caller(&h, &Method::GET, "/x", None).unwrap_err();
         assert!(e.message.contains("stale"), "{e}");
+        // One key's flood does not refuse another's requests.
+        let flooder = SecretKey::from_seed([9; 32]);
+        for _ in 0..NONCES_PER_KEY_MAX {
+            let h = headers(sign_headers(&flooder, "c", &node, "GET", "/x", None));
+            v.caller(&h, &Method::GET, "/x", None).unwrap();
+        }
+        let h = headers(sign_headers(&flooder, "c", &node, "GET", "/x", None));
+        let e = v.caller(&h, &Method::GET, "/x", None).unwrap_err();
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        let h = headers(sign_headers(&caller, "c", &node, "GET", "/x", None));
+        assert!(
+            v.caller(&h, &Method::GET, "/x", None).is_ok(),
+            "another key still gets in"
+        );
+        // A key the node does not admit takes no room.
+        let h = headers(sign_headers(&caller, "c", &node, "GET", "/x", None));
+        let refused = v.check_admitted(
+            &SignedHeaders::parse(&h).unwrap(),
+            &Method::GET,
+            "/x",
+            None,
+            |_| Err(ApiError::forbidden("no role")),
+        );
+        assert_eq!(refused.unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            v.caller(&h, &Method::GET, "/x", None),
+            Ok(caller.public()),
+            "not recorded"
+        );
         // A missing header.
         let mut h = headers(sign_headers(&caller, "c", &node, "GET", "/x", None));
         h.remove(HEADER_NONCE);

@@ -18,10 +18,15 @@ use std::sync::{Arc, Mutex};
 pub struct EhrNode {
     /// The node.
     pub host: Arc<dyn Host>,
+    /// The node's key (signed requests name it).
+    me: PublicKey,
     /// The chaincode, for its queries.
     pub ehr: Ehr,
-    /// Nonces of the signed requests this node accepted.
+    /// Nonces of the signed requests this node accepted from keys with a role.
     pub nonces: NonceCache,
+    /// Nonces of the requests other members' nodes made (kept apart: no client can crowd
+    /// them out).
+    pub peer_nonces: NonceCache,
     /// Serializes every read-modify-write of a wrapped-key file on this node.
     pub keys_lock: Mutex<()>,
 }
@@ -36,9 +41,11 @@ impl EhrNode {
     /// The app on `host`, with the chaincode `ehr` (built from genesis).
     pub fn new(host: Arc<dyn Host>, ehr: Ehr) -> EhrNode {
         EhrNode {
+            me: host.node_id(),
             host,
             ehr,
             nonces: NonceCache::default(),
+            peer_nonces: NonceCache::default(),
             keys_lock: Mutex::new(()),
         }
     }
@@ -60,8 +67,8 @@ impl EhrNode {
         serde_json::from_value(self.query(q)?).map_err(ApiError::internal)
     }
 
-    /// Checks a signed request to this node; returns the caller (see
-    /// [`medchain_app::signed`]).
+    /// Checks a signed request to this node from a key with a role on the chain (see
+    /// [`EhrNode::admit`]); returns the caller (see [`medchain_app::signed`]).
     pub fn caller(
         &self,
         headers: &HeaderMap,
@@ -69,12 +76,55 @@ impl EhrNode {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<PublicKey, ApiError> {
+        let signed = SignedHeaders::parse(headers)?;
+        self.verifier(&self.nonces)
+            .check_admitted(&signed, method, path, body, |k| self.admit(k, path))
+    }
+
+    /// Checks a signed request from another member's node (its own nonces, apart from the
+    /// clients'): 403 for any other key.
+    pub fn peer_caller(&self, headers: &HeaderMap, path: &str) -> Result<PublicKey, ApiError> {
+        let signed = SignedHeaders::parse(headers)?;
+        self.verifier(&self.peer_nonces)
+            .check_admitted(&signed, &Method::GET, path, None, |k| {
+                if self.member(k).is_some() {
+                    Ok(())
+                } else {
+                    Err(ApiError::forbidden("only consortium nodes use peer routes"))
+                }
+            })
+    }
+
+    fn verifier<'a>(&'a self, nonces: &'a NonceCache) -> Verifier<'a> {
         Verifier {
             chain_id: self.host.chain_id(),
-            node: &self.host.node_id(),
-            nonces: &self.nonces,
+            node: &self.me,
+            nonces,
         }
-        .caller(headers, method, path, body)
+    }
+
+    /// Whether an authentic caller may use the vault at all: a hospital, a doctor, a patient,
+    /// or, on a document's routes, the holder of a share link on it. Anyone else is refused
+    /// before this node remembers anything of its request.
+    fn admit(&self, caller: &PublicKey, path: &str) -> Result<(), ApiError> {
+        let view = self.view();
+        if Ehr::role_of(view.as_ref(), caller)
+            .map_err(chaincode_error)?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let doc = path
+            .strip_prefix("/api/v1/ehr/docs/")
+            .and_then(|rest| rest.split('/').next());
+        if let Some(doc) = doc {
+            if Ehr::is_share_holder(view.as_ref(), doc, caller).map_err(chaincode_error)? {
+                return Ok(());
+            }
+        }
+        Err(ApiError::forbidden(
+            "this key has no role in the consortium (register first)",
+        ))
     }
 
     /// A signed request whose signature covers its small body: the headers are checked first
@@ -102,12 +152,13 @@ impl EhrNode {
                 ApiError::bad_request(format!("cannot read the body: {e}"))
             }
         })?;
-        let caller = Verifier {
-            chain_id: self.host.chain_id(),
-            node: &self.host.node_id(),
-            nonces: &self.nonces,
-        }
-        .check(&signed, method, path, Some(&body))?;
+        let caller = self.verifier(&self.nonces).check_admitted(
+            &signed,
+            method,
+            path,
+            Some(&body),
+            |k| self.admit(k, path),
+        )?;
         Ok((caller, body))
     }
 

@@ -56,6 +56,10 @@ fn last_read_key(patient: &PublicKey, reader: &PublicKey, object: &str) -> Vec<u
     ])
 }
 
+fn key_of_patient(k: &PublicKey) -> Vec<u8> {
+    key(&[b"patient", hex(k).as_bytes()])
+}
+
 fn hex(k: &PublicKey) -> String {
     k.to_hex()
 }
@@ -174,6 +178,34 @@ impl Ehr {
     fn patient(view: &dyn StateView, k: &PublicKey) -> Result<Patient, ChaincodeError> {
         get(view, &key(&[b"patient", hex(k).as_bytes()]))?
             .ok_or_else(|| ChaincodeError::NotFound(format!("patient {k}")))
+    }
+
+    /// The role `key` has on the chain (`hospital`, `doctor` or `patient`), if any.
+    pub fn role_of(
+        view: &dyn StateView,
+        key: &PublicKey,
+    ) -> Result<Option<&'static str>, ChaincodeError> {
+        if Self::hospital(view, key)?.is_some() {
+            return Ok(Some("hospital"));
+        }
+        if Self::doctor(view, key)?.is_some() {
+            return Ok(Some("doctor"));
+        }
+        if view.get(&key_of_patient(key))?.is_some() {
+            return Ok(Some("patient"));
+        }
+        Ok(None)
+    }
+
+    /// Whether `holder` holds a share link (live or not) on document `doc_id`.
+    pub fn is_share_holder(
+        view: &dyn StateView,
+        doc_id: &str,
+        holder: &PublicKey,
+    ) -> Result<bool, ChaincodeError> {
+        Ok(view
+            .get(&key(&[b"share", doc_id.as_bytes(), hex(holder).as_bytes()]))?
+            .is_some())
     }
 
     /// Whether `actor` may touch `scope` of `patient` at `now` (and on what basis).

@@ -5,7 +5,7 @@ use crate::keystore;
 use crate::state::EhrNode;
 use crate::stream;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use medchain_app::{ApiError, ApiResult};
 use medchain_ehr::records;
@@ -14,11 +14,7 @@ use std::sync::Arc;
 
 /// Refuses a caller that is not a member.
 fn peer_only(node: &EhrNode, headers: &HeaderMap, path: &str) -> Result<(), ApiError> {
-    let caller = node.caller(headers, &Method::GET, path, None)?;
-    if node.member(&caller).is_none() {
-        return Err(ApiError::forbidden("only consortium nodes use peer routes"));
-    }
-    Ok(())
+    node.peer_caller(headers, path).map(|_| ())
 }
 
 /// `GET /peer/blobs/{blob}`: a blob, for a member that lacks it.
