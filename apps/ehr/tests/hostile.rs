@@ -95,7 +95,10 @@ fn huge_bodies_are_refused_without_being_read_into_memory() {
     let (code, body) = signed(&n0, &stranger, "PUT", path, vec![b' '; 1 << 20]);
     assert_eq!(code, 413, "{body}");
     let (code, body) = signed(&n0, &stranger, "PUT", path, b"[]".to_vec());
-    assert_eq!(code, 403, "a small one is read, then its key has no role: {body}");
+    assert_eq!(
+        code, 403,
+        "a small one is read, then its key has no role: {body}"
+    );
     assert!(body.contains("no role"), "{body}");
 }
 
