@@ -1021,3 +1021,41 @@ fn access_ends_when_it_should() {
         .unwrap();
     assert!(forbidden(t.tx(&hosp, read("profile"))), "pending again");
 }
+
+/// 1,100 pending registrations (anyone may register) do not hide an approved hospital from the
+/// search.
+#[test]
+fn pending_registrations_do_not_hide_approved_hospitals() {
+    use medchain_ehr::chaincode::Hospital;
+    let admin = k(1);
+    let mut t = T::new(&admin);
+    // The approved hospital's key sorts after every pending one's, where a scan meets it last.
+    let mut keys: Vec<SecretKey> = (0..1_101u32)
+        .map(|i| {
+            let mut seed = [9u8; 32];
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            SecretKey::from_seed(seed)
+        })
+        .collect();
+    keys.sort_by_key(|k| k.public().to_hex());
+    let real = keys.pop().unwrap();
+    for spam in &keys {
+        t.tx(spam, EhrOp::RegisterHospital(profile("Spam Clinic")))
+            .unwrap();
+    }
+    t.tx(&real, EhrOp::RegisterHospital(profile("St Mary")))
+        .unwrap();
+    t.tx(
+        &admin,
+        EhrOp::ApproveHospital {
+            hospital: real.public(),
+        },
+    )
+    .unwrap();
+    let found: Vec<Hospital> = t.q(EhrQuery::Hospitals {
+        search: String::new(),
+        pending: false,
+    });
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].key, real.public());
+}

@@ -206,19 +206,9 @@ impl EhrNode {
         Ok(d)
     }
 
-    /// Whether `caller` is consortium staff (an approved hospital or a doctor).
+    /// Whether `caller` is consortium staff (an approved hospital, or a doctor of one).
     pub fn is_staff(&self, caller: &PublicKey) -> bool {
-        self.query(&EhrQuery::Doctor(*caller))
-            .is_ok_and(|v| !v.is_null())
-            || self
-                .query(&EhrQuery::Hospitals {
-                    search: String::new(),
-                    pending: false,
-                })
-                .is_ok_and(|v| {
-                    v.as_array()
-                        .is_some_and(|a| a.iter().any(|h| h["key"] == caller.to_hex()))
-                })
+        Ehr::is_staff(self.view().as_ref(), caller).unwrap_or(false)
     }
 }
 

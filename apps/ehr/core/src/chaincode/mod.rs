@@ -197,6 +197,15 @@ impl Ehr {
         Ok(None)
     }
 
+    /// Whether `key` is consortium staff: an approved hospital, or a doctor of one.
+    pub fn is_staff(view: &dyn StateView, key: &PublicKey) -> Result<bool, ChaincodeError> {
+        let hospital = match Self::doctor(view, key)? {
+            Some(d) => d.hospital,
+            None => *key,
+        };
+        Ok(Self::hospital(view, &hospital)?.is_some_and(|h| h.approved))
+    }
+
     /// Whether `holder` holds a share link (live or not) on document `doc_id`.
     pub fn is_share_holder(
         view: &dyn StateView,

@@ -2,6 +2,7 @@
 //! verdict on a file's hash.
 
 use super::*;
+use medchain_chaincode::SCAN_LIMIT_MAX;
 
 impl Ehr {
     pub(super) fn answer(
@@ -11,20 +12,34 @@ impl Ehr {
     ) -> Result<Vec<u8>, ChaincodeError> {
         Ok(match q {
             EhrQuery::Hospitals { search, pending } => {
+                // Every registered hospital is looked at, a page at a time, so pending
+                // registrations (anyone may register) cannot push the approved out of the
+                // answer; at most LIST_MAX hits.
                 let needle = search.to_lowercase();
-                let all: Vec<Hospital> = list(view, b"hospital/")?;
-                let hits: Vec<Hospital> = all
-                    .into_iter()
-                    .filter(|h| pending || h.approved)
-                    .filter(|h| {
-                        needle.is_empty()
+                let mut hits: Vec<Hospital> = Vec::new();
+                let mut after: Option<Vec<u8>> = None;
+                loop {
+                    let rows = view.scan(b"hospital/", after.as_deref(), SCAN_LIMIT_MAX)?;
+                    let done = rows.len() < SCAN_LIMIT_MAX;
+                    after = rows.last().map(|(k, _)| k.clone());
+                    for (_, v) in rows {
+                        let h: Hospital = codec::decode(&v).map_err(|e| {
+                            ChaincodeError::Storage(format!("undecodable ehr record: {e}"))
+                        })?;
+                        let matches = needle.is_empty()
                             || h.profile.name.to_lowercase().contains(&needle)
                             || h.profile
                                 .treatments
                                 .iter()
-                                .any(|t| t.to_lowercase().contains(&needle))
-                    })
-                    .collect();
+                                .any(|t| t.to_lowercase().contains(&needle));
+                        if (pending || h.approved) && matches && hits.len() < LIST_MAX {
+                            hits.push(h);
+                        }
+                    }
+                    if done || hits.len() >= LIST_MAX {
+                        break;
+                    }
+                }
                 codec::encode(&hits)
             }
             EhrQuery::Doctor(k) => codec::encode(&Self::doctor(view, &k)?),
