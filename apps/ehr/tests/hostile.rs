@@ -240,4 +240,29 @@ fn a_long_audit_trail_neither_locks_the_record_nor_hides_events() {
         before = page["next"].clone();
     }
     assert_eq!(count, 2_001);
+
+    // A new registration replaces the profile: every node deletes the old blob.
+    let old = query(&n0, &format!(r#"{{"Patient":"{pat_key}"}}"#))["profile_blob"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stored = u.dir.path().join("net/node0/data/vault").join(&old);
+    assert!(stored.exists());
+    run(
+        &[
+            "ehr",
+            "patient",
+            "register",
+            "--node",
+            &n0,
+            "--name",
+            "Ada Renamed",
+        ],
+        &pat,
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stored.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!stored.exists(), "the replaced profile left the vault");
 }

@@ -1059,3 +1059,32 @@ fn pending_registrations_do_not_hide_approved_hospitals() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].key, real.public());
 }
+
+/// A registration that replaces the profile releases the old blob's anchor and tells the nodes
+/// to delete it; registering the same blob again does not.
+#[test]
+fn a_replaced_profile_leaves_the_vault() {
+    let (admin, pat) = (k(1), k(6));
+    let mut t = T::new(&admin);
+    let register = |blob: &[u8]| EhrOp::RegisterPatient {
+        profile_commitment: sha256(b"p"),
+        profile_blob: Some(sha256(blob)),
+    };
+    t.tx(&pat, register(b"one")).unwrap();
+    t.tx(&pat, register(b"one")).unwrap();
+    assert!(!t.w.events.iter().any(|e| e == "profile_replaced"));
+    let record: Option<String> = t.q(EhrQuery::BlobRecord(sha256(b"one")));
+    assert!(record.is_some());
+    t.tx(&pat, register(b"two")).unwrap();
+    assert_eq!(
+        t.w.events
+            .iter()
+            .filter(|e| *e == "profile_replaced")
+            .count(),
+        1
+    );
+    let old: Option<String> = t.q(EhrQuery::BlobRecord(sha256(b"one")));
+    assert_eq!(old, None, "the old blob is no longer anchored");
+    let new: Option<String> = t.q(EhrQuery::BlobRecord(sha256(b"two")));
+    assert!(new.is_some());
+}

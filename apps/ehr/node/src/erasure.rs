@@ -1,5 +1,6 @@
 //! Erasure on this node: markers that keep erased data from coming back, and crypto-shredding
-//! when an `Erase` commits (the blob and every wrapped key destroyed).
+//! when an `Erase` commits (the blob and every wrapped key destroyed); and the deletion of a
+//! profile blob a new registration replaced.
 //!
 //! The commit hook runs off the engine thread, at least once per block (again after a crash),
 //! so everything here is idempotent: a marker written twice, a file already gone, are fine.
@@ -7,12 +8,9 @@
 use crate::keystore;
 use crate::state::EhrNode;
 use medchain_app::CommittedBlock;
-use medchain_ehr::chaincode::{DocumentAnchor, NAME};
+use medchain_ehr::chaincode::{DocumentAnchor, ERASED, NAME, PROFILE_REPLACED};
 use medchain_ehr::{EhrQuery, Vault};
 use medchain_types::Hash;
-
-/// The event kind the chaincode emits when a document is erased (its data: the document id).
-pub const ERASED: &str = "erased";
 
 /// Marks `name` erased on this node, for good (see [`EhrNode::is_erased`]).
 fn mark_erased(node: &EhrNode, name: &str) -> std::io::Result<()> {
@@ -21,18 +19,34 @@ fn mark_erased(node: &EhrNode, name: &str) -> std::io::Result<()> {
     std::fs::write(dir.join(name), b"")
 }
 
-/// The commit hook: every document an `Erase` in `block` erased is destroyed on this node.
+/// The commit hook: every document an `Erase` in `block` erased is destroyed on this node, and
+/// every profile blob a registration replaced is deleted.
 pub fn on_committed(node: &EhrNode, block: &CommittedBlock) {
     for r in &block.receipts {
-        for e in &r.events {
-            if e.chaincode == NAME && e.kind == ERASED {
-                match std::str::from_utf8(&e.data) {
-                    Ok(doc) => erase_document(node, doc),
-                    Err(_) => {
-                        tracing::error!(height = block.height, "an erasure event names no document")
-                    }
+        for e in r.events.iter().filter(|e| e.chaincode == NAME) {
+            let data = std::str::from_utf8(&e.data);
+            match (e.kind.as_str(), data) {
+                (ERASED, Ok(doc)) => erase_document(node, doc),
+                (PROFILE_REPLACED, Ok(blob)) => delete_replaced(node, blob),
+                (ERASED | PROFILE_REPLACED, Err(_)) => {
+                    tracing::error!(height = block.height, kind = %e.kind, "an event without its name");
                 }
+                _ => {}
             }
+        }
+    }
+}
+
+/// Deletes a profile blob that a new registration replaced (no longer anchored, so its
+/// patient cannot store it again).
+fn delete_replaced(node: &EhrNode, blob: &str) {
+    let Ok(blob) = blob.parse::<Hash>() else {
+        tracing::error!(blob, "a replaced profile's address is not a hash");
+        return;
+    };
+    if let Ok(vault) = Vault::open(node.vault_dir()) {
+        if let Err(e) = vault.erase(&blob) {
+            tracing::error!(%blob, error = %e, "could not delete a replaced profile");
         }
     }
 }

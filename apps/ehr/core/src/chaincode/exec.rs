@@ -122,7 +122,16 @@ impl Ehr {
                 if let Some(b) = &profile_blob {
                     Self::claim_blob(stub, b, &format!("profile/{}", hex(&me)))?;
                 }
-                let registered_ms = get::<Patient>(stub, &k)?.map_or(now, |p| p.registered_ms);
+                let before = get::<Patient>(stub, &k)?;
+                // A profile replaced by a new registration leaves the vault: its blob is no
+                // longer anchored (nodes delete it when this commits).
+                if let Some(old) = before.as_ref().and_then(|p| p.profile_blob) {
+                    if Some(old) != profile_blob {
+                        stub.delete(&key(&[b"blob", old.to_hex().as_bytes()]))?;
+                        stub.emit(PROFILE_REPLACED, old.to_hex().as_bytes())?;
+                    }
+                }
+                let registered_ms = before.map_or(now, |p| p.registered_ms);
                 put(
                     stub,
                     &k,
@@ -396,7 +405,7 @@ impl Ehr {
                     d.erased_ms = Some(now);
                     put(stub, &k, &d)?;
                 }
-                stub.emit("erased", doc_id.as_bytes())
+                stub.emit(ERASED, doc_id.as_bytes())
             }
             EhrOp::ShareDocument {
                 doc_id,

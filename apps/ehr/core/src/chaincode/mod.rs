@@ -28,6 +28,11 @@ pub use types::*;
 
 /// The chaincode's name in transactions.
 pub const NAME: &str = "ehr";
+/// The event a registration that replaces a profile emits (its data: the old blob's address,
+/// hex): nodes delete that blob.
+pub const PROFILE_REPLACED: &str = "profile_replaced";
+/// The event an erasure emits (its data: the document id): nodes destroy its blob and keys.
+pub const ERASED: &str = "erased";
 /// How long break-glass access lasts.
 pub const BREAK_GLASS_MS: u64 = 24 * 3600 * 1000;
 /// Most bytes of a free-text field (purpose, reason, profile fields).
