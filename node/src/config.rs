@@ -73,6 +73,18 @@ pub struct MempoolSection {
     /// Most bytes waiting.
     #[serde(default = "default_mempool_bytes")]
     pub bytes_max: usize,
+    /// Most transactions waiting from one sender; unset, three quarters of `txs_max`.
+    #[serde(default)]
+    pub txs_per_sender_max: Option<usize>,
+}
+
+impl MempoolSection {
+    /// The per-sender bound in force.
+    pub fn sender_max(&self) -> usize {
+        self.txs_per_sender_max
+            .unwrap_or(self.txs_max / 4 * 3)
+            .max(1)
+    }
 }
 
 impl Default for MempoolSection {
@@ -80,6 +92,7 @@ impl Default for MempoolSection {
         MempoolSection {
             txs_max: default_mempool_txs(),
             bytes_max: default_mempool_bytes(),
+            txs_per_sender_max: None,
         }
     }
 }

@@ -1,13 +1,14 @@
 //! The mempool: verified transactions waiting to be committed, oldest first, deduplicated and
-//! bounded in count and bytes. A transaction is verified once, before it enters; blocks that
-//! carry a transaction already here skip its signature check.
+//! bounded in count, bytes and count per sender (so that one key cannot take every place). A
+//! transaction is verified once, before it enters; blocks that carry a transaction already here
+//! skip its signature check.
 //!
 //! A PBFT primary marks the client transactions it keeps from gossip as *held* (see
 //! `runtime::Shared::admit_verified`); they leave the mark when they leave the mempool, or, oldest
 //! first, through [`Mempool::take_held`].
 
 use foldhash::{HashMap, HashMapExt};
-use medchain_types::{Hash, Transaction};
+use medchain_types::{Hash, PublicKey, Transaction};
 use std::collections::BTreeMap;
 
 /// Why a transaction was not added.
@@ -17,6 +18,9 @@ pub enum Refused {
     Known,
     /// No room (count or bytes); the client should retry later.
     Full,
+    /// Its sender already has as many waiting as one sender may; it should retry once some of
+    /// them are committed.
+    SenderFull,
 }
 
 /// Waiting transactions.
@@ -31,6 +35,9 @@ pub struct Mempool {
     held_since: u64,
     txs_max: usize,
     bytes_max: usize,
+    /// Waiting transactions per sender (no entry for none).
+    per_sender: HashMap<PublicKey, u32>,
+    sender_max: u32,
 }
 
 /// Boxed: a map under constant inserts and removals rehashes in place now and then, moving
@@ -48,9 +55,12 @@ fn size(tx: &Transaction) -> usize {
 }
 
 impl Mempool {
-    /// An empty mempool with these bounds.
-    pub fn new(txs_max: usize, bytes_max: usize) -> Mempool {
+    /// An empty mempool with these bounds: at most `txs_max` transactions, about `bytes_max`
+    /// bytes, and `sender_max` transactions of any one sender.
+    pub fn new(txs_max: usize, bytes_max: usize, sender_max: usize) -> Mempool {
         Mempool {
+            per_sender: HashMap::new(),
+            sender_max: u32::try_from(sender_max).unwrap_or(u32::MAX),
             order: BTreeMap::new(),
             txs: HashMap::new(),
             next: 0,
@@ -84,6 +94,11 @@ impl Mempool {
         if self.txs.len() >= self.txs_max || self.bytes + size(&tx) > self.bytes_max {
             return Err(Refused::Full);
         }
+        let waiting = self.per_sender.entry(tx.sender).or_insert(0);
+        if *waiting >= self.sender_max {
+            return Err(Refused::SenderFull);
+        }
+        *waiting += 1;
         self.next += 1;
         self.bytes += size(&tx);
         self.order.insert(self.next, hash);
@@ -155,6 +170,14 @@ impl Mempool {
                 self.order.remove(&e.seq);
                 self.bytes -= size(&e.tx);
                 self.held.remove(&e.seq);
+                if let std::collections::hash_map::Entry::Occupied(mut n) =
+                    self.per_sender.entry(e.tx.sender)
+                {
+                    *n.get_mut() -= 1;
+                    if *n.get() == 0 {
+                        n.remove();
+                    }
+                }
             }
         }
     }
@@ -186,7 +209,7 @@ mod tests {
 
     #[test]
     fn order_dedup_bounds_and_removal() {
-        let mut m = Mempool::new(3, 10_000);
+        let mut m = Mempool::new(3, 10_000, 10);
         for i in 0..3 {
             m.insert(tx(i).hash(), tx(i)).unwrap();
         }
@@ -199,7 +222,7 @@ mod tests {
         m.remove([&tx(0).hash()]);
         assert_eq!(m.batch(5).0, vec![tx(1), tx(2)]);
         assert_eq!(m.bytes(), 600);
-        let mut small = Mempool::new(100, 700);
+        let mut small = Mempool::new(100, 700, 10);
         small.insert(tx(1).hash(), tx(1)).unwrap();
         small.insert(tx(2).hash(), tx(2)).unwrap();
         assert_eq!(
@@ -211,7 +234,7 @@ mod tests {
 
     #[test]
     fn held_marks_leave_with_their_transactions_or_oldest_first_when_taken() {
-        let mut m = Mempool::new(10, 100_000);
+        let mut m = Mempool::new(10, 100_000, 10);
         m.insert(tx(0).hash(), tx(0)).unwrap();
         m.insert_held(tx(1).hash(), tx(1), 50).unwrap();
         m.insert_held(tx(2).hash(), tx(2), 60).unwrap();
@@ -246,9 +269,36 @@ mod tests {
         m.insert_held(tx(6).hash(), tx(6), 96).unwrap();
         // 300 bytes each (100 of payload): two fit in 600.
         assert_eq!(m.take_held(600), vec![tx(4), tx(5)], "as many as fit");
-        let mut full = Mempool::new(1, 100_000);
+        let mut full = Mempool::new(1, 100_000, 10);
         full.insert(tx(7).hash(), tx(7)).unwrap();
         assert_eq!(full.insert_held(tx(8).hash(), tx(8), 1), Err(Refused::Full));
         assert_eq!(full.held().0, 0, "a refused transaction is not marked");
+    }
+
+    #[test]
+    fn one_sender_holds_at_most_its_share_and_gets_it_back_as_its_transactions_leave() {
+        let other = |i: u64| {
+            Transaction::signed("c", "noop", vec![0; 100], i, &SecretKey::from_seed([2; 32]))
+        };
+        let mut m = Mempool::new(10, 100_000, 3);
+        for i in 0..3 {
+            m.insert(tx(i).hash(), tx(i)).unwrap();
+        }
+        assert_eq!(m.insert(tx(3).hash(), tx(3)), Err(Refused::SenderFull));
+        assert_eq!(
+            m.insert_held(tx(3).hash(), tx(3), 1),
+            Err(Refused::SenderFull),
+            "held or not"
+        );
+        assert_eq!(m.insert(tx(0).hash(), tx(0)), Err(Refused::Known));
+        m.insert(other(0).hash(), other(0))
+            .expect("another sender still has room");
+        m.remove([&tx(1).hash(), &tx(1).hash()]);
+        m.insert(tx(3).hash(), tx(3))
+            .expect("a committed transaction frees its sender's place, once");
+        assert_eq!(m.insert(tx(4).hash(), tx(4)), Err(Refused::SenderFull));
+        m.remove([&tx(0).hash(), &tx(2).hash(), &tx(3).hash(), &other(0).hash()]);
+        assert!(m.is_empty());
+        assert!(m.per_sender.is_empty(), "no count left behind");
     }
 }

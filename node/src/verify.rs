@@ -331,7 +331,7 @@ mod tests {
     }
 
     fn pool() -> Mutex<Mempool> {
-        Mutex::new(Mempool::new(10_000, 1 << 30))
+        Mutex::new(Mempool::new(10_000, 1 << 30, 10_000))
     }
 
     /// Two checks of the same transactions at the same moment: each signature is checked once

@@ -1,5 +1,6 @@
 //! A node's API under a client that takes every request slot: the API answers 429 at once, and
-//! the operations routes (`/healthz`, `/metrics`) still answer.
+//! the operations routes (`/healthz`, `/metrics`) still answer. One sender's flood of
+//! transactions takes at most its share of the mempool.
 
 mod common;
 
@@ -88,6 +89,82 @@ async fn operations_routes_answer_when_every_request_slot_is_taken() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(status, 200);
+    server.abort();
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sender_cannot_take_every_place_in_the_mempool() {
+    use medchain_types::{SecretKey, Transaction};
+    let dir = tempfile::tempdir().unwrap();
+    let (p2p, api) = common::free_port_pair();
+    let spec = TestnetSpec::new(1, "pbft".into(), p2p, api, "sender-cap".into());
+    testnet(&spec, dir.path(), false, &[]).unwrap();
+    let mut config = NodeConfig::load(&dir.path().join("node0/node.toml")).unwrap();
+    config.mempool.txs_per_sender_max = Some(5);
+    let node = Node::start(config, &[]).unwrap();
+    let router = medchain_node::api::router(
+        node.shared.clone(),
+        &node.apps,
+        medchain_node::api::openapi_document(&[]),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let timeouts = medchain_node::api::serve::Timeouts {
+        header: Duration::from_secs(30),
+        body_idle: Duration::from_secs(30),
+    };
+    let server = tokio::spawn(medchain_node::api::serve::serve(
+        listener,
+        router,
+        timeouts,
+        std::future::pending(),
+    ));
+    let http = reqwest::Client::new();
+    let txs = |seed: u8, n: u64| -> Vec<Transaction> {
+        let key = SecretKey::from_seed([seed; 32]);
+        (0..n)
+            .map(|i| Transaction::signed("sender-cap", "noop", vec![seed], i, &key))
+            .collect()
+    };
+    let post = |txs: Vec<Transaction>| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(format!("http://{addr}/api/v1/txs"))
+                .json(&txs)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // Ten in one request: admitted under one lock, so no commit frees a place in between.
+    let (status, body) = post(txs(1, 10)).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("this sender"), "{body}");
+    let (status, body) = post(txs(2, 3)).await;
+    assert_eq!(status, 202, "another sender is admitted: {body}");
+    // The first five of the flood are committed like any others, and free the sender's places.
+    let mut committed = false;
+    for _ in 0..200 {
+        let s: serde_json::Value = http
+            .get(format!("http://{addr}/api/v1/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if s["mempool"]["txs"] == 0 && s["height"].as_u64().unwrap_or(0) > 0 {
+            committed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(committed, "the admitted transactions commit");
+    let (status, body) = post(txs(1, 15).split_off(10)).await;
+    assert_eq!(status, 202, "{body}");
     server.abort();
     node.stop().await;
 }

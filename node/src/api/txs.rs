@@ -95,7 +95,7 @@ pub async fn submit(
     }
     let Admitted { hashes, read } = s.admit_async(txs, wait).await.map_err(|e| match e {
         AdmitError::Invalid(..) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-        AdmitError::Full => ApiError::too_many(e.to_string()),
+        AdmitError::Full | AdmitError::SenderFull => ApiError::too_many(e.to_string()),
         AdmitError::Stopping => ApiError::internal(e),
     })?;
     if !wait {

@@ -69,6 +69,9 @@ pub enum AdmitError {
     Invalid(usize, TxError),
     /// The mempool is full; retry later.
     Full,
+    /// The sender has as many transactions waiting as one sender may; retry once some are
+    /// committed.
+    SenderFull,
     /// The node is shutting down.
     Stopping,
 }
@@ -78,6 +81,9 @@ impl std::fmt::Display for AdmitError {
         match self {
             AdmitError::Invalid(i, e) => write!(f, "transaction {i}: {e}"),
             AdmitError::Full => f.write_str("mempool is full, retry later"),
+            AdmitError::SenderFull => f.write_str(
+                "this sender has as many transactions waiting as one sender may, retry once some are committed",
+            ),
             AdmitError::Stopping => f.write_str("the node is shutting down"),
         }
     }
@@ -85,8 +91,8 @@ impl std::fmt::Display for AdmitError {
 
 impl Shared {
     /// Checks client transactions (bounds, chain, signatures in batches) and admits the valid
-    /// ones to the mempool and the gossip. All or nothing for invalid input; `Full` may leave a
-    /// prefix admitted (admission is idempotent, so a retry is safe). `client_waits`: the client
+    /// ones to the mempool and the gossip. All or nothing for invalid input; `Full` and
+    /// `SenderFull` may leave a prefix admitted (admission is idempotent, so a retry is safe). `client_waits`: the client
     /// waits for the commits (`?wait=commit`), so it learns if this node fails before them.
     pub fn admit(&self, txs: &[Transaction], client_waits: bool) -> Result<Admitted, AdmitError> {
         let hashes: Vec<Hash> = txs.iter().map(Transaction::hash).collect();
@@ -165,7 +171,7 @@ impl Shared {
         // Hashes inserted now (for the re-check) and, when gossiping, the transactions to send.
         let mut inserted: Vec<Hash> = Vec::new();
         let mut fresh = Vec::new();
-        let mut full = false;
+        let mut full = None;
         {
             let mut pool = self.mempool.lock().expect("mempool lock");
             for ((tx, hash), pending) in txs.into_iter().zip(&hashes).zip(pending) {
@@ -191,7 +197,11 @@ impl Shared {
                         }
                     }
                     Err(crate::mempool::Refused::Full) => {
-                        full = true;
+                        full = Some(AdmitError::Full);
+                        break;
+                    }
+                    Err(crate::mempool::Refused::SenderFull) => {
+                        full = Some(AdmitError::SenderFull);
                         break;
                     }
                 }
@@ -222,8 +232,8 @@ impl Shared {
         if gossip {
             self.queue_gossip(fresh);
         }
-        if full {
-            return Err(AdmitError::Full);
+        if let Some(e) = full {
+            return Err(e);
         }
         Ok(Admitted {
             hashes,

@@ -365,6 +365,7 @@ impl Node {
             mempool: Mutex::new(Mempool::new(
                 config.mempool.txs_max,
                 config.mempool.bytes_max,
+                config.mempool.sender_max(),
             )),
             verifier: VerifyOnce::default(),
             block_tx_hashes: BlockTxHashes::default(),
