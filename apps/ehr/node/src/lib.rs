@@ -1,12 +1,13 @@
 //! The health-record app as a medchain app (`medchain-ehr-node`): [`EhrApp`] gives the node the
 //! `ehr` chaincode (with the consortium's administrators from the genesis section `[ehr]`), its
 //! routes under `/api/v1/ehr/` (queries, verification, the vault with signed requests, peer
-//! fetch, the verifier's audit), erasure on commit, the portal under `/portal/`, its OpenAPI
+//! fetch, the verifier's audit), erasure on commit, expiry of blobs never anchored, the portal under `/portal/`, its OpenAPI
 //! part, and the commands `medchain ehr ...` and `medchain bench docs`.
 
 mod access;
 mod cli;
 mod erasure;
+mod expiry;
 mod fetch;
 mod keystore;
 mod portal;
@@ -128,7 +129,9 @@ impl App for EhrApp {
         section: Option<&toml::Value>,
     ) -> anyhow::Result<Arc<dyn AppNode>> {
         let g = EhrGenesis::from_section(section).map_err(anyhow::Error::msg)?;
-        Ok(Arc::new(EhrNode::new(host, Ehr::new(g.admins))))
+        let node = Arc::new(EhrNode::new(host, Ehr::new(g.admins)));
+        expiry::spawn(&node);
+        Ok(node)
     }
 }
 
