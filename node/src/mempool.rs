@@ -297,7 +297,12 @@ mod tests {
         m.insert(tx(3).hash(), tx(3))
             .expect("a committed transaction frees its sender's place, once");
         assert_eq!(m.insert(tx(4).hash(), tx(4)), Err(Refused::SenderFull));
-        m.remove([&tx(0).hash(), &tx(2).hash(), &tx(3).hash(), &other(0).hash()]);
+        m.remove([
+            &tx(0).hash(),
+            &tx(2).hash(),
+            &tx(3).hash(),
+            &other(0).hash(),
+        ]);
         assert!(m.is_empty());
         assert!(m.per_sender.is_empty(), "no count left behind");
     }

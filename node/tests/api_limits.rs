@@ -9,8 +9,12 @@ use medchain_node::config::NodeConfig;
 use medchain_node::runtime::Node;
 use std::time::Duration;
 
+/// The tests of this file start a node each on ports they pick: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operations_routes_answer_when_every_request_slot_is_taken() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (p2p, api) = common::free_port_pair();
     let spec = TestnetSpec::new(1, "pbft".into(), p2p, api, "limits-test".into());
@@ -95,6 +99,7 @@ async fn operations_routes_answer_when_every_request_slot_is_taken() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_sender_cannot_take_every_place_in_the_mempool() {
+    let _serial = SERIAL.lock().await;
     use medchain_types::{SecretKey, Transaction};
     let dir = tempfile::tempdir().unwrap();
     let (p2p, api) = common::free_port_pair();

@@ -102,6 +102,22 @@ pub trait Chaincode: Send + Sync {
 
     /// Answers a read-only request against committed state.
     fn query(&self, view: &dyn StateView, request: &[u8]) -> Result<Vec<u8>, ChaincodeError>;
+
+    /// Whether this chaincode's state, transaction payloads and receipts' responses and events
+    /// concern people: a node's raw chain routes then serve none of them (its app answers
+    /// through routes that know who asks). Default: public.
+    fn private(&self) -> bool {
+        false
+    }
+
+    /// A node's policy for transactions it admits from now on (from clients and gossip), not a
+    /// rule of execution: a block that carries a transaction this refuses still executes it
+    /// with [`Chaincode::execute`], so history replays the same whatever the policy. Used to
+    /// retire a form of a transaction that the chain must still execute in old blocks.
+    /// Default: admit everything.
+    fn screen(&self, _payload: &[u8]) -> Result<(), ChaincodeError> {
+        Ok(())
+    }
 }
 
 /// Checks a key and value against [`KEY_LEN_MAX`] and [`VALUE_LEN_MAX`]; stubs call this.

@@ -338,8 +338,8 @@ fn every_documented_route_answers_a_good_and_a_bad_request_as_documented() {
         (
             "get",
             "/api/v1/ehr/vault-audit",
-            req("GET", "/api/v1/ehr/vault-audit"),
-            None,
+            req("GET", "/api/v1/ehr/vault-audit").signed(&admin),
+            Some(req("GET", "/api/v1/ehr/vault-audit")),
         ),
         (
             "put",

@@ -113,7 +113,13 @@ fn register_grant_anchor_and_verify_across_nodes() {
     web.fill("#hospital-search", "dermatology");
     web.click("#hospital-form button");
     web.wait_text("#hospital-results", "No approved hospital matches");
+    // The lists of users are the administrators': refused without a key, shown with one.
     web.goto(&format!("{}/portal/#admin", n(2)));
+    web.wait_text("#error", "administrators");
+    web.goto(&format!("{}/portal/#account", n(2)));
+    web.fill("#account-file", admin.to_str().unwrap());
+    web.wait_text("#account-role", "administrator");
+    web.click("#nav-admin");
     let admin_page = web.wait_text("#admin-result", "Patients (2");
     assert!(
         admin_page.contains("St Mary Cardiac Centre") && admin_page.contains("approved"),
@@ -140,15 +146,48 @@ fn register_grant_anchor_and_verify_across_nodes() {
         )
     };
     assert!(!tx(n(0), &doc, &issue("rep-1", &pat_key)), "no grant yet");
-    assert!(tx(
+    // A purpose in clear is refused at admission; sealed, it is on the chain for the patient.
+    assert!(!tx(
         n(0),
         &hosp,
         &format!(
             r#"{{"RequestAccess":{{"patient":"{pat_key}","purpose":"cardiology follow-up","scopes":["Documents"]}}}}"#
         )
     ));
-    let requests = query(n(1), &format!(r#"{{"Requests":"{pat_key}"}}"#));
-    assert_eq!(requests[0]["purpose"], "cardiology follow-up");
+    let o = Command::new(BIN)
+        .args([
+            "ehr",
+            "request",
+            "--patient",
+            &pat_key,
+            "--purpose",
+            "cardiology follow-up",
+        ])
+        .args(["--scope", "documents", "--node", n(0), "--key-file"])
+        .arg(&hosp)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let requests_q = format!(r#"{{"Requests":"{pat_key}"}}"#);
+    let requests = query_as(n(1), &requests_q, &pat);
+    assert_eq!(
+        requests[0]["purpose"], "cardiology follow-up",
+        "opened for the patient"
+    );
+    let sealed = query_as(n(1), &requests_q, &hosp);
+    assert_eq!(
+        sealed[0]["purpose"], "cardiology follow-up",
+        "and for the hospital"
+    );
+    for who in [None, Some(&stranger), Some(&pat2)] {
+        let mut c = Command::new(BIN);
+        c.args(["ehr", "query", &requests_q, "--node", n(1)]);
+        if let Some(k) = who {
+            c.arg("--key-file").arg(k);
+        }
+        let o = c.output().unwrap();
+        assert!(!o.status.success(), "refused to {who:?}");
+    }
     assert!(tx(
         n(1),
         &pat,
@@ -167,7 +206,10 @@ fn register_grant_anchor_and_verify_across_nodes() {
     assert!(ok, "{v}");
     assert_eq!(v["verdict"], "authentic");
     assert_eq!(v["document"]["issuer"], doc_key.as_str());
-    assert_eq!(v["document"]["patient"], pat_key.as_str());
+    assert!(
+        v["document"].get("patient").is_none(),
+        "whose document it is stays with its parties: {v}"
+    );
     let forged = d.join("forged.txt");
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[20] ^= 1;
@@ -321,12 +363,20 @@ fn register_grant_anchor_and_verify_across_nodes() {
         !original.windows(64).any(|w| w == &content[1000..1064]),
         "no plaintext in the vault"
     );
-    let audit_run = || {
+    let audit_as = |key: &Path| {
         Command::new(BIN)
-            .args(["ehr", "audit", "--node", n(0)])
+            .args(["ehr", "audit", "--node", n(0), "--key-file"])
+            .arg(key)
             .output()
             .unwrap()
     };
+    let o = audit_as(&hosp);
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("verifiers"),
+        "the audit is for verifiers: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let audit_run = || audit_as(&admin);
     let o = audit_run();
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
@@ -348,7 +398,10 @@ fn register_grant_anchor_and_verify_across_nodes() {
         "{text}"
     );
     // The verifier's audit in the portal: the altered record red, among the intact.
-    web.goto(&format!("{}/portal/#audit", n(0)));
+    web.goto(&format!("{}/portal/#account", n(0)));
+    web.fill("#account-file", admin.to_str().unwrap());
+    web.wait_text("#account-role", "administrator");
+    web.click("#nav-audit");
     web.click("#audit-run");
     web.wait_text("#audit-summary", "1 tampered");
     let row = web.eval(
@@ -365,7 +418,7 @@ fn register_grant_anchor_and_verify_across_nodes() {
     let o = get(&pat, &d.join("y.bin"));
     assert!(!o.status.success(), "an altered blob is refused");
     std::fs::write(&stored, &original).unwrap();
-    let audit = query(n(3), &format!(r#"{{"Audit":"{pat_key}"}}"#));
+    let audit = query_as(n(3), &format!(r#"{{"Audit":"{pat_key}"}}"#), &pat);
     assert!(
         audit
             .as_array()
@@ -424,7 +477,7 @@ fn register_grant_anchor_and_verify_across_nodes() {
         &format!(r#"{{"Revoke":{{"grantee":"{hosp_key}"}}}}"#)
     ));
     assert!(!tx(n(0), &doc, &issue("rep-2", &pat_key)), "revoked");
-    let audit = query(n(3), &format!(r#"{{"Audit":"{pat_key}"}}"#));
+    let audit = query_as(n(3), &format!(r#"{{"Audit":"{pat_key}"}}"#), &pat);
     assert_eq!(audit[0]["object"], "doc/rep-1", "{audit}");
 
     // The same flows in the portal, each key opened in the browser and every transaction
@@ -522,6 +575,9 @@ fn expiry_break_glass_and_supersession(
     );
     let v = query(n(3), r#"{"Document":"cert-1"}"#);
     assert_eq!(v["superseded_by"], "cert-2", "{v}");
+    assert!(v.get("patient").is_none(), "anonymous: no patient");
+    let v = query_as(n(3), r#"{"Document":"cert-1"}"#, pat2);
+    assert_eq!(v["patient"], pat2_key, "its patient: {v}");
     let read = format!(r#"{{"LogRead":{{"patient":"{pat2_key}","object":"doc/cert-1"}}}}"#);
     assert!(tx(n(1), hosp, &read), "a read under the grant");
     while now_ms() <= expires + 500 {
@@ -532,13 +588,31 @@ fn expiry_break_glass_and_supersession(
         "expired: no write"
     );
     assert!(!tx(n(1), hosp, &read), "expired: no read");
-    // Break-glass: the doctor reads anyway, and the patient sees it flagged.
+    // Break-glass: the doctor reads anyway, and the patient sees it flagged, with the reason
+    // sealed for it (a reason in clear is refused).
     let glass =
         format!(r#"{{"BreakGlass":{{"patient":"{pat2_key}","reason":"unconscious in A&E"}}}}"#);
-    assert!(!tx(n(2), hosp, &glass), "only doctors break the glass");
-    assert!(tx(n(2), doc, &glass));
+    assert!(!tx(n(2), doc, &glass), "a reason in clear");
+    let break_glass = |key: &Path| {
+        Command::new(BIN)
+            .args(["ehr", "break-glass", "--patient", pat2_key])
+            .args([
+                "--reason",
+                "unconscious in A&E",
+                "--node",
+                n(2),
+                "--key-file",
+            ])
+            .arg(key)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!break_glass(hosp), "only doctors break the glass");
+    assert!(break_glass(doc));
     assert!(tx(n(3), doc, &read), "a read under break-glass");
-    let audit = query(n(0), &format!(r#"{{"Audit":"{pat2_key}"}}"#));
+    let audit = query_as(n(0), &format!(r#"{{"Audit":"{pat2_key}"}}"#), pat2);
     let events = audit.as_array().unwrap();
     assert!(
         events.iter().any(|e| e["object"] == "break-glass"
@@ -604,7 +678,7 @@ fn share_links_and_later_readers(
     assert_eq!(v["verdict"], "authentic", "{v}");
     assert_eq!(std::fs::read(&shared).unwrap(), content);
     let holder = v_holder(&link);
-    let audit = query(n(0), &format!(r#"{{"Audit":"{pat_key}"}}"#));
+    let audit = query_as(n(0), &format!(r#"{{"Audit":"{pat_key}"}}"#), pat);
     assert!(
         audit
             .as_array()
@@ -635,6 +709,10 @@ fn share_links_and_later_readers(
         hex::encode(sha2::Sha256::digest(content))
     };
     assert_eq!(got, want.as_str(), "the browser's download is the document");
+    // The patient's own record in the portal, under its key.
+    web.goto(&format!("{}/portal/#account", n(2)));
+    web.fill("#account-file", pat.to_str().unwrap());
+    web.wait_text("#account-role", "patient");
     web.goto(&format!("{}/portal/#patient/{pat_key}", n(2)));
     let record = web.wait_text("#patient-result", "share-link");
     assert!(record.contains("doc/scan-1"), "{record}");

@@ -63,6 +63,7 @@ fn huge_bodies_are_refused_without_being_read_into_memory() {
         ("GET", "/api/v1/ehr/peer/keys/some-doc".into()),
         ("POST", "/api/v1/ehr/query".into()),
         ("POST", "/api/v1/ehr/tx/unsigned".into()),
+        ("GET", "/api/v1/ehr/vault-audit".into()),
     ];
     runtime().block_on(async {
         let http = reqwest::Client::builder()
@@ -227,7 +228,7 @@ fn a_long_audit_trail_neither_locks_the_record_nor_hides_events() {
     loop {
         let q =
             serde_json::json!({"AuditPage": {"patient": pat_key, "before": before, "limit": 700}});
-        let page = query(&n0, &q.to_string());
+        let page = query_as(&n0, &q.to_string(), &pat);
         for e in page["events"].as_array().unwrap() {
             let at = e["at_ms"].as_u64().unwrap();
             assert!(at <= last_at, "newest first");
@@ -242,7 +243,7 @@ fn a_long_audit_trail_neither_locks_the_record_nor_hides_events() {
     assert_eq!(count, 2_001);
 
     // A new registration replaces the profile: every node deletes the old blob.
-    let old = query(&n0, &format!(r#"{{"Patient":"{pat_key}"}}"#))["profile_blob"]
+    let old = query_as(&n0, &format!(r#"{{"Patient":"{pat_key}"}}"#), &pat)["profile_blob"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -355,7 +355,8 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
         !case(&patients[1].0, n(1)).status.success(),
         "another patient cannot read it"
     );
-    let audit = query(n(0), &format!(r#"{{"Audit":"{}"}}"#, patients[0].1));
+    let audit_q = format!(r#"{{"Audit":"{}"}}"#, patients[0].1);
+    let audit = query_as(n(0), &audit_q, &patients[0].0);
     assert!(
         audit
             .as_array()
@@ -364,6 +365,148 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
             .any(|e| e["reader"] == hosp_key.as_str() && e["object"] == "case/case-1"),
         "{audit}"
     );
+
+    // Free text: a purpose sent by the CLI and one sent by the portal, and a break-glass
+    // reason, each sealed for the patient; it reads them, and no node holds them in clear.
+    let purpose = "Suspected Quillfeather-Marchetti syndrome";
+    let portal_purpose = "Portal follow-up for Ostrander-Vey panel";
+    let reason = "Anaphylaxis after Vantablack-Orinoco sting";
+    let o = Command::new(BIN)
+        .args([
+            "ehr",
+            "request",
+            "--patient",
+            &patients[1].1,
+            "--purpose",
+            purpose,
+        ])
+        .args(["--scope", "cases", "--node", n(1), "--key-file"])
+        .arg(&hosp)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    web.goto(&format!("{}/portal/#account", n(3)));
+    web.fill("#account-file", hosp.to_str().unwrap());
+    web.wait_text("#account-role", "hospital (approved)");
+    web.fill("#request-patient", &patients[2].1);
+    web.fill("#request-purpose", portal_purpose);
+    web.click("#request-form button");
+    web.wait_text("#account-status", "Request sent");
+    web.fill("#account-file", patients[2].0.to_str().unwrap());
+    web.wait_text("#account-requests", portal_purpose);
+    let requests = query_as(
+        n(2),
+        &format!(r#"{{"Requests":"{}"}}"#, patients[2].1),
+        &patients[2].0,
+    );
+    assert_eq!(
+        requests[0]["purpose"], portal_purpose,
+        "sealed in the browser, opened by the CLI"
+    );
+    let (doctor, doctor_key) = keygen(d, "doctor");
+    assert!(tx(
+        n(0),
+        &hosp,
+        &format!(
+            r#"{{"RegisterDoctor":{{"doctor":"{doctor_key}","profile_commitment":"{}"}}}}"#,
+            "22".repeat(32)
+        )
+    ));
+    let o = Command::new(BIN)
+        .args([
+            "ehr",
+            "break-glass",
+            "--patient",
+            &patients[1].1,
+            "--reason",
+            reason,
+        ])
+        .args(["--node", n(2), "--key-file"])
+        .arg(&doctor)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let log = query_as(
+        n(3),
+        &format!(r#"{{"Audit":"{}"}}"#, patients[1].1),
+        &patients[1].0,
+    );
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["flagged"] == true && e["note"] == reason),
+        "{log}"
+    );
+    let requests = query_as(
+        n(3),
+        &format!(r#"{{"Requests":"{}"}}"#, patients[1].1),
+        &patients[1].0,
+    );
+    assert_eq!(requests[0]["purpose"], purpose);
+    // Anonymous callers, and signers who are not parties, are told nothing about people.
+    let (stranger, _) = keygen(d, "stranger");
+    for q in [
+        format!(r#"{{"Grants":"{}"}}"#, patients[0].1),
+        audit_q.clone(),
+        format!(r#"{{"Requests":"{}"}}"#, patients[1].1),
+        r#""Users""#.to_owned(),
+    ] {
+        let (code, body) = anonymous_query(n(0), &q);
+        assert_eq!(code, 401, "{q}: {body}");
+        let (code, body) = signed(
+            n(0),
+            &patients[1].0,
+            "POST",
+            "/api/v1/ehr/query",
+            q.clone().into_bytes(),
+        );
+        let party = if q.contains(&patients[1].1) { 200 } else { 403 };
+        assert_eq!(code, party, "{q}: {body}");
+        let (code, _) = signed(
+            n(0),
+            &stranger,
+            "POST",
+            "/api/v1/ehr/query",
+            q.clone().into_bytes(),
+        );
+        assert_eq!(code, 403, "{q}: a key with no role");
+    }
+
+    // The raw chain routes serve none of the app's transactions, receipts or state.
+    let get = |path: &str| -> (u16, serde_json::Value) {
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let r = reqwest::get(format!("{}{path}", n(1))).await.unwrap();
+            (r.status().as_u16(), r.json().await.unwrap_or_default())
+        })
+    };
+    let (_, latest) = get("/api/v1/blocks/latest");
+    let mut ehr_txs = 0;
+    for h in 1..=latest["header"]["height"].as_u64().unwrap() {
+        let (code, block) = get(&format!("/api/v1/blocks/{h}"));
+        assert_eq!(code, 200);
+        for (i, t) in block["txs"].as_array().unwrap().iter().enumerate() {
+            if t["chaincode"] != "ehr" {
+                continue;
+            }
+            ehr_txs += 1;
+            assert_eq!(
+                t,
+                &serde_json::json!({"chaincode": "ehr", "redacted": true})
+            );
+            let hash = block["tx_hashes"][i].as_str().unwrap();
+            let (code, one) = get(&format!("/api/v1/txs/{hash}"));
+            assert_eq!(code, 200);
+            assert_eq!(one["tx"]["redacted"], true, "{one}");
+            assert!(
+                one["receipt"].get("events").is_none() && one["proof"].is_object(),
+                "{one}"
+            );
+        }
+    }
+    assert!(ehr_txs > 10, "{ehr_txs} ehr transactions seen");
+    let (code, _) = get(&format!("/api/v1/state/ehr/patient%2F{}", patients[0].1));
+    assert_eq!(code, 403, "the app's state");
 
     // Every byte of every node's directory: none of the personal data in clear.
     let mut files = Vec::new();
@@ -395,7 +538,17 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
         let bytes = std::fs::read(f).unwrap_or_default();
         scanned += bytes.len() as u64;
         for (name, email, dob, phone, address) in &people {
-            for needle in [name, email, dob, phone, address, &problem] {
+            for needle in [
+                name,
+                email,
+                dob,
+                phone,
+                address,
+                &problem,
+                &purpose,
+                &portal_purpose,
+                &reason,
+            ] {
                 assert!(
                     !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
                     "{needle:?} found in clear in {}",

@@ -89,6 +89,20 @@ impl Executor {
         self.chaincodes.keys().map(String::as_str)
     }
 
+    /// Whether chaincode `name` is installed and private (see `Chaincode::private`).
+    pub fn is_private(&self, name: &str) -> bool {
+        self.chaincodes.get(name).is_some_and(|c| c.private())
+    }
+
+    /// The installed chaincode's admission policy for `tx` (see `Chaincode::screen`); a
+    /// transaction for a chaincode not installed passes (it fails at execution).
+    pub fn screen(&self, tx: &medchain_types::Transaction) -> Result<(), String> {
+        match self.chaincodes.get(&tx.chaincode) {
+            Some(c) => c.screen(&tx.payload).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
     /// Runs a read-only query against committed state.
     pub fn query(
         &self,

@@ -1,5 +1,6 @@
 //! The chain and the node: `GET /api/v1/status`, `/api/v1/txs/{hash}`, `/api/v1/blocks/{id}`,
-//! `/api/v1/state/{chaincode}/{key}`.
+//! `/api/v1/state/{chaincode}/{key}`. What a private chaincode's transactions carry, and its
+//! state, are not served here (see `Chaincode::private`).
 
 use crate::api::txs::receipt_json;
 use crate::runtime::Shared;
@@ -9,8 +10,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use medchain_app::{ApiError, ApiResult};
 use medchain_chaincode::StateView;
-use medchain_types::Hash;
-use serde_json::json;
+use medchain_types::{Hash, Transaction};
+use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// `GET /api/v1/status`.
@@ -54,7 +55,15 @@ fn parse_hash(s: &str) -> Result<Hash, ApiError> {
     s.parse().map_err(|e: String| ApiError::bad_request(e))
 }
 
-/// `GET /api/v1/txs/{hash}`: the transaction with everything needed to check it.
+/// A transaction of a private chaincode (see `Chaincode::private`) as the raw routes show it:
+/// its chaincode only. Its hash is in the block's list, and its inclusion proof checks against
+/// the header; its sender, payload, and receipt's response and events stay with the app.
+fn redacted(tx: &Transaction) -> Value {
+    json!({ "chaincode": tx.chaincode, "redacted": true })
+}
+
+/// `GET /api/v1/txs/{hash}`: the transaction with everything needed to check it (for a
+/// private chaincode's, the proof of its hash only; see [`redacted`]).
 pub async fn transaction(
     State(s): State<Arc<Shared>>,
     hash: Result<Path<String>, PathRejection>,
@@ -73,9 +82,23 @@ pub async fn transaction(
                 "no such transaction"
             })
         })?;
+    let private = s.executor.is_private(&rec.tx.chaincode);
+    let (tx, receipt) = if private {
+        (
+            redacted(&rec.tx),
+            json!({
+                "tx_hash": rec.receipt.tx_hash,
+                "height": rec.receipt.height,
+                "index": rec.receipt.index,
+                "status": rec.receipt.status,
+            }),
+        )
+    } else {
+        (json!(rec.tx), receipt_json(&rec.receipt))
+    };
     Ok(Json(json!({
-        "tx": rec.tx,
-        "receipt": receipt_json(&rec.receipt),
+        "tx": tx,
+        "receipt": receipt,
         "block_hash": rec.header.hash(),
         "header": rec.header,
         "proof": rec.proof,
@@ -111,7 +134,11 @@ pub async fn block(
         "hash": b.hash(),
         "header": b.header,
         "tx_hashes": b.tx_hashes(),
-        "txs": b.txs,
+        "txs": b.txs.iter().map(|tx| if s.executor.is_private(&tx.chaincode) {
+            redacted(tx)
+        } else {
+            json!(tx)
+        }).collect::<Vec<_>>(),
         "certificate": cert,
     }))
     .into_response())
@@ -126,6 +153,12 @@ pub async fn state(
     if !s.executor.chaincode_names().any(|n| n == chaincode) {
         return Err(ApiError::not_found(format!(
             "no chaincode named {chaincode:?}"
+        )));
+    }
+    if s.executor.is_private(&chaincode) {
+        return Err(ApiError::forbidden(format!(
+            "the {chaincode} chaincode's state concerns people: its app's routes answer, to those \
+             entitled"
         )));
     }
     let raw = match key.strip_prefix("0x") {

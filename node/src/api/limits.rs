@@ -1,20 +1,17 @@
 //! What one client, or all of them, may take of a node's API: at most `[api] requests_max`
 //! requests served at once, at most `[api] requests_per_client_max` of them from one address (a
 //! response's body included, so streamed downloads count until their last byte; more get 429 at
-//! once instead of queueing), and request bodies that must keep moving ([`IdleBody`]). The
-//! operations routes (`/healthz`, `/metrics`) are outside these caps.
+//! once instead of queueing). The operations routes (`/healthz`, `/metrics`) are outside these caps.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use medchain_app::ApiError;
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 /// The request slots of a node.
 #[derive(Debug)]
@@ -141,64 +138,12 @@ impl http_body::Body for Held {
     }
 }
 
-/// A request body that fails when no piece of it arrives for `idle` (a client that opens an
-/// upload and stops would otherwise hold its slot, and a handler, for ever).
-pub struct IdleBody {
-    inner: axum::body::Body,
-    idle: Duration,
-    deadline: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl IdleBody {
-    /// `body`, failing after `idle` without a piece.
-    pub fn new(body: axum::body::Body, idle: Duration) -> IdleBody {
-        IdleBody {
-            inner: body,
-            idle,
-            deadline: Box::pin(tokio::time::sleep(idle)),
-        }
-    }
-}
-
-impl http_body::Body for IdleBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                let next = tokio::time::Instant::now() + this.idle;
-                this.deadline.as_mut().reset(next);
-                Poll::Ready(frame)
-            }
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(format!(
-                    "the request body stalled for {} s",
-                    this.idle.as_secs()
-                ))))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::routing::{get, post};
     use axum::Router;
+    use std::time::Duration;
 
     async fn start(app: Router) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,9 +1,10 @@
 //! Serving the API over HTTP/1.1, held against slow and greedy clients: a connection that does
 //! not send a whole request head within `[api] header_timeout_secs` (also the idle time allowed
 //! between requests) is closed; a request body that stalls for `[api] body_idle_secs` fails;
-//! each request carries its client's address (for per-client caps, see [`super::limits`]); on
-//! shutdown, the connections finish what they serve (HTTP keep-alive ends).
+//! each request carries its client's address (for the per-client caps); a request body must keep
+//! moving ([`IdleBody`]); on shutdown, the connections finish what they serve (HTTP keep-alive ends).
 
+use axum::body::Bytes;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -11,6 +12,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tower::ServiceExt;
 
@@ -57,10 +60,7 @@ pub async fn serve(
                 .map_request(move |req: hyper::Request<hyper::body::Incoming>| {
                     let body_idle = timeouts.body_idle;
                     let mut req = req.map(|body| {
-                        axum::body::Body::new(super::limits::IdleBody::new(
-                            axum::body::Body::new(body),
-                            body_idle,
-                        ))
+                        axum::body::Body::new(IdleBody::new(axum::body::Body::new(body), body_idle))
                     });
                     req.extensions_mut().insert(ConnectInfo(remote));
                     req
@@ -88,4 +88,63 @@ pub fn client_of(req: &axum::extract::Request) -> Option<SocketAddr> {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
+}
+
+/// A request body that fails when no piece of it arrives for `idle` (a client that opens an
+/// upload and stops would otherwise hold its slot, and a handler, for ever).
+pub struct IdleBody {
+    inner: axum::body::Body,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl std::fmt::Debug for IdleBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IdleBody({:?})", self.idle)
+    }
+}
+
+impl IdleBody {
+    /// `body`, failing after `idle` without a piece.
+    pub fn new(body: axum::body::Body, idle: Duration) -> IdleBody {
+        IdleBody {
+            inner: body,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+impl http_body::Body for IdleBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.idle;
+                this.deadline.as_mut().reset(next);
+                Poll::Ready(frame)
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(format!(
+                    "the request body stalled for {} s",
+                    this.idle.as_secs()
+                ))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

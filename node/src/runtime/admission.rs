@@ -27,12 +27,19 @@ fn release_due(
 }
 
 /// Verifies signatures of `txs` (bounds and chain first), at most once per node (see
-/// [`crate::verify`]); returns the index of a bad one.
+/// [`crate::verify`]), after their chaincodes' admission policy (`Chaincode::screen`); returns
+/// the index of a bad one.
 pub(super) fn verify_once(
     shared: &Shared,
     txs: &[Transaction],
     hashes: &[Hash],
 ) -> Result<(), (usize, TxError)> {
+    for (i, tx) in txs.iter().enumerate() {
+        shared
+            .executor
+            .screen(tx)
+            .map_err(|e| (i, TxError::Invalid(e)))?;
+    }
     let checked = shared
         .verifier
         .verify(&shared.mempool, &shared.genesis.chain_id, txs, hashes)?;

@@ -77,7 +77,9 @@ impl Host for NodeHost {
                 .await
                 .map_err(|e| match e {
                     AdmitError::Invalid(..) => SubmitError::Invalid(e.to_string()),
-                    AdmitError::Full | AdmitError::SenderFull | AdmitError::Stopping => SubmitError::Busy(e.to_string()),
+                    AdmitError::Full | AdmitError::SenderFull | AdmitError::Stopping => {
+                        SubmitError::Busy(e.to_string())
+                    }
                 })?;
             let limit = Duration::from_secs(self.shared.config.api.wait_commit_secs);
             let committed = self

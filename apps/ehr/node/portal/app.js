@@ -53,9 +53,40 @@ async function api(path, opts = {}) {
   if (!r.ok) throw new Error((v && v.error) || `HTTP ${r.status} on ${path}`);
   return v;
 }
-const query = (q) => api('/api/v1/ehr/query', {
-  method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(q),
-});
+let nodeInfo = null;
+/** This node's status (its key and chain id, which signed requests name), fetched once. */
+async function nodeStatus() {
+  if (!nodeInfo) nodeInfo = await api('/api/v1/status');
+  return nodeInfo;
+}
+
+/**
+ * An ehr query: anonymous, or signed by `as` (queries about people are answered to their
+ * parties only, so those go signed by the open key).
+ */
+async function query(q, as = null) {
+  const body = utf8(JSON.stringify(q));
+  if (!as) return api('/api/v1/ehr/query', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  const r = await signedFetch(as, await nodeStatus(), 'POST', '/api/v1/ehr/query', { body, signBody: true, type: 'application/json' });
+  return r.json();
+}
+
+/** Every item of a list query, a page at a time, signed by `as`. */
+async function queryAll(list, as) {
+  const items = [];
+  let after = null;
+  for (;;) {
+    const page = await query({ Page: { query: list, after, limit: 1000 } }, as);
+    items.push(...page.items);
+    if (!page.next) return items;
+    after = page.next;
+  }
+}
+
+function needKey(what) {
+  if (!me) throw new Error(`open your key file first (My account): ${what}`);
+  return me;
+}
 
 function showError(e) {
   const box = $('#error');
@@ -112,8 +143,9 @@ function verdictBox(box, v, extra = []) {
   const rows = [['SHA-256 of the file', el('code', {}, v.sha256)]];
   if (d) {
     rows.push(['document', d.doc_id], ['kind', d.kind], ['issued by doctor', key(d.issuer)],
-      ['hospital', key(d.hospital)], ['patient pseudonym', key(d.patient)],
-      ['anchored', when(d.at_ms) + ' at height ' + d.height]);
+      ['hospital', key(d.hospital)]);
+    if (d.patient) rows.push(['patient pseudonym', key(d.patient)]);
+    rows.push(['anchored', when(d.at_ms) + ' at height ' + d.height]);
     if (v.verdict === 'tampered') rows.push(['anchored SHA-256', el('code', {}, d.plaintext_sha256)]);
     if (d.superseded_by) rows.push(['superseded by', d.superseded_by]);
     if (d.erased_ms) rows.push(['erased', when(d.erased_ms)]);
@@ -130,38 +162,59 @@ async function verifyFile() {
   verdictBox($('#verify-result'), v);
 }
 
+/** The verifier's audit of this node's vault, a page at a time to the end (a verifier's or an administrator's key). */
 async function audit() {
-  const a = await api('/api/v1/ehr/vault-audit');
-  $('#audit-summary').replaceChildren(
-    el('span', { class: 'intact' }, `${a.intact} intact`), ' · ',
-    el('span', { class: 'tampered' }, `${a.tampered} tampered`), ' · ',
-    `${a.missing} not on this node · ${a.erased} erased`);
+  const id = needKey('the audit is for verifiers and administrators');
+  const node = await nodeStatus();
+  const counts = { intact: 0, tampered: 0, missing: 0, erased: 0, unreadable: 0 };
+  const rows = [];
   const t = $('#audit-table');
   t.hidden = false;
-  t.tBodies[0].replaceChildren(...a.records.map((r) => el('tr', { class: r.status },
-    el('td', {}, r.status), el('td', {}, r.record), el('td', {}, key(r.patient)), el('td', {}, key(r.blob)))));
+  t.tBodies[0].replaceChildren();
+  let after = null;
+  for (;;) {
+    const path = '/api/v1/ehr/vault-audit?limit=100' + (after ? '&after=' + after : '');
+    const a = await (await signedFetch(id, node, 'GET', path)).json();
+    for (const r of a.records) {
+      counts[r.status] = (counts[r.status] || 0) + 1;
+      rows.push(el('tr', { class: r.status },
+        el('td', {}, r.status), el('td', {}, r.record), el('td', {}, key(r.patient)), el('td', {}, key(r.blob))));
+    }
+    $('#audit-summary').replaceChildren(
+      el('span', { class: 'intact' }, `${counts.intact} intact`), ' · ',
+      el('span', { class: 'tampered' }, `${counts.tampered} tampered`), ' · ',
+      `${counts.missing} not on this node · ${counts.erased} erased` + (a.next ? ' · auditing…' : ''));
+    if (!a.next) break;
+    after = a.next;
+  }
+  t.tBodies[0].replaceChildren(...rows);
 }
 
-// A patient's whole audit log, newest first, page by page.
-async function auditLog(p) {
+// A patient's whole audit log, newest first, page by page (the patient's own key).
+async function auditLog(p, as) {
   const events = [];
   let before = null;
-  for (let pages = 0; pages < 1000; pages++) {
-    const page = await query({ AuditPage: { patient: p, before, limit: 1000 } });
+  for (;;) {
+    const page = await query({ AuditPage: { patient: p, before, limit: 1000 } }, as);
     events.push(...page.events);
-    if (!page.next) break;
+    if (!page.next) return events;
     before = page.next;
   }
-  return events;
 }
 
+/** The patient's own record: everything on the chain about it, answered to it only. */
 async function patient() {
-  const p = $('#patient-key').value.trim().toLowerCase();
+  const id = needKey("a patient's record is shown to the patient only");
+  const p = ($('#patient-key').value.trim() || id.pub).toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(p)) throw new Error('a pseudonym is 64 hex characters');
+  if (p !== id.pub) throw new Error("a patient's record is shown to the patient only: open the patient's key file");
+  $('#patient-key').value = p;
   const [info, grants, requests, cases, docs, log] = await Promise.all([
-    query({ Patient: p }), query({ Grants: p }), query({ Requests: p }),
-    query({ Cases: p }), query({ Documents: p }), auditLog(p)]);
+    query({ Patient: p }, id), queryAll({ Grants: p }, id), queryAll({ Requests: p }, id),
+    queryAll({ Cases: p }, id), queryAll({ Documents: p }, id), auditLog(p, id)]);
   if (!info) throw new Error('no patient with that pseudonym');
+  for (const r of requests) r.purpose = await openNote(r.purpose, id);
+  for (const e of log) e.note = await openNote(e.note, id);
   const now = Date.now();
   $('#patient-result').replaceChildren(
     facts([['pseudonym', key(info.key)], ['registered', when(info.registered_ms)],
@@ -182,16 +235,19 @@ async function patient() {
       e.flagged ? el('span', { class: 'flag' }, e.basis + ' (flagged)') : e.basis, e.note])));
 }
 
+/** Users and hospitals, for an administrator's key. */
 async function admin() {
-  const u = await query('Users');
+  const id = needKey('the lists of users are for administrators');
+  const [hospitals, doctors, patients] = await Promise.all([
+    queryAll({ Hospitals: { search: '', pending: true } }, id), queryAll('Doctors', id), queryAll('Patients', id)]);
   $('#admin-result').replaceChildren(
-    el('h3', {}, `Hospitals (${u.hospitals.length})`),
-    table(['name', 'treatments', 'state', 'key'], u.hospitals.map((h) => [h.profile.name, h.profile.treatments.join(', '),
+    el('h3', {}, `Hospitals (${hospitals.length})`),
+    table(['name', 'treatments', 'state', 'key'], hospitals.map((h) => [h.profile.name, h.profile.treatments.join(', '),
       h.approved ? 'approved' : 'pending approval', key(h.key)])),
-    el('h3', {}, `Doctors (${u.doctors.length})`),
-    table(['doctor', 'hospital'], u.doctors.map((d) => [key(d.key), key(d.hospital)])),
-    el('h3', {}, `Patients (${u.patients.length}, pseudonyms only)`),
-    table(['pseudonym', 'registered'], u.patients.map((p) => [key(p.key), when(p.registered_ms)])));
+    el('h3', {}, `Doctors (${doctors.length})`),
+    table(['doctor', 'hospital'], doctors.map((d) => [key(d.key), key(d.hospital)])),
+    el('h3', {}, `Patients (${patients.length}, pseudonyms only)`),
+    table(['pseudonym', 'registered'], patients.map((p) => [key(p.key), when(p.registered_ms)])));
 }
 
 // ---- share links ----
@@ -272,17 +328,79 @@ async function unwrapKey(wrapped, seed, context) {
   return crypto.subtle.importKey('raw', raw, { name: 'AES-GCM' }, false, ['decrypt']);
 }
 
-/** Seals the raw document key `raw` for the holder of `seed` (the inverse of `unwrapKey`). */
-async function wrapKeyForSelf(raw, id, context) {
-  const readerX = (await x25519Of(id.seed)).pub;
+const P25519 = (1n << 255n) - 19n;
+function modpow(b, e, m) {
+  let r = 1n;
+  b %= m;
+  for (; e > 0n; e >>= 1n) {
+    if (e & 1n) r = (r * b) % m;
+    b = (b * b) % m;
+  }
+  return r;
+}
+
+/** The X25519 public key of an ed25519 public key (hex): u = (1 + y) / (1 - y) mod 2^255 - 19. */
+function x25519OfPublic(edHex) {
+  const b = unhex(edHex);
+  let y = 0n;
+  for (let i = 31; i >= 0; i--) y = (y << 8n) | BigInt(i === 31 ? b[i] & 0x7f : b[i]);
+  const u = ((1n + y) * modpow((1n - y + P25519) % P25519, P25519 - 2n, P25519)) % P25519;
+  const out = new Uint8Array(32);
+  let v = u;
+  for (let i = 0; i < 32; i++) { out[i] = Number(v & 0xffn); v >>= 8n; }
+  return out;
+}
+
+/** Seals the raw key `raw` for the holder of ed25519 key `reader` (hex; the inverse of `unwrapKey`). */
+async function wrapKeyFor(raw, reader, context) {
+  const readerX = x25519OfPublic(reader);
   const eph = await crypto.subtle.generateKey({ name: 'X25519' }, true, ['deriveBits']);
   const ephPub = new Uint8Array(await crypto.subtle.exportKey('raw', eph.publicKey));
   const readerKey = await crypto.subtle.importKey('raw', readerX, { name: 'X25519' }, false, []);
   const shared = await crypto.subtle.deriveBits({ name: 'X25519', public: readerKey }, eph.privateKey, 256);
   const kek = await wrapKek(shared, ephPub, readerX, context, 'encrypt');
   const sealed = await crypto.subtle.encrypt(
-    { name: 'AES-GCM', iv: new Uint8Array(12), additionalData: unhex(id.pub) }, kek, raw);
-  return { reader: id.pub, ephemeral: [...ephPub], sealed: hex(sealed) };
+    { name: 'AES-GCM', iv: new Uint8Array(12), additionalData: unhex(reader) }, kek, raw);
+  return { reader, ephemeral: [...ephPub], sealed: hex(sealed) };
+}
+
+// Sealed notes (apps/ehr/core/src/note.rs): version 1, the number of readers, per reader its
+// key, an ephemeral X25519 key and the note key sealed for it (32 + 32 + 48 bytes), then the
+// text under the note key (AES-256-GCM, zero nonce, associated data below). Stored in a text
+// field as "sealed:" and the bytes in hex.
+const NOTE_AAD = utf8('medchain-ehr/note/v1');
+
+/** `text` sealed for `readers` (ed25519 keys, hex), as an operation carries it (hex). */
+async function sealNote(text, readers) {
+  const unique = [...new Set(readers)];
+  const raw = crypto.getRandomValues(new Uint8Array(32));
+  const parts = [Uint8Array.from([1, unique.length])];
+  for (const r of unique) {
+    const w = await wrapKeyFor(raw, r, 'note');
+    parts.push(unhex(r), Uint8Array.from(w.ephemeral), unhex(w.sealed));
+  }
+  const k = await crypto.subtle.importKey('raw', raw, { name: 'AES-GCM' }, false, ['encrypt']);
+  raw.fill(0);
+  parts.push(new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv: new Uint8Array(12), additionalData: NOTE_AAD }, k, utf8(text))));
+  return hex(concat(...parts));
+}
+
+/** A text field's content for `id`: a sealed note opened if `id` is one of its readers. */
+async function openNote(field, id) {
+  if (typeof field !== 'string' || !field.startsWith('sealed:')) return field;
+  try {
+    const b = unhex(field.slice(7));
+    const n = b[1];
+    for (let i = 0; i < n; i++) {
+      const at = 2 + i * 112;
+      if (hex(b.subarray(at, at + 32)) !== id.pub) continue;
+      const w = { reader: id.pub, ephemeral: b.slice(at + 32, at + 64), sealed: b.slice(at + 64, at + 112) };
+      const k = await unwrapKey(w, id.seed, 'note');
+      const plain = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: new Uint8Array(12), additionalData: NOTE_AAD }, k, b.slice(2 + n * 112));
+      return new TextDecoder().decode(plain);
+    }
+  } catch { /* not openable: shown sealed */ }
+  return '(sealed)';
 }
 
 // The vault's blob format: "MCV1", chunk size (u32, big-endian), 8 random bytes whose first 7
@@ -405,7 +523,8 @@ async function openShare() {
   const { docId, seed } = share;
   const node = await api('/api/v1/status');
   const id = await linkIdentity(seed);
-  const d = await api('/api/v1/ehr/docs/' + encodeURIComponent(docId));
+  // Signed with the link's key: a share-link holder is a party, shown the patient's pseudonym.
+  const d = await (await signedFetch(id, node, 'GET', '/api/v1/ehr/docs/' + encodeURIComponent(docId))).json();
   // Every read of personal data is on the chain first (under this link).
   await commitOp(id, { LogRead: { patient: d.patient, object: 'doc/' + docId } });
   const wrapped = await (await signedFetch(id, node, 'GET', `/api/v1/ehr/docs/${docId}/key`)).json();
@@ -501,23 +620,29 @@ async function account(extra) {
     for (const s of sections) $(s).hidden = true;
     return;
   }
-  const [patient, doctor, users] = await Promise.all([query({ Patient: me.pub }), query({ Doctor: me.pub }), query('Users')]);
-  const hospital = users.hospitals.find((h) => h.key === me.pub);
-  const role = patient ? 'patient'
-    : doctor ? 'doctor of hospital ' + short(doctor.hospital)
-      : hospital ? (hospital.approved ? 'hospital (approved)' : 'hospital (waiting for approval)')
-        : 'not registered';
+  // A key without any role is refused its roles (nothing of it is kept): not registered.
+  const roles = await query({ Roles: me.pub }, me).catch(() => ({}));
+  const patient = roles.patient;
+  const doctor = roles.doctor;
+  const hospital = roles.hospital === undefined || roles.hospital === null ? null : { approved: roles.hospital };
+  const role = [
+    roles.administrator && 'administrator', roles.verifier && 'verifier',
+    patient && 'patient', doctor && 'doctor of hospital ' + short(doctor),
+    hospital && (hospital.approved ? 'hospital (approved)' : 'hospital (waiting for approval)'),
+  ].filter(Boolean).join(', ') || 'not registered';
   $('#account-info').replaceChildren(facts([['your key', key(me.pub)], ['role', el('span', { id: 'account-role' }, role)]]), extra || '');
   $('#account-patient').hidden = !patient;
   $('#account-hospital').hidden = !(hospital && hospital.approved);
   $('#account-register').hidden = Boolean(patient || doctor || hospital);
-  const pending = users.hospitals.filter((h) => !h.approved);
+  const pending = roles.administrator
+    ? (await queryAll({ Hospitals: { search: '', pending: true } }, me)).filter((h) => !h.approved) : [];
   $('#account-admin').hidden = pending.length === 0;
   $('#account-pending').replaceChildren(table(['hospital', 'treatments', 'key', ''], pending.map((h) => [
     h.profile.name, h.profile.treatments.join(', '), key(h.key),
     actionButton('Approve', 'approve-' + h.key, { ApproveHospital: { hospital: h.key } })])));
   if (!patient) return;
-  const [requests, grants] = await Promise.all([query({ Requests: me.pub }), query({ Grants: me.pub })]);
+  const [requests, grants] = await Promise.all([queryAll({ Requests: me.pub }, me), queryAll({ Grants: me.pub }, me)]);
+  for (const r of requests) r.purpose = await openNote(r.purpose, me);
   $('#account-requests').replaceChildren(requests.length
     ? table(['hospital', 'purpose', 'scopes', 'asked', ''], requests.map((r) => [key(r.hospital), r.purpose, r.scopes.join(', '), when(r.at_ms),
       actionButton('Grant', 'grant-' + r.hospital, () => ({ Grant: {
@@ -541,8 +666,9 @@ async function requestAccess() {
   if (!/^[0-9a-f]{64}$/.test(patient)) throw new Error('a pseudonym is 64 hex characters');
   const scopes = [...document.querySelectorAll('#request-scopes input:checked')].map((i) => i.value);
   if (!scopes.length) throw new Error('choose at least one of profile, cases, documents');
-  const purpose = $('#request-purpose').value.trim();
-  const rc = await commitOp(me, { RequestAccess: { patient, purpose, scopes } });
+  // The purpose is sealed for the patient and this hospital: no node holds it in clear.
+  const purpose = await sealNote($('#request-purpose').value.trim(), [patient, me.pub]);
+  const rc = await commitOp(me, { RequestAccessSealed: { patient, purpose, scopes } });
   $('#account-status').textContent = `Request sent: committed at height ${rc.height}`;
 }
 
@@ -608,7 +734,7 @@ async function registerPatient() {
   // The chain first: a node stores a patient's blob only once it is anchored for that patient.
   const rc = await commitOp(me, { RegisterPatient: { profile_commitment: commitment, profile_blob: address } });
   await signedFetch(me, node, 'PUT', `/api/v1/ehr/blobs/${address}`, { body: blob, type: 'application/octet-stream' });
-  const wrapped = await wrapKeyForSelf(raw, me, 'profile-' + me.pub);
+  const wrapped = await wrapKeyFor(raw, me.pub, 'profile-' + me.pub);
   await signedFetch(me, node, 'PUT', `/api/v1/ehr/profiles/${me.pub}/keys`,
     { body: utf8(JSON.stringify([wrapped])), signBody: true, type: 'application/json' });
   raw.fill(0);
@@ -621,7 +747,7 @@ async function registerPatient() {
 async function showMyProfile() {
   if (!me) throw new Error('open your key file first');
   const who = me;
-  const info = await query({ Patient: me.pub });
+  const info = await query({ Patient: me.pub }, me);
   if (!info) throw new Error('this key is not a registered patient');
   if (!info.profile_blob) throw new Error('you registered without a profile');
   const node = await api('/api/v1/status');

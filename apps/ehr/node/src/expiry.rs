@@ -125,7 +125,10 @@ mod tests {
         assert!(!vault.contains(&old_loose), "old and never anchored");
         assert!(vault.contains(&old_anchored), "anchored");
         assert!(vault.contains(&young_loose), "not old enough yet");
-        assert!(vault.contains(&unknown), "kept while its anchor cannot be read");
+        assert!(
+            vault.contains(&unknown),
+            "kept while its anchor cannot be read"
+        );
         assert_eq!(
             sweep(&vault, SystemTime::now(), UNANCHORED_TTL, anchored).unwrap(),
             0

@@ -29,6 +29,8 @@ pub struct EhrNode {
     pub peer_nonces: NonceCache,
     /// Serializes every read-modify-write of a wrapped-key file on this node.
     pub keys_lock: Mutex<()>,
+    /// Held by the vault audit that is running (one at a time: each re-reads whole blobs).
+    pub audit_slot: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for EhrNode {
@@ -47,6 +49,7 @@ impl EhrNode {
             nonces: NonceCache::default(),
             peer_nonces: NonceCache::default(),
             keys_lock: Mutex::new(()),
+            audit_slot: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
@@ -65,6 +68,84 @@ impl EhrNode {
     /// A query's answer as `T`.
     pub fn query_as<T: DeserializeOwned>(&self, q: &EhrQuery) -> Result<T, ApiError> {
         serde_json::from_value(self.query(q)?).map_err(ApiError::internal)
+    }
+
+    /// A query's JSON answer for `caller` (`None`: anonymous), as its parties see it (see
+    /// `Ehr::query_for`): 401 for an anonymous caller that must sign, 403 for a signer that is
+    /// not a party.
+    pub fn query_for(
+        &self,
+        caller: Option<&PublicKey>,
+        q: &EhrQuery,
+    ) -> Result<serde_json::Value, ApiError> {
+        self.ehr
+            .query_for(self.view().as_ref(), caller, q, medchain_app::now_ms())
+            .map_err(|e| match (e, caller) {
+                (ChaincodeError::Forbidden(m), None) => ApiError::unauthorized(m),
+                (ChaincodeError::Forbidden(m), Some(_)) => ApiError::forbidden(m),
+                (e, _) => chaincode_error(e),
+            })
+    }
+
+    /// The caller of a request that may be signed: `None` without the signed-request headers;
+    /// otherwise the checked signer, `admit` deciding (before its nonce is recorded) whether
+    /// this node serves it at all.
+    pub fn optional_caller(
+        &self,
+        headers: &HeaderMap,
+        method: &Method,
+        path: &str,
+        body: Option<&[u8]>,
+        admit: impl FnOnce(&PublicKey) -> Result<(), ApiError>,
+    ) -> Result<Option<PublicKey>, ApiError> {
+        if !headers.contains_key(medchain_app::signed::HEADER_KEY) {
+            return Ok(None);
+        }
+        let signed = SignedHeaders::parse(headers)?;
+        self.verifier(&self.nonces)
+            .check_admitted(&signed, method, path, body, admit)
+            .map(Some)
+    }
+
+    /// `Ok` if `k` has any role in the consortium (an administrator, a verifier, a hospital, a
+    /// doctor, a patient); 403 otherwise.
+    pub fn has_role(&self, k: &PublicKey) -> Result<(), ApiError> {
+        let r = self
+            .ehr
+            .roles(self.view().as_ref(), k)
+            .map_err(chaincode_error)?;
+        if r.administrator || r.verifier || r.hospital.is_some() || r.doctor.is_some() || r.patient
+        {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "this key has no role in the consortium: send public queries unsigned",
+            ))
+        }
+    }
+
+    /// Checks a signed request from an administrator or an appointed verifier.
+    pub fn verifier_caller(
+        &self,
+        headers: &HeaderMap,
+        method: &Method,
+        path: &str,
+    ) -> Result<PublicKey, ApiError> {
+        let signed = SignedHeaders::parse(headers)?;
+        self.verifier(&self.nonces)
+            .check_admitted(&signed, method, path, None, |k| {
+                let roles = self
+                    .ehr
+                    .roles(self.view().as_ref(), k)
+                    .map_err(chaincode_error)?;
+                if roles.administrator || roles.verifier {
+                    Ok(())
+                } else {
+                    Err(ApiError::forbidden(
+                        "the vault audit is for verifiers and administrators",
+                    ))
+                }
+            })
     }
 
     /// Checks a signed request to this node from a key with a role on the chain (see
@@ -95,6 +176,20 @@ impl EhrNode {
             })
     }
 
+    /// Checks the signature of headers already parsed, asking `admit` about the caller
+    /// before its nonce is recorded (see `Verifier::check_admitted`).
+    pub fn check_signed(
+        &self,
+        signed: &SignedHeaders,
+        method: &Method,
+        path: &str,
+        body: Option<&[u8]>,
+        admit: impl FnOnce(&PublicKey) -> Result<(), ApiError>,
+    ) -> Result<PublicKey, ApiError> {
+        self.verifier(&self.nonces)
+            .check_admitted(signed, method, path, body, admit)
+    }
+
     fn verifier<'a>(&'a self, nonces: &'a NonceCache) -> Verifier<'a> {
         Verifier {
             chain_id: self.host.chain_id(),
@@ -106,12 +201,13 @@ impl EhrNode {
     /// Whether an authentic caller may use the vault at all: a hospital, a doctor, a patient,
     /// or, on a document's routes, the holder of a share link on it. Anyone else is refused
     /// before this node remembers anything of its request.
-    fn admit(&self, caller: &PublicKey, path: &str) -> Result<(), ApiError> {
+    pub fn admit(&self, caller: &PublicKey, path: &str) -> Result<(), ApiError> {
         let view = self.view();
-        if Ehr::role_of(view.as_ref(), caller)
-            .map_err(chaincode_error)?
-            .is_some()
-        {
+        let roles = self
+            .ehr
+            .roles(view.as_ref(), caller)
+            .map_err(chaincode_error)?;
+        if roles.hospital.is_some() || roles.doctor.is_some() || roles.patient {
             return Ok(());
         }
         let doc = path
@@ -140,18 +236,7 @@ impl EhrNode {
         limit: usize,
     ) -> Result<(PublicKey, Bytes), ApiError> {
         let signed = SignedHeaders::parse(headers)?;
-        let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the body is larger than {limit} bytes"),
-                )
-            } else {
-                ApiError::bad_request(format!("cannot read the body: {e}"))
-            }
-        })?;
+        let body = read_body(body, limit).await?;
         let caller = self.verifier(&self.nonces).check_admitted(
             &signed,
             method,
@@ -210,6 +295,21 @@ impl EhrNode {
     pub fn is_staff(&self, caller: &PublicKey) -> bool {
         Ehr::is_staff(self.view().as_ref(), caller).unwrap_or(false)
     }
+}
+
+/// At most `limit` bytes of `body`: 413 beyond.
+pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {limit} bytes"),
+            )
+        } else {
+            ApiError::bad_request(format!("cannot read the body: {e}"))
+        }
+    })
 }
 
 /// A chaincode's refusal as an HTTP error: the state's failure is the node's (500), the rest

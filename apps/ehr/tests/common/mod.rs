@@ -135,6 +135,7 @@ pub fn tx(node: &str, key: &Path, op: &str) -> bool {
     out.status.success()
 }
 
+/// Runs `medchain ehr query` anonymously (the public queries).
 pub fn query(node: &str, q: &str) -> serde_json::Value {
     let out = Command::new(BIN)
         .args(["ehr", "query", q, "--node", node])
@@ -146,6 +147,35 @@ pub fn query(node: &str, q: &str) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs `medchain ehr query` signed with `key` (sealed notes it can open come opened).
+pub fn query_as(node: &str, q: &str, key: &Path) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["ehr", "query", q, "--node", node, "--key-file"])
+        .arg(key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `POST /api/v1/ehr/query` without a signature: the status and the body.
+pub fn anonymous_query(node: &str, q: &str) -> (u16, String) {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{node}/api/v1/ehr/query"))
+            .header("content-type", "application/json")
+            .body(q.to_owned())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    })
 }
 
 /// A key file's key, and the chain and node (from the node's status) its requests are for.
@@ -236,7 +266,7 @@ pub fn signed_as(
         let http = reqwest::Client::new();
         let nonce = hex::encode(rand::random::<[u8; 16]>());
         // The wrapped-key routes' signatures cover their body; blobs are bound by address.
-        let body_sha256 = if path.ends_with("/keys") {
+        let body_sha256 = if path.ends_with("/keys") || path == "/api/v1/ehr/query" {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(&body))
         } else {

@@ -148,25 +148,30 @@ impl Ehr {
                 patient,
                 purpose,
                 scopes,
-            } => {
-                Self::approved_hospital(stub, &me)?;
-                Self::patient(stub, &patient)?;
+            } => Self::request_access(stub, patient, scopes, || {
                 check_text("the purpose", &purpose)?;
-                if scopes.is_empty() {
-                    return Err(ChaincodeError::BadRequest("no scope requested".into()));
+                Ok(purpose)
+            }),
+            EhrOp::RequestAccessSealed {
+                patient,
+                purpose,
+                scopes,
+            } => Self::request_access(stub, patient, scopes, || {
+                Self::sealed_for(&patient, "the purpose", &purpose)
+            }),
+            EhrOp::AddVerifier { verifier } => {
+                if !self.admins.contains(&me) {
+                    return Err(forbidden("only administrators appoint verifiers"));
                 }
-                let k = key(&[b"request", hex(&patient).as_bytes(), hex(&me).as_bytes()]);
-                put(
-                    stub,
-                    &k,
-                    &AccessRequest {
-                        hospital: me,
-                        purpose,
-                        scopes,
-                        at_ms: now,
-                    },
-                )?;
-                stub.emit("access_requested", patient.as_bytes())
+                stub.put(&key_of_verifier(&verifier), b"")?;
+                stub.emit("verifier_added", verifier.as_bytes())
+            }
+            EhrOp::RemoveVerifier { verifier } => {
+                if !self.admins.contains(&me) {
+                    return Err(forbidden("only administrators dismiss verifiers"));
+                }
+                stub.delete(&key_of_verifier(&verifier))?;
+                stub.emit("verifier_removed", verifier.as_bytes())
             }
             EhrOp::Grant {
                 grantee,
@@ -372,28 +377,11 @@ impl Ehr {
                         "break-glass needs a reason".into(),
                     ));
                 }
-                let d = Self::doctor(stub, &me)?
-                    .ok_or_else(|| forbidden("only doctors can break the glass"))?;
-                Self::approved_hospital(stub, &d.hospital)?;
-                Self::patient(stub, &patient)?;
-                put(
-                    stub,
-                    &key(&[b"glass", hex(&patient).as_bytes(), hex(&me).as_bytes()]),
-                    &(now + BREAK_GLASS_MS),
-                )?;
-                Self::audit(
-                    stub,
-                    &patient,
-                    &AuditEvent {
-                        reader: me,
-                        object: "break-glass".into(),
-                        basis: Basis::BreakGlass.as_str().into(),
-                        flagged: true,
-                        note: reason,
-                        at_ms: now,
-                    },
-                )
+                Self::break_glass(stub, patient, || Ok(reason))
             }
+            EhrOp::BreakGlassSealed { patient, reason } => Self::break_glass(stub, patient, || {
+                Self::sealed_for(&patient, "the reason", &reason)
+            }),
             EhrOp::Erase { doc_id } => {
                 let k = key(&[b"doc", doc_id.as_bytes()]);
                 let mut d: DocumentAnchor = get(stub, &k)?
@@ -463,5 +451,80 @@ impl Ehr {
                 stub.emit("unshared", doc_id.as_bytes())
             }
         }
+    }
+
+    /// `RequestAccess` and its sealed form: `purpose` checks and gives the text field after the
+    /// sender and the patient are checked.
+    fn request_access(
+        stub: &mut dyn Stub,
+        patient: PublicKey,
+        scopes: Vec<Scope>,
+        purpose: impl FnOnce() -> Result<String, ChaincodeError>,
+    ) -> Result<(), ChaincodeError> {
+        let (me, now) = (*stub.caller(), stub.time_ms());
+        Self::approved_hospital(stub, &me)?;
+        Self::patient(stub, &patient)?;
+        let purpose = purpose()?;
+        if scopes.is_empty() {
+            return Err(ChaincodeError::BadRequest("no scope requested".into()));
+        }
+        let k = key(&[b"request", hex(&patient).as_bytes(), hex(&me).as_bytes()]);
+        put(
+            stub,
+            &k,
+            &AccessRequest {
+                hospital: me,
+                purpose,
+                scopes,
+                at_ms: now,
+            },
+        )?;
+        stub.emit("access_requested", patient.as_bytes())
+    }
+
+    /// `BreakGlass` and its sealed form: `reason` checks and gives the audit note after the
+    /// sender and the patient are checked.
+    fn break_glass(
+        stub: &mut dyn Stub,
+        patient: PublicKey,
+        reason: impl FnOnce() -> Result<String, ChaincodeError>,
+    ) -> Result<(), ChaincodeError> {
+        let (me, now) = (*stub.caller(), stub.time_ms());
+        let d = Self::doctor(stub, &me)?
+            .ok_or_else(|| forbidden("only doctors can break the glass"))?;
+        Self::approved_hospital(stub, &d.hospital)?;
+        Self::patient(stub, &patient)?;
+        let note = reason()?;
+        put(
+            stub,
+            &key(&[b"glass", hex(&patient).as_bytes(), hex(&me).as_bytes()]),
+            &(now + BREAK_GLASS_MS),
+        )?;
+        Self::audit(
+            stub,
+            &patient,
+            &AuditEvent {
+                reader: me,
+                object: "break-glass".into(),
+                basis: Basis::BreakGlass.as_str().into(),
+                flagged: true,
+                note,
+                at_ms: now,
+            },
+        )
+    }
+
+    /// A sealed note's text field, if the patient can open it.
+    fn sealed_for(
+        patient: &PublicKey,
+        what: &str,
+        note: &SealedNote,
+    ) -> Result<String, ChaincodeError> {
+        if !note.readers().contains(patient) {
+            return Err(ChaincodeError::BadRequest(format!(
+                "{what} must be sealed for the patient too"
+            )));
+        }
+        Ok(note.to_field())
     }
 }

@@ -17,9 +17,13 @@
 //! (`LogRead`) before the data is served, and the patient can list the log.
 
 mod exec;
+mod parties;
 mod queries;
 mod types;
+pub use parties::strip_patient;
+pub use queries::query_name;
 
+use crate::note::SealedNote;
 use medchain_chaincode::{Chaincode, ChaincodeError, StateView, Stub};
 use medchain_types::{codec, Hash, PublicKey};
 use serde::{Deserialize, Serialize};
@@ -59,6 +63,10 @@ fn last_read_key(patient: &PublicKey, reader: &PublicKey, object: &str) -> Vec<u
         hex(reader).as_bytes(),
         object.as_bytes(),
     ])
+}
+
+fn key_of_verifier(k: &PublicKey) -> Vec<u8> {
+    key(&[b"verifier", hex(k).as_bytes()])
 }
 
 fn key_of_patient(k: &PublicKey) -> Vec<u8> {
@@ -399,5 +407,31 @@ impl Chaincode for Ehr {
         let q: EhrQuery =
             codec::decode(request).map_err(|e| ChaincodeError::BadRequest(e.to_string()))?;
         self.answer(view, q)
+    }
+
+    /// Everything here concerns patients: the raw chain routes serve none of it.
+    fn private(&self) -> bool {
+        true
+    }
+
+    /// Nodes admit no operation that is not one, and no free text in clear: a purpose or a
+    /// reason goes sealed (`RequestAccessSealed`, `BreakGlassSealed`).
+    fn screen(&self, payload: &[u8]) -> Result<(), ChaincodeError> {
+        let op: EhrOp = codec::decode(payload)
+            .map_err(|e| ChaincodeError::BadRequest(format!("not an ehr operation: {e}")))?;
+        match op {
+            EhrOp::RequestAccess { purpose, .. } if !purpose.is_empty() => {
+                Err(ChaincodeError::BadRequest(
+                    "a purpose is never sent in clear: seal it for the patient (RequestAccessSealed)"
+                        .into(),
+                ))
+            }
+            EhrOp::BreakGlass { .. } => Err(ChaincodeError::BadRequest(
+                "a break-glass reason is never sent in clear: seal it for the patient \
+                 (BreakGlassSealed)"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
     }
 }

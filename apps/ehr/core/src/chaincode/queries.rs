@@ -2,7 +2,42 @@
 //! verdict on a file's hash.
 
 use super::*;
-use medchain_chaincode::SCAN_LIMIT_MAX;
+use medchain_chaincode::{Entries, SCAN_LIMIT_MAX};
+
+fn undecodable<T>(r: Result<T, codec::DecodeError>) -> Result<T, ChaincodeError> {
+    r.map_err(|e| ChaincodeError::Storage(format!("undecodable ehr record: {e}")))
+}
+
+fn hospital_matches(h: &Hospital, needle: &str) -> bool {
+    needle.is_empty()
+        || h.profile.name.to_lowercase().contains(needle)
+        || h.profile
+            .treatments
+            .iter()
+            .any(|t| t.to_lowercase().contains(needle))
+}
+
+/// The verifiers of rows under `verifier/`.
+fn verifiers(rows: Entries) -> Vec<PublicKey> {
+    rows.iter()
+        .filter_map(|(k, _)| {
+            std::str::from_utf8(&k[b"verifier/".len()..])
+                .ok()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// A query's variant name, for messages.
+pub fn query_name(q: &EhrQuery) -> String {
+    let v = serde_json::to_value(q).unwrap_or_default();
+    match v {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Object(m) => m.keys().next().cloned().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
 
 impl Ehr {
     pub(super) fn answer(
@@ -26,13 +61,10 @@ impl Ehr {
                         let h: Hospital = codec::decode(&v).map_err(|e| {
                             ChaincodeError::Storage(format!("undecodable ehr record: {e}"))
                         })?;
-                        let matches = needle.is_empty()
-                            || h.profile.name.to_lowercase().contains(&needle)
-                            || h.profile
-                                .treatments
-                                .iter()
-                                .any(|t| t.to_lowercase().contains(&needle));
-                        if (pending || h.approved) && matches && hits.len() < LIST_MAX {
+                        if (pending || h.approved)
+                            && hospital_matches(&h, &needle)
+                            && hits.len() < LIST_MAX
+                        {
                             hits.push(h);
                         }
                     }
@@ -157,6 +189,170 @@ impl Ehr {
                 write,
                 now_ms,
             } => codec::encode(&Self::access(view, &patient, &actor, scope, write, now_ms).is_ok()),
+            EhrQuery::Hospital(k) => codec::encode(&Self::hospital(view, &k)?),
+            EhrQuery::Roles(k) => codec::encode(&self.roles(view, &k)?),
+            EhrQuery::Doctors => codec::encode(&list::<Doctor>(view, b"doctor/")?),
+            EhrQuery::Patients => codec::encode(&list::<Patient>(view, b"patient/")?),
+            EhrQuery::Verifiers => {
+                codec::encode(&verifiers(view.scan(b"verifier/", None, LIST_MAX)?))
+            }
+            EhrQuery::Page {
+                query,
+                after,
+                limit,
+            } => self.page(view, *query, after, limit)?,
+        })
+    }
+
+    /// The roles of `k`.
+    pub fn roles(&self, view: &dyn StateView, k: &PublicKey) -> Result<Roles, ChaincodeError> {
+        Ok(Roles {
+            administrator: self.admins.contains(k),
+            verifier: view.get(&key_of_verifier(k))?.is_some(),
+            hospital: Self::hospital(view, k)?.map(|h| h.approved),
+            doctor: Self::doctor(view, k)?.map(|d| d.hospital),
+            patient: view.get(&key_of_patient(k))?.is_some(),
+        })
+    }
+
+    /// A page of a list query (see [`EhrQuery::Page`]).
+    fn page(
+        &self,
+        view: &dyn StateView,
+        query: EhrQuery,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<u8>, ChaincodeError> {
+        let limit = (limit as usize).clamp(1, LIST_MAX);
+        let after = match after {
+            Some(a) => Some(
+                hex::decode(&a)
+                    .map_err(|_| ChaincodeError::BadRequest("a page cursor is hex".into()))?,
+            ),
+            None => None,
+        };
+        // The rows after the cursor under `prefix`, and the next cursor (the last row's key
+        // without the prefix, in hex) when the page is full.
+        let rows = |prefix: &[u8]| -> Result<(Entries, Option<String>), ChaincodeError> {
+            let start = after.as_ref().map(|a| [prefix, a.as_slice()].concat());
+            let rows = view.scan(prefix, start.as_deref(), limit)?;
+            let next = (rows.len() == limit)
+                .then(|| rows.last())
+                .flatten()
+                .map(|(k, _)| hex::encode(&k[prefix.len()..]));
+            Ok((rows, next))
+        };
+        fn decoded<T: serde::de::DeserializeOwned>(
+            rows: Entries,
+        ) -> Result<Vec<T>, ChaincodeError> {
+            rows.iter()
+                .map(|(_, v)| undecodable(codec::decode(v)))
+                .collect()
+        }
+        fn out<T: Serialize>(items: Vec<T>, next: Option<String>) -> Vec<u8> {
+            codec::encode(&ListPage { items, next })
+        }
+        let per_patient = |what: &[u8], p: &PublicKey| key(&[what, hex(p).as_bytes(), b""]);
+        Ok(match query {
+            EhrQuery::Hospitals { search, pending } => {
+                let needle = search.to_lowercase();
+                let (rows, next) = rows(b"hospital/")?;
+                let hits: Vec<Hospital> = decoded::<Hospital>(rows)?
+                    .into_iter()
+                    .filter(|h| (pending || h.approved) && hospital_matches(h, &needle))
+                    .collect();
+                out(hits, next)
+            }
+            EhrQuery::Doctors => {
+                let (rows, next) = rows(b"doctor/")?;
+                out(decoded::<Doctor>(rows)?, next)
+            }
+            EhrQuery::Patients => {
+                let (rows, next) = rows(b"patient/")?;
+                out(decoded::<Patient>(rows)?, next)
+            }
+            EhrQuery::Verifiers => {
+                let (rows, next) = rows(b"verifier/")?;
+                out(verifiers(rows), next)
+            }
+            EhrQuery::Grants(p) => {
+                let (rows, next) = rows(&per_patient(b"grant", &p))?;
+                out(decoded::<GrantRecord>(rows)?, next)
+            }
+            EhrQuery::Requests(p) => {
+                let (rows, next) = rows(&per_patient(b"request", &p))?;
+                out(decoded::<AccessRequest>(rows)?, next)
+            }
+            EhrQuery::Cases(p) => {
+                let (rows, next) = rows(&per_patient(b"case", &p))?;
+                out(decoded::<CaseRecord>(rows)?, next)
+            }
+            EhrQuery::Audit(p) => {
+                let (rows, next) = rows(&per_patient(b"audit", &p))?;
+                out(decoded::<AuditEvent>(rows)?, next)
+            }
+            EhrQuery::Shares(id) => {
+                let (rows, next) = rows(&key(&[b"share", id.as_bytes(), b""]))?;
+                out(decoded::<ShareRecord>(rows)?, next)
+            }
+            EhrQuery::Documents(p) => {
+                let (rows, next) = rows(&per_patient(b"patientdoc", &p))?;
+                let mut docs = Vec::new();
+                for (_, id) in rows {
+                    docs.extend(get::<DocumentAnchor>(view, &key(&[b"doc", &id]))?);
+                }
+                out(docs, next)
+            }
+            EhrQuery::Anchors => {
+                let (rows, next) = rows(b"blob/")?;
+                let mut anchors = Vec::new();
+                for (k, record) in rows {
+                    let blob = std::str::from_utf8(&k[b"blob/".len()..])
+                        .ok()
+                        .and_then(|h| h.parse::<Hash>().ok());
+                    let record = String::from_utf8_lossy(&record).into_owned();
+                    let Some(blob) = blob else { continue };
+                    anchors.extend(Self::anchored(view, blob, record)?);
+                }
+                out(anchors, next)
+            }
+            other => {
+                return Err(ChaincodeError::BadRequest(format!(
+                    "{} is not a list query",
+                    query_name(&other)
+                )))
+            }
+        })
+    }
+
+    /// The anchored blob `blob` of `record` (`profile/<patient>`, `case/<patient>/<id>`,
+    /// `doc/<id>`), with its patient and whether it was erased.
+    fn anchored(
+        view: &dyn StateView,
+        blob: Hash,
+        record: String,
+    ) -> Result<Option<AnchoredBlob>, ChaincodeError> {
+        let mut parts = record.splitn(3, '/');
+        let (kind, first) = (parts.next(), parts.next());
+        let patient = |h: Option<&str>| h.and_then(|h| h.parse::<PublicKey>().ok());
+        Ok(match kind {
+            Some("profile") | Some("case") => patient(first).map(|patient| AnchoredBlob {
+                record: record.clone(),
+                patient,
+                blob,
+                erased: false,
+            }),
+            Some("doc") => first
+                .map(|id| get::<DocumentAnchor>(view, &key(&[b"doc", id.as_bytes()])))
+                .transpose()?
+                .flatten()
+                .map(|d| AnchoredBlob {
+                    record: record.clone(),
+                    patient: d.patient,
+                    blob,
+                    erased: d.erased_ms.is_some(),
+                }),
+            _ => None,
         })
     }
 
@@ -192,6 +388,24 @@ impl Ehr {
             EhrQuery::AuditPage { .. } => j::<AuditPage>(&b),
             EhrQuery::Anchors => j::<Vec<AnchoredBlob>>(&b),
             EhrQuery::Access { .. } => j::<bool>(&b),
+            EhrQuery::Hospital(_) => j::<Option<Hospital>>(&b),
+            EhrQuery::Roles(_) => j::<Roles>(&b),
+            EhrQuery::Doctors => j::<Vec<Doctor>>(&b),
+            EhrQuery::Patients => j::<Vec<Patient>>(&b),
+            EhrQuery::Verifiers => j::<Vec<PublicKey>>(&b),
+            EhrQuery::Page { query, .. } => match query.as_ref() {
+                EhrQuery::Hospitals { .. } => j::<ListPage<Hospital>>(&b),
+                EhrQuery::Doctors => j::<ListPage<Doctor>>(&b),
+                EhrQuery::Patients => j::<ListPage<Patient>>(&b),
+                EhrQuery::Verifiers => j::<ListPage<PublicKey>>(&b),
+                EhrQuery::Grants(_) => j::<ListPage<GrantRecord>>(&b),
+                EhrQuery::Requests(_) => j::<ListPage<AccessRequest>>(&b),
+                EhrQuery::Cases(_) => j::<ListPage<CaseRecord>>(&b),
+                EhrQuery::Audit(_) => j::<ListPage<AuditEvent>>(&b),
+                EhrQuery::Shares(_) => j::<ListPage<ShareRecord>>(&b),
+                EhrQuery::Documents(_) => j::<ListPage<DocumentAnchor>>(&b),
+                _ => j::<ListPage<AnchoredBlob>>(&b),
+            },
         }
     }
 

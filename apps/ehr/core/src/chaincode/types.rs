@@ -164,6 +164,36 @@ pub enum EhrOp {
         /// The hospital.
         hospital: PublicKey,
     },
+    /// An approved hospital asks a patient for access, why sealed for its readers (the patient
+    /// among them): the form nodes admit. (`RequestAccess` with a purpose in clear still
+    /// executes in old blocks; nodes no longer admit it.)
+    RequestAccessSealed {
+        /// The patient.
+        patient: PublicKey,
+        /// Why, sealed for the patient (and the hospital, to read it back).
+        purpose: SealedNote,
+        /// What.
+        scopes: Vec<Scope>,
+    },
+    /// A doctor takes emergency access to a patient's record, why sealed for its readers (the
+    /// patient among them): the form nodes admit.
+    BreakGlassSealed {
+        /// The patient.
+        patient: PublicKey,
+        /// Why, sealed for the patient (and the doctor, to read it back).
+        reason: SealedNote,
+    },
+    /// An administrator appoints a verifier: it audits the vault (every anchored record
+    /// re-hashed) and lists the anchors.
+    AddVerifier {
+        /// The verifier.
+        verifier: PublicKey,
+    },
+    /// An administrator dismisses a verifier.
+    RemoveVerifier {
+        /// The verifier.
+        verifier: PublicKey,
+    },
 }
 
 /// A share link on one document.
@@ -245,7 +275,8 @@ pub struct GrantRecord {
 pub struct AccessRequest {
     /// The hospital.
     pub hospital: PublicKey,
-    /// Why.
+    /// Why: a sealed note as stored in a text field (see [`SealedNote::to_field`]), or, in
+    /// requests of old blocks, clear text.
     pub purpose: String,
     /// What.
     pub scopes: Vec<Scope>,
@@ -314,7 +345,8 @@ pub struct AuditEvent {
     pub basis: String,
     /// Flagged to the patient (break-glass).
     pub flagged: bool,
-    /// Free text (break-glass reason).
+    /// What happened; for break-glass, the reason, sealed for the patient (see
+    /// [`SealedNote::to_field`]; in events of old blocks, clear text).
     pub note: String,
     /// When.
     pub at_ms: u64,
@@ -417,6 +449,54 @@ pub enum EhrQuery {
         /// Events on this page.
         limit: u32,
     },
+    /// One hospital, approved or not.
+    Hospital(PublicKey),
+    /// The roles a key has (see [`Roles`]).
+    Roles(PublicKey),
+    /// Registered doctors (administrators).
+    Doctors,
+    /// Registered patients: pseudonyms and registration times (administrators).
+    Patients,
+    /// Appointed verifiers (administrators and verifiers).
+    Verifiers,
+    /// A page of a list query, to its end: up to `limit` (at most 1,000) items after the
+    /// cursor `after` (the previous page's `next`; none: from the start), and the cursor of the
+    /// next page. The lists: `Hospitals`, `Doctors`, `Patients`, `Verifiers`, `Grants`,
+    /// `Requests`, `Cases`, `Documents`, `Shares`, `Audit` (oldest first) and `Anchors` (every
+    /// anchored blob: profiles, cases and documents). A page may hold fewer than `limit` items
+    /// (a filter left some out) and still have a next one.
+    Page {
+        /// The list.
+        query: Box<EhrQuery>,
+        /// Where the previous page ended.
+        after: Option<String>,
+        /// Items on this page.
+        limit: u32,
+    },
+}
+
+/// A page of a list (see [`EhrQuery::Page`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPage<T> {
+    /// The items, in the list's order.
+    pub items: Vec<T>,
+    /// The cursor of the next page; `None` on the last.
+    pub next: Option<String>,
+}
+
+/// The roles of one key (see [`EhrQuery::Roles`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Roles {
+    /// A consortium administrator (from genesis).
+    pub administrator: bool,
+    /// An appointed verifier.
+    pub verifier: bool,
+    /// A registered hospital: whether it is approved.
+    pub hospital: Option<bool>,
+    /// A doctor: of which hospital.
+    pub doctor: Option<PublicKey>,
+    /// A registered patient.
+    pub patient: bool,
 }
 
 /// A page of a patient's audit log (see [`EhrQuery::AuditPage`]).

@@ -1,6 +1,6 @@
 //! Cases: `medchain ehr case record` and `get`.
 
-use super::common::{commit_ehr, ehr_json, put_keys};
+use super::common::{commit_ehr, ehr_json, ehr_json_as, put_keys};
 use super::small::{fetch_small, store_small, SmallRecord};
 use anyhow::{bail, Context, Result};
 use medchain_app::client::Client;
@@ -135,8 +135,10 @@ pub async fn ehr_case_get(
     let reader = medchain_app::keyfile::read(key_file)?;
     let client = Client::new(node)?;
     let chain = client.chain_id().await?;
-    let case = ehr_json(
+    let case = ehr_json_as(
         &client,
+        &chain,
+        &reader,
         &medchain_ehr::EhrQuery::Case {
             patient,
             case_id: case_id.to_owned(),

@@ -31,9 +31,73 @@ pub async fn commit_ehr(
         .await
 }
 
-/// The JSON answer to an `ehr` query.
+/// The JSON answer to a public `ehr` query (asked anonymously).
 pub async fn ehr_json(client: &Client, q: &medchain_ehr::EhrQuery) -> Result<Value> {
     client.post_json("/api/v1/ehr/query", q).await
+}
+
+/// The JSON answer to an `ehr` query signed by `signer` (answered if it is a party to it).
+/// Call after [`Client::chain_id`].
+pub async fn ehr_json_as(
+    client: &Client,
+    chain: &str,
+    signer: &SecretKey,
+    q: &medchain_ehr::EhrQuery,
+) -> Result<Value> {
+    let body = serde_json::to_vec(q)?;
+    let r = client
+        .signed_body(
+            reqwest::Method::POST,
+            "/api/v1/ehr/query",
+            signer,
+            chain,
+            Some(&body),
+        )
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", client.base()))?;
+    let r = ok_or_error(r, "the query").await?;
+    Ok(r.json().await?)
+}
+
+/// Replaces every sealed note in `v` (a text field holding one, see
+/// `medchain_ehr::SealedNote`) that `me` can open by its text.
+pub fn open_notes(v: &mut Value, me: &SecretKey) {
+    match v {
+        Value::String(s) => {
+            if let Some(text) =
+                medchain_ehr::SealedNote::from_field(s).and_then(|n| n.open(me).ok())
+            {
+                *s = text;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| open_notes(i, me)),
+        Value::Object(m) => m.values_mut().for_each(|i| open_notes(i, me)),
+        _ => {}
+    }
+}
+
+/// Document `doc_id`'s anchor as `signer` sees it (with the patient's pseudonym if it is a
+/// party to the document). Call after [`Client::chain_id`].
+pub async fn doc_anchor_as(
+    client: &Client,
+    chain: &str,
+    signer: &SecretKey,
+    doc_id: &str,
+) -> Result<medchain_ehr::chaincode::DocumentAnchor> {
+    let path = format!("/api/v1/ehr/docs/{doc_id}");
+    let r = client
+        .signed(reqwest::Method::GET, &path, signer, chain)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", client.base()))?;
+    let r = ok_or_error(r, &format!("document {doc_id}")).await?;
+    let v: Value = r.json().await?;
+    serde_json::from_value(v).with_context(|| {
+        format!("document {doc_id}: this key is not a party to it (its anchor has no patient)")
+    })
 }
 
 /// Prints progress of a long transfer to stderr (at most every 5%).

@@ -2,8 +2,8 @@
 //! here, streamed both ways; the node never sees a plaintext).
 
 use super::common::{
-    commit_ehr, ehr_json, log_read, ok_or_error, progress_printer, put_keys, wrapped_key,
-    TRANSFER_TIMEOUT,
+    commit_ehr, doc_anchor_as, ehr_json, log_read, ok_or_error, progress_printer, put_keys,
+    wrapped_key, TRANSFER_TIMEOUT,
 };
 use anyhow::{bail, Context, Result};
 use medchain_app::client::{error_text, Client};
@@ -242,7 +242,7 @@ async fn doc_get_as(
     let signer = signer.clone();
     let client = Client::new(node)?;
     let chain = client.chain_id().await?;
-    let anchor = doc_anchor(&client, doc_id).await?;
+    let anchor = doc_anchor_as(&client, &chain, &signer, doc_id).await?;
     if anchor.erased_ms.is_some() {
         bail!("document {doc_id} was erased at the patient's request");
     }
@@ -341,18 +341,6 @@ async fn doc_get_as(
     Ok(anchor)
 }
 
-/// The chain's anchor of document `doc_id`.
-async fn doc_anchor(
-    client: &Client,
-    doc_id: &str,
-) -> Result<medchain_ehr::chaincode::DocumentAnchor> {
-    let (code, anchor) = client.get(&format!("/api/v1/ehr/docs/{doc_id}")).await?;
-    if !code.is_success() {
-        bail!("document {doc_id}: HTTP {code}: {}", error_text(&anchor));
-    }
-    Ok(serde_json::from_value(anchor)?)
-}
-
 /// The document key of `doc_id`, as `me` (its patient or issuer) unwraps it; logs the read
 /// first when `me` is not the patient.
 async fn own_doc_key(
@@ -364,7 +352,7 @@ async fn own_doc_key(
     medchain_ehr::DocKey,
     medchain_ehr::chaincode::DocumentAnchor,
 )> {
-    let anchor = doc_anchor(client, doc_id).await?;
+    let anchor = doc_anchor_as(client, chain, me, doc_id).await?;
     if anchor.patient != me.public() && anchor.issuer != me.public() {
         bail!("only the document's patient or its issuing doctor shares it");
     }

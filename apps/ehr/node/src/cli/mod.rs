@@ -26,8 +26,9 @@ pub struct EhrCli {
 enum EhrCommand {
     /// Sign and submit an `ehr` operation given as JSON; waits for the commit and fails unless
     /// it succeeded. Operations: RegisterHospital, ApproveHospital, SuspendHospital,
-    /// RegisterDoctor, RemoveDoctor, RegisterPatient, RequestAccess, Grant, Revoke, RecordCase,
-    /// IssueDocument, LogRead, BreakGlass (read-only), Erase, ShareDocument, Unshare. Keys and
+    /// RegisterDoctor, RemoveDoctor, AddVerifier, RemoveVerifier, RegisterPatient, Grant,
+    /// Revoke, RecordCase, IssueDocument, LogRead, Erase, ShareDocument, Unshare (a request for
+    /// access and break-glass carry sealed text: `ehr request`, `ehr break-glass`). Keys and
     /// hashes are 64 hex characters. Example:
     /// `{"Grant":{"grantee":"<hospital key>","scopes":["Cases"],"write":true,"expires_ms":1900000000000}}`
     Tx {
@@ -40,13 +41,58 @@ enum EhrCommand {
         #[arg(long, default_value = "http://127.0.0.1:8700")]
         node: String,
     },
-    /// Answer a query given as JSON: Hospitals, Doctor, Patient, Grants, Requests, Cases,
-    /// Documents, Document, Verify, Audit, AuditPage (newest first, paged: `{"AuditPage":
-    /// {"patient":"<key>","before":null,"limit":100}}`, then `before` = the page's `next`),
-    /// LastRead, Users, Access. Example: `{"Hospitals":{"search":"cardio","pending":false}}`
+    /// Answer a query given as JSON. Anyone: Hospitals (approved), Hospital, Doctor, Verify,
+    /// Document (without its patient). Signed with --key-file, to their parties only:
+    /// Patient, Grants and Requests (the patient; a hospital sees its own), Cases, Case,
+    /// Documents (the patient and those its grants cover), Audit, AuditPage (the patient;
+    /// newest first, paged: `{"AuditPage":{"patient":"<key>","before":null,"limit":100}}`,
+    /// then `before` = the page's `next`), Shares, LastRead, Access, Roles; Users, Doctors,
+    /// Patients, Hospitals with pending (administrators); Anchors, Verifiers (verifiers). Any
+    /// list a page at a time: `{"Page":{"query":{"Grants":"<key>"},"after":null,"limit":100}}`,
+    /// then `after` = the page's `next`. Sealed notes the key can open are shown opened.
+    /// Example: `{"Hospitals":{"search":"cardio","pending":false}}`
     Query {
         /// The query (JSON).
         query: String,
+        /// Sign the query with this key file.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+    },
+    /// As an approved hospital, ask a patient for access. The purpose is sealed for the patient
+    /// and the hospital: no node holds it in clear.
+    Request {
+        /// The patient's pseudonym (64 hex).
+        #[arg(long)]
+        patient: String,
+        /// Why (at most 2,048 bytes).
+        #[arg(long)]
+        purpose: String,
+        /// What: profile, cases, documents (repeat the option for several).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// The hospital's key file.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// A node's API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+    },
+    /// As a doctor of an approved hospital, take emergency read access to a patient's record
+    /// for 24 hours, flagged to the patient. The reason is sealed for the patient and the
+    /// doctor.
+    BreakGlass {
+        /// The patient's pseudonym (64 hex).
+        #[arg(long)]
+        patient: String,
+        /// Why (at most 2,048 bytes).
+        #[arg(long)]
+        reason: String,
+        /// The doctor's key file.
+        #[arg(long)]
+        key_file: PathBuf,
         /// A node's API URL.
         #[arg(long, default_value = "http://127.0.0.1:8700")]
         node: String,
@@ -68,13 +114,16 @@ enum EhrCommand {
         command: EhrCaseCommand,
     },
     /// The verifier's audit: re-hash every anchored record in the node's vault and compare with
-    /// the chain; prints intact (green) or tampered (red) per record, and exits 1 if any record
-    /// is tampered.
+    /// the chain, a page at a time; prints intact (green) or tampered (red) per record, and
+    /// exits 1 if any record is tampered. For verifiers and administrators.
     Audit {
+        /// The verifier's or administrator's key file.
+        #[arg(long)]
+        key_file: PathBuf,
         /// A node's API URL.
         #[arg(long, default_value = "http://127.0.0.1:8700")]
         node: String,
-        /// Print the report as JSON.
+        /// Print a JSON object per record, then one with the counts (JSON Lines).
         #[arg(long)]
         json: bool,
     },
@@ -379,13 +428,36 @@ pub fn run(cli: EhrCli) -> Result<()> {
                 node,
             } => run_async(patient::ehr_patient_share(&node, &key_file, &with)),
         },
-        EhrCommand::Audit { node, json } => {
-            if !run_async(chain::ehr_audit(&node, json))? {
+        EhrCommand::Audit {
+            key_file,
+            node,
+            json,
+        } => {
+            if !run_async(chain::ehr_audit(&node, &key_file, json))? {
                 anyhow::bail!("tampered records found (see above)");
             }
             Ok(())
         }
-        EhrCommand::Query { query, node } => run_async(chain::ehr_query(&node, &query)),
+        EhrCommand::Query {
+            query,
+            key_file,
+            node,
+        } => run_async(chain::ehr_query(&node, &query, key_file.as_deref())),
+        EhrCommand::Request {
+            patient,
+            purpose,
+            scopes,
+            key_file,
+            node,
+        } => run_async(chain::ehr_request(
+            &node, &key_file, &patient, &purpose, &scopes,
+        )),
+        EhrCommand::BreakGlass {
+            patient,
+            reason,
+            key_file,
+            node,
+        } => run_async(chain::ehr_break_glass(&node, &key_file, &patient, &reason)),
         EhrCommand::Doc {
             command:
                 EhrDocCommand::Upload {

@@ -1,6 +1,6 @@
 //! Patients: `medchain ehr patient register`, `profile` and `share`.
 
-use super::common::{commit_ehr, ehr_json, put_keys};
+use super::common::{commit_ehr, ehr_json_as, put_keys};
 use super::small::{fetch_small, seal_small, upload_small, SmallRecord};
 use anyhow::{bail, Context, Result};
 use medchain_app::client::Client;
@@ -121,7 +121,13 @@ pub async fn fetch_profile(
     reader: &SecretKey,
     patient: &medchain_types::PublicKey,
 ) -> Result<(medchain_ehr::DocKey, Profile)> {
-    let record = ehr_json(client, &medchain_ehr::EhrQuery::Patient(*patient)).await?;
+    let record = ehr_json_as(
+        client,
+        chain,
+        reader,
+        &medchain_ehr::EhrQuery::Patient(*patient),
+    )
+    .await?;
     let commitment: medchain_types::Hash =
         serde_json::from_value(record["profile_commitment"].clone()).context("no such patient")?;
     let blob: medchain_types::Hash = serde_json::from_value(record["profile_blob"].clone())

@@ -2,17 +2,17 @@
 //!
 //! | route | who | what |
 //! |---|---|---|
-//! | `POST /query` | anyone | a JSON `EhrQuery`, answered as JSON |
+//! | `POST /query` | anyone for the public queries; the parties, signed, for the rest | a JSON `EhrQuery`, answered as JSON (see `Ehr::query_for`) |
 //! | `GET /hospitals?search=TEXT` | anyone | approved hospitals whose name or treatments match |
-//! | `GET /docs/{id}` | anyone | a document's anchor (hashes, kind, issuer, patient pseudonym, time) |
-//! | `GET /verify/{sha256}[?doc=ID]` | anyone | `authentic`, `tampered` or `unknown`, with the anchor |
+//! | `GET /docs/{id}` | anyone; its patient's pseudonym to a party (signed) | a document's anchor (hashes, kind, issuer, hospital, time) |
+//! | `GET /verify/{sha256}[?doc=ID]` | anyone | `authentic`, `tampered` or `unknown`, with the anchor (never its patient) |
 //! | `POST /tx/unsigned` | anyone | an `ehr` transaction for a sender to sign, and the bytes to sign |
 //! | `POST /blobs`, `PUT /blobs/{blob}` | staff, or a patient for its anchored profile (signed) | a ciphertext blob, streamed |
 //! | `PUT /docs/{id}/keys` | the document's issuer or patient (signed) | the document key wrapped per reader |
 //! | `GET /docs/{id}/key`, `.../blob` | a reader with access who logged the read (signed) | its wrapped key; the ciphertext |
 //! | `PUT /profiles/{patient}/keys`, `GET .../key`, `.../blob` | the patient; a reader with a profile grant | as for documents |
 //! | `PUT /cases/{patient}/{case}/keys`, `GET .../key`, `.../blob` | the case's author, hospital or patient; a reader with a cases grant | as for documents |
-//! | `GET /vault-audit` | anyone (a verifier) | every anchored record re-hashed: intact, tampered, missing, erased |
+//! | `GET /vault-audit[?after&limit]` | verifiers and administrators (signed) | a page of anchored records re-hashed: intact, tampered, missing, erased |
 //! | `GET /peer/blobs/{blob}`, `/peer/keys/{id}` | another member's node (signed with its node key) | what a node lacks |
 //!
 //! Writes to the chain are signed `ehr` transactions posted to the node's `/api/v1/txs`. Signed

@@ -1,24 +1,56 @@
-//! Public reads of the chain (queries, hospitals, document anchors, verification) and the
-//! unsigned-transaction helper. None of these returns personal data: the chain holds none.
+//! Reads of the chain (queries, hospitals, document anchors, verification) and the
+//! unsigned-transaction helper. Queries about people are answered to their parties only (a
+//! signed query; see `Ehr::query_for`); anyone may search hospitals and check whether a file is
+//! anchored, by whom and when, without learning whose it is.
 
-use crate::state::EhrNode;
-use axum::body::Bytes;
+use super::QUERY_BODY_MAX;
+use crate::state::{read_body, EhrNode};
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method};
 use axum::response::IntoResponse;
 use axum::Json;
+use medchain_app::signed::{SignedHeaders, HEADER_KEY};
 use medchain_app::{ApiError, ApiResult};
+use medchain_ehr::chaincode::strip_patient;
 use medchain_ehr::{Ehr, EhrQuery, Verdict};
 use medchain_types::Hash;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
-/// `POST /query`: a JSON `EhrQuery`, answered as JSON.
-pub async fn query(State(node): State<Arc<EhrNode>>, body: Bytes) -> ApiResult {
+/// `POST /query`: a JSON `EhrQuery`, answered as JSON to whoever may see it: anonymously for
+/// the public ones, otherwise signed (the signature covering the body) by a party.
+pub async fn query(State(node): State<Arc<EhrNode>>, headers: HeaderMap, body: Body) -> ApiResult {
+    // The signed headers are checked for form before the body is read.
+    let signed = match headers.contains_key(HEADER_KEY) {
+        true => Some(SignedHeaders::parse(&headers)?),
+        false => None,
+    };
+    let body = read_body(body, QUERY_BODY_MAX).await?;
     let q: EhrQuery = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("not an EhrQuery: {e}")))?;
-    Ok(Json(node.query(&q)?).into_response())
+    let answer = match signed {
+        None => node.query_for(None, &q)?,
+        Some(signed) => {
+            // Answered (or refused) before the nonce is recorded: only parties take room.
+            let mut answer = None;
+            node.check_signed(
+                &signed,
+                &Method::POST,
+                "/api/v1/ehr/query",
+                Some(&body),
+                |k| {
+                    node.has_role(k)?;
+                    answer = Some(node.query_for(Some(k), &q)?);
+                    Ok(())
+                },
+            )?;
+            answer.ok_or_else(|| ApiError::internal("a checked query without its answer"))?
+        }
+    };
+    Ok(Json(answer).into_response())
 }
 
 #[derive(Deserialize)]
@@ -40,12 +72,20 @@ pub async fn hospitals(
     Ok(Json(answer).into_response())
 }
 
-/// `GET /docs/{id}`: a document's anchor.
-pub async fn document(State(node): State<Arc<EhrNode>>, Path(id): Path<String>) -> ApiResult {
-    let v = node
-        .ehr
-        .query_json(node.view().as_ref(), &EhrQuery::Document(id.clone()))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+/// `GET /docs/{id}`: a document's anchor; its patient's pseudonym only for a signed request
+/// from a party (the patient, the issuer or its hospital, a reader its grants cover, a
+/// share-link holder).
+pub async fn document(
+    State(node): State<Arc<EhrNode>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let q = EhrQuery::Document(id.clone());
+    let path = format!("/api/v1/ehr/docs/{id}");
+    let caller = node.optional_caller(&headers, &Method::GET, &path, None, |k| {
+        node.admit(k, &path)
+    })?;
+    let v = node.query_for(caller.as_ref(), &q)?;
     if v.is_null() {
         return Err(ApiError::not_found(format!("no document {id:?}")));
     }
@@ -57,7 +97,8 @@ pub struct DocParam {
     doc: Option<String>,
 }
 
-/// `GET /verify/{sha256}[?doc=ID]`: authentic, tampered or unknown.
+/// `GET /verify/{sha256}[?doc=ID]`: authentic, tampered or unknown, with the anchor (who
+/// anchored it and when), never the patient's pseudonym.
 pub async fn verify(
     State(node): State<Arc<EhrNode>>,
     Path(sha): Path<String>,
@@ -69,7 +110,7 @@ pub async fn verify(
     let Query(DocParam { doc: doc_id }) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let verdict = Ehr::verify(node.view().as_ref(), &sha256, doc_id.as_deref())
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(Json(match verdict {
+    let mut answer = match verdict {
         Verdict::Authentic(d) => json!({
             "verdict": "authentic",
             "sha256": sha256,
@@ -90,8 +131,10 @@ pub async fn verify(
             "sha256": sha256,
             "doc": doc_id,
         }),
-    })
-    .into_response())
+    };
+    // Whose document it is stays with its parties.
+    strip_patient(&mut answer);
+    Ok(Json(answer).into_response())
 }
 
 #[derive(Deserialize)]
