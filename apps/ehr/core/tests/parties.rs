@@ -108,7 +108,7 @@ fn refused(r: Result<Value, ChaincodeError>) -> bool {
 }
 
 #[test]
-fn free_text_is_sealed_for_the_patient_and_clear_text_is_no_longer_admitted() {
+fn free_text_is_sealed_for_the_patient_and_clear_text_is_not_admitted() {
     let mut f = fixture();
     let (pat, hosp, doc, stranger) = (
         f.pat.clone(),

@@ -47,25 +47,36 @@ impl Ehr {
         now_ms: u64,
     ) -> Result<Value, ChaincodeError> {
         let shown = self.shown(view, caller, q, now_ms)?;
-        let mut v = self.query_json(view, q)?;
-        match shown {
-            Shown::All => {}
-            Shown::WithoutPatient => strip_patient(&mut v),
-            Shown::OwnOf(h) => {
-                let field = match inner(q) {
-                    EhrQuery::Grants(_) => "grantee",
-                    _ => "hospital",
-                };
-                let own = |item: &Value| item[field] == Value::String(h.to_hex());
-                let items = match &mut v {
-                    Value::Array(items) => Some(items),
-                    Value::Object(m) => m.get_mut("items").and_then(Value::as_array_mut),
-                    _ => None,
-                };
-                if let Some(items) = items {
-                    items.retain(own);
+        if let Shown::OwnOf(h) = shown {
+            // A patient's grant to a hospital, and a hospital's request to it, are one record
+            // each: looked up directly, so that no list (nor a page cursor) shows another's.
+            let (what, p) = match inner(q) {
+                EhrQuery::Grants(p) => ("grant", p),
+                EhrQuery::Requests(p) => ("request", p),
+                other => {
+                    return Err(ChaincodeError::Storage(format!(
+                        "{} is not filtered by hospital",
+                        query_name(other)
+                    )))
                 }
+            };
+            let k = key(&[what.as_bytes(), hex(p).as_bytes(), hex(&h).as_bytes()]);
+            let own: Vec<Value> = match what {
+                "grant" => get::<GrantRecord>(view, &k)?.map(serde_json::to_value),
+                _ => get::<AccessRequest>(view, &k)?.map(serde_json::to_value),
             }
+            .transpose()
+            .map_err(|e| ChaincodeError::Storage(e.to_string()))?
+            .into_iter()
+            .collect();
+            return Ok(match q {
+                EhrQuery::Page { .. } => serde_json::json!({ "items": own, "next": null }),
+                _ => Value::Array(own),
+            });
+        }
+        let mut v = self.query_json(view, q)?;
+        if shown == Shown::WithoutPatient {
+            strip_patient(&mut v);
         }
         Ok(v)
     }
@@ -90,9 +101,21 @@ impl Ehr {
         now: u64,
     ) -> Result<Shown, ChaincodeError> {
         use EhrQuery as Q;
+        let paged = matches!(q, Q::Page { .. });
         let q = inner(q);
         if matches!(q, Q::Page { .. }) {
             return Err(ChaincodeError::BadRequest("a page of a page".into()));
+        }
+        // A page's cursor is the key of the last row it scanned, pending hospitals included:
+        // the directory is paged by administrators only (anyone searches it with `Hospitals`).
+        if paged && matches!(q, Q::Hospitals { .. }) {
+            let admin = caller.is_some_and(|c| self.admins.contains(c));
+            if !admin {
+                return Err(forbidden(
+                    "pages of the hospital directory are for administrators: search it with \
+                     Hospitals",
+                ));
+            }
         }
         // Public: the hospital directory, doctors' hospitals, and anchors without their patient.
         match q {
@@ -176,11 +199,12 @@ impl Ehr {
             Q::Document(id) => {
                 let d: Option<DocumentAnchor> = get(view, &key(&[b"doc", id.as_bytes()]))?;
                 let Some(d) = d else { return Ok(Shown::All) };
+                // A share-link holder while its link lives (as for reading the document).
                 let party = d.patient == me
                     || d.issuer == me
                     || Self::acting_for(view, &me)? == Some(d.hospital)
-                    || reads(&d.patient, Scope::Documents)
-                    || Self::is_share_holder(view, id, &me)?;
+                    || Self::access_object(view, &d.patient, &me, &format!("doc/{id}"), now)
+                        .is_ok();
                 Ok(if party {
                     Shown::All
                 } else {

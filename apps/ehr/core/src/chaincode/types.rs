@@ -166,7 +166,7 @@ pub enum EhrOp {
     },
     /// An approved hospital asks a patient for access, why sealed for its readers (the patient
     /// among them): the form nodes admit. (`RequestAccess` with a purpose in clear still
-    /// executes in old blocks; nodes no longer admit it.)
+    /// executes in old blocks; nodes do not admit it.)
     RequestAccessSealed {
         /// The patient.
         patient: PublicKey,
