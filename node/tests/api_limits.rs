@@ -12,16 +12,22 @@ use std::time::Duration;
 /// The tests of this file start a node each on ports they pick: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operations_routes_answer_when_every_request_slot_is_taken() {
-    let _serial = SERIAL.lock().await;
-    let dir = tempfile::tempdir().unwrap();
+/// A one-node consortium of chain `chain` whose configuration `tweak` adjusts, serving its API
+/// on a free port: the node, the API's address, and the server's task.
+async fn serve_node(
+    dir: &std::path::Path,
+    chain: &str,
+    tweak: impl FnOnce(&mut NodeConfig),
+) -> (
+    Node,
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let (p2p, api) = common::free_port_pair();
-    let spec = TestnetSpec::new(1, "pbft".into(), p2p, api, "limits-test".into());
-    testnet(&spec, dir.path(), false, &[]).unwrap();
-    let mut config = NodeConfig::load(&dir.path().join("node0/node.toml")).unwrap();
-    config.api.requests_max = 1;
-    config.api.requests_per_client_max = 1;
+    let spec = TestnetSpec::new(1, "pbft".into(), p2p, api, chain.into());
+    testnet(&spec, dir, false, &[]).unwrap();
+    let mut config = NodeConfig::load(&dir.join("node0/node.toml")).unwrap();
+    tweak(&mut config);
     let node = Node::start(config, &[]).unwrap();
     let router = medchain_node::api::router(
         node.shared.clone(),
@@ -40,6 +46,18 @@ async fn operations_routes_answer_when_every_request_slot_is_taken() {
         timeouts,
         std::future::pending(),
     ));
+    (node, addr, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_routes_answer_when_every_request_slot_is_taken() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (node, addr, server) = serve_node(dir.path(), "limits-test", |c| {
+        c.api.requests_max = 1;
+        c.api.requests_per_client_max = 1;
+    })
+    .await;
     let http = reqwest::Client::new();
     let get = |path: &'static str| {
         let http = http.clone();
@@ -102,29 +120,10 @@ async fn one_sender_cannot_take_every_place_in_the_mempool() {
     let _serial = SERIAL.lock().await;
     use medchain_types::{SecretKey, Transaction};
     let dir = tempfile::tempdir().unwrap();
-    let (p2p, api) = common::free_port_pair();
-    let spec = TestnetSpec::new(1, "pbft".into(), p2p, api, "sender-cap".into());
-    testnet(&spec, dir.path(), false, &[]).unwrap();
-    let mut config = NodeConfig::load(&dir.path().join("node0/node.toml")).unwrap();
-    config.mempool.txs_per_sender_max = Some(5);
-    let node = Node::start(config, &[]).unwrap();
-    let router = medchain_node::api::router(
-        node.shared.clone(),
-        &node.apps,
-        medchain_node::api::openapi_document(&[]),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let timeouts = medchain_node::api::serve::Timeouts {
-        header: Duration::from_secs(30),
-        body_idle: Duration::from_secs(30),
-    };
-    let server = tokio::spawn(medchain_node::api::serve::serve(
-        listener,
-        router,
-        timeouts,
-        std::future::pending(),
-    ));
+    let (node, addr, server) = serve_node(dir.path(), "sender-cap", |c| {
+        c.mempool.txs_per_sender_max = Some(5);
+    })
+    .await;
     let http = reqwest::Client::new();
     let txs = |seed: u8, n: u64| -> Vec<Transaction> {
         let key = SecretKey::from_seed([seed; 32]);
