@@ -193,23 +193,6 @@ impl Ehr {
             .ok_or_else(|| ChaincodeError::NotFound(format!("patient {k}")))
     }
 
-    /// The role `key` has on the chain (`hospital`, `doctor` or `patient`), if any.
-    pub fn role_of(
-        view: &dyn StateView,
-        key: &PublicKey,
-    ) -> Result<Option<&'static str>, ChaincodeError> {
-        if Self::hospital(view, key)?.is_some() {
-            return Ok(Some("hospital"));
-        }
-        if Self::doctor(view, key)?.is_some() {
-            return Ok(Some("doctor"));
-        }
-        if view.get(&key_of_patient(key))?.is_some() {
-            return Ok(Some("patient"));
-        }
-        Ok(None)
-    }
-
     /// Whether `key` is consortium staff: an approved hospital, or a doctor of one.
     pub fn is_staff(view: &dyn StateView, key: &PublicKey) -> Result<bool, ChaincodeError> {
         let hospital = match Self::doctor(view, key)? {
