@@ -179,6 +179,11 @@ impl SignedHeaders {
     /// The signed-request headers of `headers`: 401 if one is missing or malformed, or the
     /// request is more than [`REQUEST_SKEW_MS`] from this node's clock.
     pub fn parse(headers: &HeaderMap) -> Result<SignedHeaders, ApiError> {
+        SignedHeaders::parse_at(headers, crate::now_ms())
+    }
+
+    /// As [`SignedHeaders::parse`], with the node's clock reading `now` (Unix ms).
+    pub fn parse_at(headers: &HeaderMap, now: u64) -> Result<SignedHeaders, ApiError> {
         let h = |name: &str| {
             headers
                 .get(name)
@@ -200,7 +205,7 @@ impl SignedHeaders {
         let sig: Signature = h(HEADER_SIGNATURE)?
             .parse()
             .map_err(|_| ApiError::unauthorized("x-medchain-signature: not a signature"))?;
-        if created.abs_diff(crate::now_ms()) > REQUEST_SKEW_MS {
+        if created.abs_diff(now) > REQUEST_SKEW_MS {
             return Err(ApiError::unauthorized(
                 "stale request (more than 5 minutes from the node's clock)",
             ));

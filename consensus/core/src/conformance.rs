@@ -71,6 +71,9 @@ pub struct Harness<'a> {
     pool: Vec<Transaction>,
     /// Every action of every node, in order, for determinism checks.
     pub trace: Vec<String>,
+    /// Every message sent (with its sender), in order, once [`Harness::record_messages`] asked
+    /// for them.
+    messages: Option<Vec<(PublicKey, Vec<u8>)>>,
 }
 
 impl std::fmt::Debug for Harness<'_> {
@@ -95,6 +98,7 @@ impl<'a> Harness<'a> {
             queue: VecDeque::new(),
             pool: Vec::new(),
             trace: Vec::new(),
+            messages: None,
         };
         for i in 0..n {
             let node = Node {
@@ -199,9 +203,25 @@ impl<'a> Harness<'a> {
         self.start(i);
     }
 
+    /// Records every message sent from now on (the engines' encodings, for a fuzzer's seeds).
+    pub fn record_messages(&mut self) {
+        self.messages.get_or_insert_with(Vec::new);
+    }
+
+    /// The messages recorded since [`Harness::record_messages`] with their senders, in the
+    /// order they were sent.
+    pub fn messages(&self) -> &[(PublicKey, Vec<u8>)] {
+        self.messages.as_deref().unwrap_or_default()
+    }
+
     fn apply(&mut self, i: usize, actions: Vec<Action>) {
         for a in actions {
             self.trace.push(format!("{i} {a:?}"));
+            if let (Some(m), Action::Send { msg, .. } | Action::Broadcast(msg)) =
+                (self.messages.as_mut(), &a)
+            {
+                m.push((self.nodes[i].key, msg.clone()));
+            }
             match a {
                 Action::Send { to, msg } => {
                     if let Some(j) = self.index(&to) {
