@@ -6,9 +6,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use medchain_chaincode::memory::MemState;
 use medchain_chaincode::{builtin::Kv, Chaincode};
 use medchain_ehr::{unwrap_key, Ehr, EhrQuery, SealedNote, WrappedKey};
-use medchain_fuzz::{party, MemState, Reader, PARTIES};
+use medchain_fuzz::{party, Reader, PARTIES};
+use medchain_types::sha256;
 
 fuzz_target!(|data: &[u8]| {
     let ehr = Ehr::new([party(0).public()]);
@@ -30,7 +32,8 @@ fn step(ehr: &Ehr, state: &mut MemState, r: &mut Reader<'_>) {
         0 | 1 => {
             let payload = r.bytes();
             let _ = ehr.screen(payload);
-            let _ = state.execute(ehr, who.public(), payload);
+            let _ = state.execute(ehr, who.public(), sha256(payload), payload);
+            state.height += 1;
         }
         2 => {
             let _ = ehr.query(state, r.bytes());
@@ -67,7 +70,8 @@ fn step(ehr: &Ehr, state: &mut MemState, r: &mut Reader<'_>) {
             }
         }
         _ => {
-            let _ = state.execute(&Kv, who.public(), r.bytes());
+            let payload = r.bytes();
+            let _ = state.execute(&Kv, who.public(), sha256(payload), payload);
         }
     }
 }

@@ -7,6 +7,7 @@
 //! a chaincode sees only its own keys.
 
 pub mod builtin;
+pub mod memory;
 
 use medchain_types::{Hash, PublicKey};
 

@@ -87,7 +87,7 @@ fn access_ends_when_it_should() {
     t.tx(&doc, issue("rx-3", Some("rx-1"))).unwrap();
 
     // The issuing doctor's share link lasts as long as the doctor's access.
-    let now = t.w.time;
+    let now = t.w.time_ms;
     t.tx(
         &doc,
         EhrOp::ShareDocument {

@@ -1,12 +1,11 @@
 //! The `ehr` chaincode's rules, over an in-memory state: every flow and its refusals.
 
-use medchain_chaincode::{Chaincode, ChaincodeError};
+use medchain_chaincode::ChaincodeError;
 use medchain_ehr::chaincode::{
     AuditEvent, CaseRecord, DocKind, DocumentAnchor, GrantRecord, Hospital, Scope, Users,
 };
 use medchain_ehr::{EhrOp, EhrQuery, Verdict};
 use medchain_types::{sha256, Hash, SecretKey};
-use std::collections::BTreeMap;
 
 mod common;
 
@@ -141,7 +140,7 @@ fn every_flow_with_its_refusals() {
         content_sha256: sha256(id.as_bytes()),
     };
     assert!(forbidden(t.tx(&hosp, case("c1", &pat))), "no grant yet");
-    let until = t.w.time + 60_000;
+    let until = t.w.time_ms + 60_000;
     t.tx(
         &pat,
         EhrOp::Grant {
@@ -279,7 +278,7 @@ fn every_flow_with_its_refusals() {
             grantee: hosp.public(),
             scopes: vec![Scope::Documents],
             write: false,
-            expires_ms: t.w.time + 5_000,
+            expires_ms: t.w.time_ms + 5_000,
         },
     )
     .unwrap();
@@ -295,7 +294,7 @@ fn every_flow_with_its_refusals() {
         },
     )
     .unwrap();
-    t.w.time += 10_000;
+    t.w.time_ms += 10_000;
     assert!(
         forbidden(t.tx(
             &hosp,
@@ -387,16 +386,7 @@ fn every_flow_with_its_refusals() {
     );
     // Malformed input is a clean refusal.
     assert!(matches!(
-        t.cc.execute(
-            &mut MemStub {
-                caller: pat.public(),
-                tx: Hash::ZERO,
-                writes: BTreeMap::new(),
-                events: vec![],
-                w: &mut t.w
-            },
-            b"\x01garbage"
-        ),
+        t.w.execute(&t.cc, pat.public(), Hash::ZERO, b"\x01garbage"),
         Err(ChaincodeError::BadRequest(_))
     ));
     assert!(matches!(
@@ -472,7 +462,7 @@ fn share_links_open_one_document_until_expiry_or_unshare() {
         patient: pat.public(),
         object: format!("doc/{id}"),
     };
-    let now = t.w.time;
+    let now = t.w.time_ms;
     assert!(
         forbidden(t.tx(&stranger, share("d-1", &link, now + 3_600_000))),
         "only the patient or the issuer shares"
@@ -510,9 +500,10 @@ fn share_links_open_one_document_until_expiry_or_unshare() {
         .any(|e| e.reader == link.public() && e.basis == "share-link" && e.object == "doc/d-1"));
     assert!(audit.iter().any(|e| e.object == "share/d-1"));
     // The issuer shares too; the link ends at its expiry.
-    t.tx(&doc, share("d-2", &link2, t.w.time + 5_000)).unwrap();
+    t.tx(&doc, share("d-2", &link2, t.w.time_ms + 5_000))
+        .unwrap();
     t.tx(&link2, read("d-2")).unwrap();
-    t.w.time += 10_000;
+    t.w.time_ms += 10_000;
     assert!(forbidden(t.tx(&link2, read("d-2"))), "expired");
     // Unshare ends it at once; erasure too.
     assert!(forbidden(t.tx(
@@ -535,7 +526,7 @@ fn share_links_open_one_document_until_expiry_or_unshare() {
     assert_eq!(shares.len(), 1);
     assert!(shares[0].revoked_ms.is_some());
     let link3 = k(22);
-    t.tx(&pat, share("d-1", &link3, t.w.time + 3_600_000))
+    t.tx(&pat, share("d-1", &link3, t.w.time_ms + 3_600_000))
         .unwrap();
     t.tx(
         &pat,
@@ -559,10 +550,10 @@ fn share_links_open_one_document_until_expiry_or_unshare() {
         "revoked: no issuer read"
     );
     assert!(
-        forbidden(t.tx(&doc, share("d-2", &k(23), t.w.time + 3_600_000))),
+        forbidden(t.tx(&doc, share("d-2", &k(23), t.w.time_ms + 3_600_000))),
         "revoked: no issuer share"
     );
-    t.tx(&pat, share("d-2", &k(23), t.w.time + 3_600_000))
+    t.tx(&pat, share("d-2", &k(23), t.w.time_ms + 3_600_000))
         .unwrap();
     // Ids never name hidden files.
     assert!(t
@@ -630,7 +621,7 @@ fn the_audit_trail_has_no_limit() {
         )
         .unwrap();
     }
-    let last_profile_read = t.w.time - 1_000; // the second-to-last read was the profile's
+    let last_profile_read = t.w.time_ms - 1_000; // the second-to-last read was the profile's
     let at: Option<u64> = t.q(EhrQuery::LastRead {
         patient: pat.public(),
         reader: hosp.public(),
@@ -664,5 +655,5 @@ fn the_audit_trail_has_no_limit() {
         all.windows(2).all(|w| w[0].at_ms > w[1].at_ms),
         "newest first"
     );
-    assert_eq!(all[0].at_ms, t.w.time);
+    assert_eq!(all[0].at_ms, t.w.time_ms);
 }

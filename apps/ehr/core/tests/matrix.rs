@@ -162,7 +162,7 @@ fn consortium() -> Consortium {
         write: true,
         expires_ms,
     };
-    let now = t.w.time;
+    let now = t.w.time_ms;
     t.tx(&pat, grant(&hosp, 10_000_000_000)).unwrap();
     t.tx(&pat, grant(&rev, 10_000_000_000)).unwrap();
     t.tx(
@@ -211,7 +211,7 @@ fn consortium() -> Consortium {
         },
     )
     .unwrap();
-    t.w.time += 10_000; // the expired grant is past its expiry
+    t.w.time_ms += 10_000; // the expired grant is past its expiry
     Consortium {
         t,
         pending: pend.public(),
@@ -229,7 +229,7 @@ fn consortium() -> Consortium {
 fn every_operation_by_every_role_on_own_and_another_patients_objects() {
     let c = consortium();
     let fresh = k(200).public();
-    let later = c.t.w.time + 3_600_000;
+    let later = c.t.w.time_ms + 3_600_000;
     let note = |patient: PublicKey, sender: &SecretKey| {
         SealedNote::seal("why", &[patient, sender.public()]).unwrap()
     };

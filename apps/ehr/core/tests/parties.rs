@@ -99,7 +99,7 @@ impl Fixture {
         let caller = caller.map(SecretKey::public);
         self.t
             .cc
-            .query_for(&self.t.w, caller.as_ref(), &q, self.t.w.time)
+            .query_for(&self.t.w, caller.as_ref(), &q, self.t.w.time_ms)
     }
 }
 
