@@ -65,21 +65,6 @@ fn get_json(url: &str) -> Value {
     runtime().block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
 }
 
-fn cli(args: &[&str], key: Option<&Path>) -> String {
-    let mut c = Command::new(BIN);
-    c.args(args);
-    if let Some(k) = key {
-        c.arg("--key-file").arg(k);
-    }
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn every_documented_route_answers_a_good_and_a_bad_request_as_documented() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

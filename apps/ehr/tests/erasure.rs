@@ -5,33 +5,12 @@
 #[path = "../../../node/cli/tests/common/mod.rs"]
 mod cluster;
 
+mod common;
+
 use cluster::Cluster;
+use common::{cli, keygen};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_medchain");
-
-fn medchain(args: &[&str], key: Option<&Path>) -> String {
-    let mut c = Command::new(BIN);
-    c.args(args);
-    if let Some(k) = key {
-        c.arg("--key-file").arg(k);
-    }
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
-    let path = dir.join(format!("{name}.json"));
-    let key = medchain(&["keygen", "--out", path.to_str().unwrap()], None);
-    (path, key.trim().to_owned())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_down_at_the_erasure_shreds_its_copy_when_it_is_back() {
@@ -51,7 +30,7 @@ async fn a_node_down_at_the_erasure_shreds_its_copy_when_it_is_back() {
     let (doctor, doctor_key) = keygen(&d, "doctor");
     let (pat, pat_key) = keygen(&d, "patient");
     let tx = |node: &str, key: &Path, op: String| {
-        medchain(&["ehr", "tx", &op, "--node", node], Some(key));
+        cli(&["ehr", "tx", &op, "--node", node], Some(key));
     };
     tx(&n0, &hosp, r#"{"RegisterHospital":{"name":"Shred Clinic","address":"1 Road","contact":"-","treatments":["Tests"]}}"#.into());
     tx(
@@ -78,7 +57,7 @@ async fn a_node_down_at_the_erasure_shreds_its_copy_when_it_is_back() {
     );
     let file = d.join("scan.bin");
     std::fs::write(&file, vec![7u8; 300_000]).unwrap();
-    let upload = medchain(
+    let upload = cli(
         &[
             "ehr",
             "doc",
@@ -99,7 +78,7 @@ async fn a_node_down_at_the_erasure_shreds_its_copy_when_it_is_back() {
         .to_owned();
     // The patient reads through node 1, which fetches the blob and the keys and keeps them.
     let out = d.join("back.bin");
-    medchain(
+    cli(
         &[
             "ehr",
             "doc",

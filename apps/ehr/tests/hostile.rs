@@ -125,21 +125,7 @@ fn a_long_audit_trail_neither_locks_the_record_nor_hides_events() {
         &admin,
         &format!(r#"{{"ApproveHospital":{{"hospital":"{hosp_key}"}}}}"#)
     ));
-    let run = |args: &[&str], key: &std::path::Path| {
-        let out = std::process::Command::new(BIN)
-            .args(args)
-            .arg("--key-file")
-            .arg(key)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    run(
+    cli_as(
         &[
             "ehr", "patient", "register", "--node", &n0, "--name", "Ada Long",
         ],
@@ -153,7 +139,7 @@ fn a_long_audit_trail_neither_locks_the_record_nor_hides_events() {
             now_ms() + 86_400_000
         )
     ));
-    run(
+    cli_as(
         &[
             "ehr", "patient", "share", "--node", &n0, "--with", &hosp_key,
         ],
@@ -216,7 +202,7 @@ fn a_long_audit_trail_neither_locks_the_record_nor_hides_events() {
         }
     });
     // The hospital reads (its CLI logs one more read first).
-    let profile = run(
+    let profile = cli_as(
         &["ehr", "patient", "profile", &pat_key, "--node", &n0],
         &hosp,
     );
@@ -249,7 +235,7 @@ fn a_long_audit_trail_neither_locks_the_record_nor_hides_events() {
         .to_owned();
     let stored = u.dir.path().join("net/node0/data/vault").join(&old);
     assert!(stored.exists());
-    run(
+    cli_as(
         &[
             "ehr",
             "patient",

@@ -31,21 +31,6 @@ const CALLERS: [&str; 14] = [
     "member node",
 ];
 
-fn cli(args: &[&str], key: &Path) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--key-file")
-        .arg(key)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// One request: the documented operation it exercises, the concrete path, and a body made for
 /// each caller (its index in `CALLERS`).
 struct Row {
@@ -161,7 +146,7 @@ fn every_route_by_every_caller_on_own_and_another_patients_objects() {
         &format!(r#"{{"AddVerifier":{{"verifier":"{ver_key}"}}}}"#)
     ));
     for (p, name) in [(&pat, "Ada Matrix"), (&pat2, "Bo Matrix")] {
-        cli(
+        cli_as(
             &["ehr", "patient", "register", "--node", n0, "--name", name],
             p,
         );
@@ -181,13 +166,13 @@ fn every_route_by_every_caller_on_own_and_another_patients_objects() {
     ));
     let soon = now_ms() + 3_000;
     assert!(tx(n0, &pat, &grant(&exp_key, soon)));
-    cli(
+    cli_as(
         &["ehr", "patient", "share", "--node", n0, "--with", &hosp_key],
         &pat,
     );
     let file = d.join("matrix.txt");
     std::fs::write(&file, b"a document of the matrix test").unwrap();
-    let upload: Value = serde_json::from_str(&cli(
+    let upload: Value = serde_json::from_str(&cli_as(
         &[
             "ehr",
             "doc",
@@ -207,7 +192,7 @@ fn every_route_by_every_caller_on_own_and_another_patients_objects() {
         upload["sha256"].as_str().unwrap().to_owned(),
         upload["blob"].as_str().unwrap().to_owned(),
     );
-    cli(
+    cli_as(
         &[
             "ehr",
             "case",
@@ -229,7 +214,7 @@ fn every_route_by_every_caller_on_own_and_another_patients_objects() {
         ],
         &hosp,
     );
-    let shared: Value = serde_json::from_str(&cli(
+    let shared: Value = serde_json::from_str(&cli_as(
         &["ehr", "doc", "share", "doc-a", "--hours", "1", "--node", n0],
         &pat,
     ))

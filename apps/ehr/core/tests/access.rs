@@ -17,25 +17,9 @@ fn access_ends_when_it_should() {
     let (admin, hosp, hosp2, doc, doc2, pat, link, stranger) =
         (k(1), k(2), k(3), k(4), k(5), k(6), k(20), k(8));
     let mut t = T::new(&admin);
-    for (h, name) in [(&hosp, "St Mary"), (&hosp2, "General")] {
-        t.tx(h, EhrOp::RegisterHospital(profile(name))).unwrap();
-        t.tx(
-            &admin,
-            EhrOp::ApproveHospital {
-                hospital: h.public(),
-            },
-        )
-        .unwrap();
-    }
-    for (h, d) in [(&hosp, &doc), (&hosp2, &doc2)] {
-        t.tx(
-            h,
-            EhrOp::RegisterDoctor {
-                doctor: d.public(),
-                profile_commitment: sha256(b"d"),
-            },
-        )
-        .unwrap();
+    for (h, name, d) in [(&hosp, "St Mary", &doc), (&hosp2, "General", &doc2)] {
+        t.approved_hospital(&admin, h, name);
+        t.doctor(h, d);
     }
     t.tx(
         &pat,

@@ -402,23 +402,8 @@ fn share_links_open_one_document_until_expiry_or_unshare() {
     let (admin, hosp, doc, pat, pat2, link, link2, stranger) =
         (k(1), k(2), k(4), k(6), k(7), k(20), k(21), k(8));
     let mut t = T::new(&admin);
-    t.tx(&hosp, EhrOp::RegisterHospital(profile("St Mary")))
-        .unwrap();
-    t.tx(
-        &admin,
-        EhrOp::ApproveHospital {
-            hospital: hosp.public(),
-        },
-    )
-    .unwrap();
-    t.tx(
-        &hosp,
-        EhrOp::RegisterDoctor {
-            doctor: doc.public(),
-            profile_commitment: sha256(b"d"),
-        },
-    )
-    .unwrap();
+    t.approved_hospital(&admin, &hosp, "St Mary");
+    t.doctor(&hosp, &doc);
     for p in [&pat, &pat2] {
         t.tx(
             p,
@@ -578,15 +563,7 @@ fn the_audit_trail_has_no_limit() {
     use medchain_ehr::chaincode::AuditPage;
     let (admin, hosp, pat) = (k(1), k(2), k(6));
     let mut t = T::new(&admin);
-    t.tx(&hosp, EhrOp::RegisterHospital(profile("St Mary")))
-        .unwrap();
-    t.tx(
-        &admin,
-        EhrOp::ApproveHospital {
-            hospital: hosp.public(),
-        },
-    )
-    .unwrap();
+    t.approved_hospital(&admin, &hosp, "St Mary");
     t.tx(
         &pat,
         EhrOp::RegisterPatient {

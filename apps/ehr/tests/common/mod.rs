@@ -99,6 +99,27 @@ pub fn up() -> Up {
     }
 }
 
+/// Runs `medchain ARGS [--key-file KEY]`; its standard output (a failure fails the test).
+pub fn cli(args: &[&str], key: Option<&Path>) -> String {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    if let Some(k) = key {
+        c.arg("--key-file").arg(k);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`cli`] signing with `key`.
+pub fn cli_as(args: &[&str], key: &Path) -> String {
+    cli(args, Some(key))
+}
+
 pub fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     let path = dir.join(format!("{name}.json"));
     let out = Command::new(BIN)

@@ -35,6 +35,23 @@ impl T {
             .map(|_| ())
     }
 
+    /// `hospital` registers as `name` and `admin` approves it.
+    pub fn approved_hospital(&mut self, admin: &SecretKey, hospital: &SecretKey, name: &str) {
+        self.tx(hospital, EhrOp::RegisterHospital(profile(name)))
+            .unwrap();
+        let hospital = hospital.public();
+        self.tx(admin, EhrOp::ApproveHospital { hospital }).unwrap();
+    }
+
+    /// `hospital` registers `doctor`.
+    pub fn doctor(&mut self, hospital: &SecretKey, doctor: &SecretKey) {
+        let op = EhrOp::RegisterDoctor {
+            doctor: doctor.public(),
+            profile_commitment: sha256(b"d"),
+        };
+        self.tx(hospital, op).unwrap();
+    }
+
     pub fn q<R: serde::de::DeserializeOwned>(&self, q: EhrQuery) -> R {
         codec::decode(&self.cc.query(&self.w, &Ehr::request(&q)).unwrap()).unwrap()
     }
