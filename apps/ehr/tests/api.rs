@@ -124,8 +124,6 @@ fn every_documented_route_answers_a_good_and_a_bad_request_as_documented() {
             "doc",
             "upload",
             file.to_str().unwrap(),
-            "--id",
-            "api-doc",
             "--patient",
             &pat_key,
             "--node",
@@ -134,19 +132,18 @@ fn every_documented_route_answers_a_good_and_a_bad_request_as_documented() {
         Some(&doctor),
     );
     let upload: Value = serde_json::from_str(&upload).unwrap();
-    let (sha, blob) = (
+    let (doc_id, sha, blob) = (
+        upload["doc"].as_str().unwrap().to_owned(),
         upload["sha256"].as_str().unwrap().to_owned(),
         upload["blob"].as_str().unwrap().to_owned(),
     );
-    cli(
+    let recorded = cli(
         &[
             "ehr",
             "case",
             "record",
             "--patient",
             &pat_key,
-            "--id",
-            "api-case",
             "--problem",
             "cough",
             "--systolic",
@@ -160,6 +157,8 @@ fn every_documented_route_answers_a_good_and_a_bad_request_as_documented() {
         ],
         Some(&hosp),
     );
+    let recorded: Value = serde_json::from_str(&recorded).unwrap();
+    let case_id = recorded["case"].as_str().unwrap().to_owned();
     cli(
         &["kv", "put", "hello", "world", "--node", n0],
         Some(&client),
@@ -168,14 +167,14 @@ fn every_documented_route_answers_a_good_and_a_bad_request_as_documented() {
     let a_tx = latest["tx_hashes"][0].as_str().unwrap().to_owned();
     // The keys the patient holds, to store them again (a reader may replace its own key).
     let own_key = |path: &str| signed(n0, &pat, "GET", path, vec![]).1;
-    let doc_keys = format!("[{}]", own_key("/api/v1/ehr/docs/api-doc/key"));
+    let doc_keys = format!("[{}]", own_key(&format!("/api/v1/ehr/docs/{doc_id}/key")));
     let profile_keys = format!(
         "[{}]",
         own_key(&format!("/api/v1/ehr/profiles/{pat_key}/key"))
     );
     let case_keys = format!(
         "[{}]",
-        own_key(&format!("/api/v1/ehr/cases/{pat_key}/api-case/key"))
+        own_key(&format!("/api/v1/ehr/cases/{pat_key}/{case_id}/key"))
     );
     let garbage = b"not a vault blob, stored by its address".to_vec();
     let garbage_blob = blake3::hash(&garbage).to_hex().to_string();
@@ -265,7 +264,7 @@ fn every_documented_route_answers_a_good_and_a_bad_request_as_documented() {
         (
             "get",
             "/api/v1/ehr/docs/{id}",
-            req("GET", "/api/v1/ehr/docs/api-doc"),
+            req("GET", format!("/api/v1/ehr/docs/{doc_id}")),
             Some(req("GET", "/api/v1/ehr/docs/no-such-doc")),
         ),
         (
@@ -299,11 +298,11 @@ fn every_documented_route_answers_a_good_and_a_bad_request_as_documented() {
         (
             "put",
             "/api/v1/ehr/docs/{id}/keys",
-            req("PUT", "/api/v1/ehr/docs/api-doc/keys")
+            req("PUT", format!("/api/v1/ehr/docs/{doc_id}/keys"))
                 .signed(&pat)
                 .body(doc_keys),
             Some(
-                req("PUT", "/api/v1/ehr/docs/api-doc/keys")
+                req("PUT", format!("/api/v1/ehr/docs/{doc_id}/keys"))
                     .signed(&stranger)
                     .body("[]"),
             ),
@@ -311,14 +310,14 @@ fn every_documented_route_answers_a_good_and_a_bad_request_as_documented() {
         (
             "get",
             "/api/v1/ehr/docs/{id}/key",
-            req("GET", "/api/v1/ehr/docs/api-doc/key").signed(&pat),
-            Some(req("GET", "/api/v1/ehr/docs/api-doc/key")),
+            req("GET", format!("/api/v1/ehr/docs/{doc_id}/key")).signed(&pat),
+            Some(req("GET", format!("/api/v1/ehr/docs/{doc_id}/key"))),
         ),
         (
             "get",
             "/api/v1/ehr/docs/{id}/blob",
-            req("GET", "/api/v1/ehr/docs/api-doc/blob").signed(&pat),
-            Some(req("GET", "/api/v1/ehr/docs/api-doc/blob").signed(&stranger)),
+            req("GET", format!("/api/v1/ehr/docs/{doc_id}/blob")).signed(&pat),
+            Some(req("GET", format!("/api/v1/ehr/docs/{doc_id}/blob")).signed(&stranger)),
         ),
         (
             "get",
@@ -353,11 +352,11 @@ fn every_documented_route_answers_a_good_and_a_bad_request_as_documented() {
         (
             "put",
             "/api/v1/ehr/cases/{patient}/{case}/keys",
-            req("PUT", format!("/api/v1/ehr/cases/{p}/api-case/keys"))
+            req("PUT", format!("/api/v1/ehr/cases/{p}/{case_id}/keys"))
                 .signed(&pat)
                 .body(case_keys),
             Some(
-                req("PUT", format!("/api/v1/ehr/cases/{p}/api-case/keys"))
+                req("PUT", format!("/api/v1/ehr/cases/{p}/{case_id}/keys"))
                     .signed(&stranger)
                     .body("[]"),
             ),
@@ -365,14 +364,14 @@ fn every_documented_route_answers_a_good_and_a_bad_request_as_documented() {
         (
             "get",
             "/api/v1/ehr/cases/{patient}/{case}/key",
-            req("GET", format!("/api/v1/ehr/cases/{p}/api-case/key")).signed(&pat),
-            Some(req("GET", format!("/api/v1/ehr/cases/{p}/api-case/key"))),
+            req("GET", format!("/api/v1/ehr/cases/{p}/{case_id}/key")).signed(&pat),
+            Some(req("GET", format!("/api/v1/ehr/cases/{p}/{case_id}/key"))),
         ),
         (
             "get",
             "/api/v1/ehr/cases/{patient}/{case}/blob",
-            req("GET", format!("/api/v1/ehr/cases/{p}/api-case/blob")).signed(&pat),
-            Some(req("GET", "/api/v1/ehr/cases/zz/api-case/blob").signed(&pat)),
+            req("GET", format!("/api/v1/ehr/cases/{p}/{case_id}/blob")).signed(&pat),
+            Some(req("GET", format!("/api/v1/ehr/cases/zz/{case_id}/blob")).signed(&pat)),
         ),
         (
             "get",
@@ -383,7 +382,7 @@ fn every_documented_route_answers_a_good_and_a_bad_request_as_documented() {
         (
             "get",
             "/api/v1/ehr/peer/keys/{id}",
-            req("GET", "/api/v1/ehr/peer/keys/api-doc").signed(&node1),
+            req("GET", format!("/api/v1/ehr/peer/keys/{doc_id}")).signed(&node1),
             Some(req("GET", "/api/v1/ehr/peer/keys/Not-An-Id").signed(&node1)),
         ),
     ];

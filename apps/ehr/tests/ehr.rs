@@ -138,8 +138,9 @@ fn register_grant_anchor_and_verify_across_nodes() {
         hex::encode(sha2::Sha256::digest(std::fs::read(&file).unwrap()))
     };
     // Each document its own (made-up) blob address: a blob belongs to one record.
-    let issue = |id: &str, patient: &str| {
+    let issue = |name: &str, patient: &str| {
         use sha2::Digest;
+        let id = opaque(name);
         format!(
             r#"{{"IssueDocument":{{"doc_id":"{id}","patient":"{patient}","kind":"Report","plaintext_sha256":"{sha}","blob":"{}","supersedes":null}}}}"#,
             hex::encode(sha2::Sha256::digest(id.as_bytes()))
@@ -214,7 +215,7 @@ fn register_grant_anchor_and_verify_across_nodes() {
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[20] ^= 1;
     std::fs::write(&forged, &bytes).unwrap();
-    let (ok, v) = verify(n(2), &forged, Some("rep-1"));
+    let (ok, v) = verify(n(2), &forged, Some(&opaque("rep-1")));
     assert!(!ok);
     assert_eq!(v["verdict"], "tampered");
     let (ok, v) = verify(n(1), &forged, None);
@@ -222,9 +223,10 @@ fn register_grant_anchor_and_verify_across_nodes() {
     assert_eq!(v["verdict"], "unknown");
     // The same three verdicts in the portal, the file hashed by the browser.
     web.goto(&format!("{}/portal/#verify", n(3)));
+    let rep1 = opaque("rep-1");
     for (f, doc, verdict) in [
         (&file, "", "Authentic"),
-        (&forged, "rep-1", "Tampered"),
+        (&forged, rep1.as_str(), "Tampered"),
         (&forged, "", "Unknown"),
     ] {
         web.fill("#verify-file", f.to_str().unwrap());
@@ -255,8 +257,6 @@ fn register_grant_anchor_and_verify_across_nodes() {
         .args(["ehr", "doc", "upload"])
         .arg(&scan)
         .args([
-            "--id",
-            "scan-1",
             "--patient",
             &pat_key,
             "--type",
@@ -275,9 +275,11 @@ fn register_grant_anchor_and_verify_across_nodes() {
     );
     let up: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let blob = up["blob"].as_str().unwrap().to_owned();
+    let scan = up["doc"].as_str().unwrap().to_owned();
+    let scan_object = format!("doc/{scan}");
     let get = |key: &Path, out: &Path| {
         Command::new(BIN)
-            .args(["ehr", "doc", "get", "scan-1", "--node", n(0), "--out"])
+            .args(["ehr", "doc", "get", scan.as_str(), "--node", n(0), "--out"])
             .arg(out)
             .arg("--key-file")
             .arg(key)
@@ -288,7 +290,7 @@ fn register_grant_anchor_and_verify_across_nodes() {
     let o = get(&pat, &mine);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read(&mine).unwrap(), content);
-    signed_requests_refuse_replays_and_stale_times(n(0), n(1), &pat, "scan-1");
+    signed_requests_refuse_replays_and_stale_times(n(0), n(1), &pat, &scan);
     let theirs = d.join("theirs.bin");
     let o = get(&hosp, &theirs);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -308,7 +310,7 @@ fn register_grant_anchor_and_verify_across_nodes() {
         n(0),
         &doc,
         "PUT",
-        "/api/v1/ehr/docs/scan-1/keys",
+        &format!("/api/v1/ehr/docs/{scan}/keys"),
         junk.clone().into_bytes(),
     );
     assert_eq!(code, 201, "{body}");
@@ -319,7 +321,8 @@ fn register_grant_anchor_and_verify_across_nodes() {
     let signer = RequestSigner::new(n(0), &doc);
     let code = tokio::runtime::Runtime::new().unwrap().block_on(async {
         use sha2::Digest;
-        let path = "/api/v1/ehr/docs/scan-1/keys";
+        let path = format!("/api/v1/ehr/docs/{scan}/keys");
+        let path = path.as_str();
         let signed_for = hex::encode(sha2::Sha256::digest(b"[]"));
         signer
             .request(
@@ -342,7 +345,7 @@ fn register_grant_anchor_and_verify_across_nodes() {
     // Through another node, which does not hold the blob yet: it fetches and checks it.
     let elsewhere = d.join("elsewhere.bin");
     let o = Command::new(BIN)
-        .args(["ehr", "doc", "get", "scan-1", "--node", n(2), "--out"])
+        .args(["ehr", "doc", "get", scan.as_str(), "--node", n(2), "--out"])
         .arg(&elsewhere)
         .arg("--key-file")
         .arg(&hosp)
@@ -352,7 +355,7 @@ fn register_grant_anchor_and_verify_across_nodes() {
     assert_eq!(std::fs::read(&elsewhere).unwrap(), content);
     let copy = d.join("net/node2/data/vault").join(&blob);
     assert!(copy.exists(), "node2 keeps the fetched blob");
-    share_links_and_later_readers(&u, &web, &pat, &pat_key, &pat2, &content);
+    share_links_and_later_readers(&u, &web, &pat, &pat_key, &pat2, &scan, &content);
     assert!(
         !get(&doc2_placeholder(d), &d.join("x.bin")).status.success(),
         "an unregistered key"
@@ -380,7 +383,7 @@ fn register_grant_anchor_and_verify_across_nodes() {
     let o = audit_run();
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
-        o.status.success() && text.contains("intact") && text.contains("doc/scan-1"),
+        o.status.success() && text.contains("intact") && text.contains(scan_object.as_str()),
         "{text}"
     );
     let mut altered = original.clone();
@@ -394,7 +397,7 @@ fn register_grant_anchor_and_verify_across_nodes() {
     );
     assert!(
         text.lines()
-            .any(|l| l.starts_with("tampered") && l.contains("doc/scan-1")),
+            .any(|l| l.starts_with("tampered") && l.contains(scan_object.as_str())),
         "{text}"
     );
     // The verifier's audit in the portal: the altered record red, among the intact.
@@ -409,10 +412,9 @@ fn register_grant_anchor_and_verify_across_nodes() {
         serde_json::json!([]),
     );
     assert!(
-        row.as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r[0] == "tampered" && r[1] == "doc/scan-1" && r[2] == "rgb(179, 38, 30)"),
+        row.as_array().unwrap().iter().any(|r| r[0] == "tampered"
+            && r[1] == scan_object.as_str()
+            && r[2] == "rgb(179, 38, 30)"),
         "{row}"
     );
     let o = get(&pat, &d.join("y.bin"));
@@ -424,10 +426,14 @@ fn register_grant_anchor_and_verify_across_nodes() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["reader"] == hosp_key.as_str() && e["object"] == "doc/scan-1"),
+            .any(|e| e["reader"] == hosp_key.as_str() && e["object"] == scan_object.as_str()),
         "{audit}"
     );
-    assert!(tx(n(1), &pat, r#"{"Erase":{"doc_id":"scan-1"}}"#));
+    assert!(tx(
+        n(1),
+        &pat,
+        &format!(r#"{{"Erase":{{"doc_id":"{scan}"}}}}"#)
+    ));
     let deadline = Instant::now() + Duration::from_secs(10);
     while stored.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -478,7 +484,7 @@ fn register_grant_anchor_and_verify_across_nodes() {
     ));
     assert!(!tx(n(0), &doc, &issue("rep-2", &pat_key)), "revoked");
     let audit = query_as(n(3), &format!(r#"{{"Audit":"{pat_key}"}}"#), &pat);
-    assert_eq!(audit[0]["object"], "doc/rep-1", "{audit}");
+    assert_eq!(audit[0]["object"], format!("doc/{rep1}"), "{audit}");
 
     // The same flows in the portal, each key opened in the browser and every transaction
     // signed there: the hospital asks again, the patient grants with write access (the doctor
@@ -551,8 +557,9 @@ fn expiry_break_glass_and_supersession(
     pat2_key: &str,
 ) {
     let n = |i: usize| u.apis[i].as_str();
-    let issue = |id: &str, supersedes: &str| {
+    let issue = |name: &str, supersedes: &str| {
         use sha2::Digest;
+        let id = opaque(name);
         let h = |x: &str| hex::encode(sha2::Sha256::digest(x.as_bytes()));
         format!(
             r#"{{"IssueDocument":{{"doc_id":"{id}","patient":"{pat2_key}","kind":"Certificate","plaintext_sha256":"{}","blob":"{}","supersedes":{supersedes}}}}}"#,
@@ -570,15 +577,21 @@ fn expiry_break_glass_and_supersession(
     ));
     assert!(tx(n(0), doc, &issue("cert-1", "null")), "within the grant");
     assert!(
-        tx(n(2), doc, &issue("cert-2", r#""cert-1""#)),
+        tx(
+            n(2),
+            doc,
+            &issue("cert-2", &format!("{:?}", opaque("cert-1")))
+        ),
         "a newer one"
     );
-    let v = query(n(3), r#"{"Document":"cert-1"}"#);
-    assert_eq!(v["superseded_by"], "cert-2", "{v}");
+    let cert1 = format!(r#"{{"Document":"{}"}}"#, opaque("cert-1"));
+    let v = query(n(3), &cert1);
+    assert_eq!(v["superseded_by"], opaque("cert-2"), "{v}");
     assert!(v.get("patient").is_none(), "anonymous: no patient");
-    let v = query_as(n(3), r#"{"Document":"cert-1"}"#, pat2);
+    let v = query_as(n(3), &cert1, pat2);
     assert_eq!(v["patient"], pat2_key, "its patient: {v}");
-    let read = format!(r#"{{"LogRead":{{"patient":"{pat2_key}","object":"doc/cert-1"}}}}"#);
+    let cert1_object = format!("doc/{}", opaque("cert-1"));
+    let read = format!(r#"{{"LogRead":{{"patient":"{pat2_key}","object":"{cert1_object}"}}}}"#);
     assert!(tx(n(1), hosp, &read), "a read under the grant");
     while now_ms() <= expires + 500 {
         std::thread::sleep(Duration::from_millis(200));
@@ -621,14 +634,14 @@ fn expiry_break_glass_and_supersession(
         "{audit}"
     );
     assert!(
-        events.iter().any(|e| e["object"] == "doc/cert-1"
+        events.iter().any(|e| e["object"] == cert1_object.as_str()
             && e["basis"] == "break-glass"
             && e["flagged"] == true),
         "{audit}"
     );
 }
 
-/// The patient makes a share link for `scan-1`; its holder downloads, decrypts and verifies
+/// The patient makes a share link for document `scan`; its holder downloads, decrypts and verifies
 /// the document through another node (the read is audited under the link); a forged secret
 /// and an unshared link are refused. A key wrapped later for another reader does not by
 /// itself give access.
@@ -638,21 +651,14 @@ fn share_links_and_later_readers(
     pat: &Path,
     pat_key: &str,
     pat2: &Path,
+    scan: &str,
     content: &[u8],
 ) {
+    let scan_object = format!("doc/{scan}");
     let d = u.dir.path();
     let n = |i: usize| u.apis[i].as_str();
     let o = Command::new(BIN)
-        .args([
-            "ehr",
-            "doc",
-            "share",
-            "scan-1",
-            "--hours",
-            "1",
-            "--node",
-            n(1),
-        ])
+        .args(["ehr", "doc", "share", scan, "--hours", "1", "--node", n(1)])
         .arg("--key-file")
         .arg(pat)
         .output()
@@ -661,7 +667,7 @@ fn share_links_and_later_readers(
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let link = v["link"].as_str().unwrap().to_owned();
     assert!(
-        link.starts_with(&format!("{}/portal/#share/scan-1/", n(1))),
+        link.starts_with(&format!("{}/portal/#share/{scan}/", n(1))),
         "{link}"
     );
     let open = |link: &str, out: &Path| {
@@ -686,16 +692,16 @@ fn share_links_and_later_readers(
             .iter()
             .any(|e| e["reader"] == holder.as_str()
                 && e["basis"] == "share-link"
-                && e["object"] == "doc/scan-1"),
+                && e["object"] == scan_object.as_str()),
         "{audit}"
     );
     // The same link in the portal: the browser logs the read, unwraps the key, decrypts,
     // re-hashes, and offers the file.
     web.goto(&link);
-    web.wait_text("#share-anchor", "scan-1");
+    web.wait_text("#share-anchor", scan);
     web.click("#share-open");
     let shown = web.wait_text("#share-result", "Authentic");
-    assert!(shown.contains("scan-1"), "{shown}");
+    assert!(shown.contains(scan), "{shown}");
     let got = web.eval_async(
         "const done = arguments[arguments.length - 1];
          fetch(document.querySelector('#share-download').href).then(r => r.arrayBuffer())
@@ -715,7 +721,7 @@ fn share_links_and_later_readers(
     web.wait_text("#account-role", "patient");
     web.goto(&format!("{}/portal/#patient/{pat_key}", n(2)));
     let record = web.wait_text("#patient-result", "share-link");
-    assert!(record.contains("doc/scan-1"), "{record}");
+    assert!(record.contains(scan_object.as_str()), "{record}");
     let forged = format!("{}{}", &link[..link.len() - 64], "ab".repeat(32));
     assert!(
         !open(&forged, &d.join("f.bin")).status.success(),
@@ -724,7 +730,7 @@ fn share_links_and_later_readers(
     assert!(tx(
         n(2),
         pat,
-        &format!(r#"{{"Unshare":{{"doc_id":"scan-1","holder":"{holder}"}}}}"#)
+        &format!(r#"{{"Unshare":{{"doc_id":"{scan}","holder":"{holder}"}}}}"#)
     ));
     let o = open(&link, &d.join("g.bin"));
     assert!(!o.status.success(), "an unshared link");
@@ -735,7 +741,7 @@ fn share_links_and_later_readers(
             "ehr",
             "doc",
             "share",
-            "scan-1",
+            scan,
             "--with",
             &pubkey(pat2),
             "--node",
@@ -747,7 +753,7 @@ fn share_links_and_later_readers(
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = Command::new(BIN)
-        .args(["ehr", "doc", "get", "scan-1", "--node", n(0), "--out"])
+        .args(["ehr", "doc", "get", scan, "--node", n(0), "--out"])
         .arg(d.join("h.bin"))
         .arg("--key-file")
         .arg(pat2)

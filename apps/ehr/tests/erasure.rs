@@ -63,8 +63,6 @@ async fn a_node_down_at_the_erasure_shreds_its_copy_when_it_is_back() {
             "doc",
             "upload",
             file.to_str().unwrap(),
-            "--id",
-            "scan-9",
             "--patient",
             &pat_key,
             "--node",
@@ -72,10 +70,9 @@ async fn a_node_down_at_the_erasure_shreds_its_copy_when_it_is_back() {
         ],
         Some(&doctor),
     );
-    let blob = serde_json::from_str::<serde_json::Value>(&upload).unwrap()["blob"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let upload: serde_json::Value = serde_json::from_str(&upload).unwrap();
+    let blob = upload["blob"].as_str().unwrap().to_owned();
+    let doc_id = upload["doc"].as_str().unwrap().to_owned();
     // The patient reads through node 1, which fetches the blob and the keys and keeps them.
     let out = d.join("back.bin");
     cli(
@@ -83,7 +80,7 @@ async fn a_node_down_at_the_erasure_shreds_its_copy_when_it_is_back() {
             "ehr",
             "doc",
             "get",
-            "scan-9",
+            &doc_id,
             "--out",
             out.to_str().unwrap(),
             "--node",
@@ -92,12 +89,12 @@ async fn a_node_down_at_the_erasure_shreds_its_copy_when_it_is_back() {
         Some(&pat),
     );
     let copy = c.node_dir(1).join("data/vault").join(&blob);
-    let keys = c.node_dir(1).join("data/vault-keys/scan-9.json");
+    let keys = c.node_dir(1).join(format!("data/vault-keys/{doc_id}.json"));
     assert!(copy.exists() && keys.exists(), "node 1 holds a copy");
 
     // Node 1 is down while the erasure commits.
     c.kill9(1);
-    tx(&n0, &pat, r#"{"Erase":{"doc_id":"scan-9"}}"#.into());
+    tx(&n0, &pat, format!(r#"{{"Erase":{{"doc_id":"{doc_id}"}}}}"#));
     let original = c.node_dir(0).join("data/vault").join(&blob);
     let deadline = Instant::now() + Duration::from_secs(20);
     while original.exists() && Instant::now() < deadline {

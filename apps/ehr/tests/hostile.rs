@@ -1,9 +1,17 @@
 //! An outsider against a node of the consortium: huge unsigned bodies on every vault route, and
-//! huge signed key uploads, are refused without the node reading them into memory.
+//! huge signed key uploads, are refused without the node reading them into memory; a flood of
+//! pending hospital registrations neither hides an approved hospital from the public search nor
+//! delays what an approval or a suspension changes.
+
+#[path = "../../../node/cli/tests/common/mod.rs"]
+mod cluster;
 
 mod common;
 
 use common::*;
+use medchain_ehr::chaincode::HospitalProfile;
+use medchain_ehr::{Ehr, EhrOp};
+use medchain_types::{SecretKey, Transaction};
 use std::time::Duration;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -152,7 +160,7 @@ fn a_long_audit_trail_neither_locks_the_record_nor_hides_events() {
             .unwrap()
             .try_into()
             .unwrap();
-        medchain_types::SecretKey::from_seed(seed)
+        SecretKey::from_seed(seed)
     };
     let patient: medchain_types::PublicKey = pat_key.parse().unwrap();
     runtime().block_on(async {
@@ -167,13 +175,13 @@ fn a_long_audit_trail_neither_locks_the_record_nor_hides_events() {
             .unwrap();
         let chain = status["chain_id"].as_str().unwrap().to_owned();
         for batch in 0..4u64 {
-            let txs: Vec<medchain_types::Transaction> = (0..500u64)
+            let txs: Vec<Transaction> = (0..500u64)
                 .map(|i| {
                     let op = EhrOp::LogRead {
                         patient,
                         object: "profile".into(),
                     };
-                    medchain_types::Transaction::signed(
+                    Transaction::signed(
                         &chain,
                         "ehr",
                         Ehr::payload(&op),
@@ -252,4 +260,96 @@ fn a_long_audit_trail_neither_locks_the_record_nor_hides_events() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!stored.exists(), "the replaced profile left the vault");
+}
+
+/// Anyone may register a hospital (pending until an administrator approves it), so the
+/// directory can hold any number of pending registrations. With 10,000 of them, all named like
+/// the real hospital: the public search lists the approved one only, as soon as its approval's
+/// commit is acknowledged, drops it as soon as a suspension's is, and finds it again after the
+/// node restarts (the index is read from state at start).
+#[test]
+fn the_hospital_search_sees_each_approval_at_once_among_ten_thousand_pending() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    runtime().block_on(the_hospital_search_among_pending());
+}
+
+async fn the_hospital_search_among_pending() {
+    let mut c = cluster::Cluster::serving_single().await;
+    let n0 = c.apis[0].clone();
+    let chain = c.status(0).await.unwrap()["chain_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin = medchain_app::keyfile::read(&c.dir.path().join("admin.json")).unwrap();
+    let register = |key: &SecretKey, name: String| {
+        let op = EhrOp::RegisterHospital(HospitalProfile {
+            name,
+            address: "1 River Road".into(),
+            contact: "-".into(),
+            treatments: vec!["Cardiology".into()],
+        });
+        Transaction::signed(&chain, "ehr", Ehr::payload(&op), 1, key)
+    };
+    let pending: Vec<Transaction> = (0..10_000u32)
+        .map(|i| {
+            let mut seed = [0x5a; 32];
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            register(
+                &SecretKey::from_seed(seed),
+                format!("Riverside Cardiology {i}"),
+            )
+        })
+        .collect();
+    for chunk in pending.chunks(2_000) {
+        c.submit_waiting(0, chunk).await;
+    }
+    let real = SecretKey::from_seed([0xa5; 32]);
+    let admin_op = |nonce: u64, op: EhrOp| {
+        Transaction::signed(&chain, "ehr", Ehr::payload(&op), nonce, &admin)
+    };
+    let search = async |c: &cluster::Cluster| -> Vec<String> {
+        let v = c
+            .get(0, "/api/v1/ehr/hospitals?search=riverside")
+            .await
+            .expect("the search answers");
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    c.submit_waiting(0, &[register(&real, "Riverside Cardiology".into())])
+        .await;
+    assert!(
+        search(&c).await.is_empty(),
+        "pending hospitals are not listed"
+    );
+    let approve = EhrOp::ApproveHospital {
+        hospital: real.public(),
+    };
+    let suspend = EhrOp::SuspendHospital {
+        hospital: real.public(),
+    };
+    c.submit_waiting(0, &[admin_op(1, approve.clone())]).await;
+    assert_eq!(search(&c).await, vec![real.public().to_hex()], "at once");
+    c.submit_waiting(0, &[admin_op(2, suspend)]).await;
+    assert!(search(&c).await.is_empty(), "a suspension, at once");
+    c.submit_waiting(0, &[admin_op(3, approve)]).await;
+    assert_eq!(search(&c).await, vec![real.public().to_hex()]);
+
+    // After a restart the index comes from state.
+    c.kill9(0);
+    c.spawn(0);
+    c.wait(
+        "the node serves its API again",
+        60,
+        async |c: &cluster::Cluster| c.status(0).await.is_some(),
+    )
+    .await;
+    assert_eq!(search(&c).await, vec![real.public().to_hex()]);
+    // The administrator still sees every pending registration, a page at a time.
+    let q = r#"{"Page":{"query":{"Hospitals":{"search":"riverside","pending":true}},"after":null,"limit":1000}}"#;
+    let page = query_as(&n0, q, &c.dir.path().join("admin.json"));
+    assert_eq!(page["items"].as_array().unwrap().len(), 1000, "{page}");
+    assert!(page["next"].is_string());
 }

@@ -178,8 +178,6 @@ fn every_route_by_every_caller_on_own_and_another_patients_objects() {
             "doc",
             "upload",
             file.to_str().unwrap(),
-            "--id",
-            "doc-a",
             "--patient",
             &pat_key,
             "--node",
@@ -188,19 +186,18 @@ fn every_route_by_every_caller_on_own_and_another_patients_objects() {
         &doc,
     ))
     .unwrap();
-    let (sha, blob) = (
+    let (doc_a, sha, blob) = (
+        upload["doc"].as_str().unwrap().to_owned(),
         upload["sha256"].as_str().unwrap().to_owned(),
         upload["blob"].as_str().unwrap().to_owned(),
     );
-    cli_as(
+    let recorded: Value = serde_json::from_str(&cli_as(
         &[
             "ehr",
             "case",
             "record",
             "--patient",
             &pat_key,
-            "--id",
-            "case-a",
             "--problem",
             "cough",
             "--systolic",
@@ -213,9 +210,11 @@ fn every_route_by_every_caller_on_own_and_another_patients_objects() {
             n0,
         ],
         &hosp,
-    );
+    ))
+    .unwrap();
+    let case_a = recorded["case"].as_str().unwrap().to_owned();
     let shared: Value = serde_json::from_str(&cli_as(
-        &["ehr", "doc", "share", "doc-a", "--hours", "1", "--node", n0],
+        &["ehr", "doc", "share", &doc_a, "--hours", "1", "--node", n0],
         &pat,
     ))
     .unwrap();
@@ -461,7 +460,7 @@ fn every_route_by_every_caller_on_own_and_another_patients_objects() {
             "/api/v1/ehr/query",
             "401 403 200 403 200 200 403 403 403 403 403 403 403 403",
         )
-        .body(q(r#"{"Shares":"doc-a"}"#.into())),
+        .body(q(format!(r#"{{"Shares":"{doc_a}"}}"#))),
         row(
             "post",
             "/api/v1/ehr/query",
@@ -493,7 +492,7 @@ fn every_route_by_every_caller_on_own_and_another_patients_objects() {
         row(
             "get",
             "/api/v1/ehr/docs/{id}",
-            "/api/v1/ehr/docs/doc-a",
+            format!("/api/v1/ehr/docs/{doc_a}"),
             "200 403 200 200 200 200 200 403 200 200 200 403 403 403",
         ),
         row(
@@ -523,20 +522,20 @@ fn every_route_by_every_caller_on_own_and_another_patients_objects() {
         row(
             "put",
             "/api/v1/ehr/docs/{id}/keys",
-            "/api/v1/ehr/docs/doc-a/keys",
+            format!("/api/v1/ehr/docs/{doc_a}/keys"),
             "401 403 403 403 201 201 403 403 403 403 403 403 403 403",
         )
         .body(keys_body.clone()),
         row(
             "get",
             "/api/v1/ehr/docs/{id}/key",
-            "/api/v1/ehr/docs/doc-a/key",
+            format!("/api/v1/ehr/docs/{doc_a}/key"),
             "401 403 428 403 428 200 403 403 428 403 403 403 403 403",
         ),
         row(
             "get",
             "/api/v1/ehr/docs/{id}/blob",
-            "/api/v1/ehr/docs/doc-a/blob",
+            format!("/api/v1/ehr/docs/{doc_a}/blob"),
             "401 403 428 403 428 200 403 403 428 403 403 403 403 403",
         ),
         row(
@@ -586,20 +585,20 @@ fn every_route_by_every_caller_on_own_and_another_patients_objects() {
         row(
             "put",
             "/api/v1/ehr/cases/{patient}/{case}/keys",
-            format!("/api/v1/ehr/cases/{p}/case-a/keys"),
+            format!("/api/v1/ehr/cases/{p}/{case_a}/keys"),
             "401 403 201 403 403 201 403 403 403 403 403 403 403 403",
         )
         .body(keys_body.clone()),
         row(
             "get",
             "/api/v1/ehr/cases/{patient}/{case}/key",
-            format!("/api/v1/ehr/cases/{p}/case-a/key"),
+            format!("/api/v1/ehr/cases/{p}/{case_a}/key"),
             "401 403 428 403 428 200 403 403 403 403 403 403 403 403",
         ),
         row(
             "get",
             "/api/v1/ehr/cases/{patient}/{case}/blob",
-            format!("/api/v1/ehr/cases/{p}/case-a/blob"),
+            format!("/api/v1/ehr/cases/{p}/{case_a}/blob"),
             "401 403 428 403 428 200 403 403 403 403 403 403 403 403",
         ),
         row(
@@ -611,7 +610,7 @@ fn every_route_by_every_caller_on_own_and_another_patients_objects() {
         row(
             "get",
             "/api/v1/ehr/peer/keys/{id}",
-            "/api/v1/ehr/peer/keys/doc-a",
+            format!("/api/v1/ehr/peer/keys/{doc_a}"),
             "401 403 403 403 403 403 403 403 403 403 403 403 403 200",
         ),
     ];

@@ -289,7 +289,8 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
     // A case with its contents: refused without a write grant on cases, recorded encrypted
     // with one, read back by the patient and the hospital through other nodes.
     let problem = "Recurrent syncope after Xylocaine-Ferrand trial";
-    let record = |node: &str, id: &str, systolic: &str| {
+    let title = "Syncope, first visit";
+    let record = |node: &str, systolic: &str| {
         Command::new(BIN)
             .args([
                 "ehr",
@@ -297,8 +298,8 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
                 "record",
                 "--patient",
                 &patients[0].1,
-                "--id",
-                id,
+                "--title",
+                title,
             ])
             .args([
                 "--problem",
@@ -321,7 +322,7 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
             .output()
             .unwrap()
     };
-    let o = record(n(0), "case-1", "142");
+    let o = record(n(0), "142");
     assert!(!o.status.success(), "only a read grant on the profile");
     assert!(tx(
         n(1),
@@ -330,14 +331,20 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
             r#"{{"Grant":{{"grantee":"{hosp_key}","scopes":["Profile","Cases"],"write":true,"expires_ms":4102444800000}}}}"#
         )
     ));
-    let o = record(n(0), "case-1", "1420");
+    let o = record(n(0), "1420");
     assert!(!o.status.success(), "a systolic pressure of 1420 is a typo");
     assert!(String::from_utf8_lossy(&o.stderr).contains("--systolic"));
-    let o = record(n(0), "case-1", "142");
+    let o = record(n(0), "142");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let recorded: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let case_id = recorded["case"].as_str().unwrap().to_owned();
+    assert!(
+        medchain_ehr::records::is_opaque(&case_id),
+        "a random id, not the title: {recorded}"
+    );
     let case = |reader: &Path, node: &str| {
         Command::new(BIN)
-            .args(["ehr", "case", "get", "case-1", "--patient", &patients[0].1])
+            .args(["ehr", "case", "get", &case_id, "--patient", &patients[0].1])
             .args(["--node", node, "--key-file"])
             .arg(reader)
             .output()
@@ -348,6 +355,7 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v["problem"], problem);
+        assert_eq!(v["title"], title);
         assert_eq!(v["systolic_mmhg"], 142);
         assert_eq!(v["glucose_mmol_l"], 6.8);
     }
@@ -362,7 +370,8 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["reader"] == hosp_key.as_str() && e["object"] == "case/case-1"),
+            .any(|e| e["reader"] == hosp_key.as_str()
+                && e["object"] == format!("case/{case_id}").as_str()),
         "{audit}"
     );
 

@@ -57,6 +57,12 @@ pub trait Host: Send + Sync + 'static {
     /// commits; returns their receipts in order.
     fn submit(&self, txs: Vec<Transaction>) -> BoxFuture<'_, Result<Vec<Receipt>, SubmitError>>;
 
+    /// Waits until the apps' commit hooks ([`crate::AppNode::committed`]) have run for every
+    /// block holding app transactions that was committed when it was called: `true`, or
+    /// `false` once `limit` passed first. An app whose reads rest on what its hook keeps (an
+    /// index) calls it so that a read right after a commit sees that commit.
+    fn hooks_caught_up(&self, limit: Duration) -> BoxFuture<'_, bool>;
+
     /// `GET path` at another member's API, signed as this node (see [`crate::signed`]), with
     /// `timeout` for the whole response. The member's answer whatever its status; `Err` only
     /// when it could not be reached.

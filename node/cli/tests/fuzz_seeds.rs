@@ -132,6 +132,10 @@ fn wrapped_keys() -> (Vec<u8>, &'static [u8]) {
     (json, CONTEXT)
 }
 
+/// The seeds' case and document ids (opaque, as nodes admit them for new records).
+const CASE_ID: &str = "c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1";
+const DOC_ID: &str = "d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1";
+
 fn ehr_ops() -> Vec<(u8, EhrOp)> {
     let p = |i| party(i).public();
     let note = note();
@@ -182,7 +186,7 @@ fn ehr_ops() -> Vec<(u8, EhrOp)> {
             1,
             EhrOp::RecordCase {
                 patient: p(3),
-                case_id: "c1".into(),
+                case_id: CASE_ID.into(),
                 blob: sha256(b"case"),
                 content_sha256: sha256(b"case content"),
             },
@@ -190,7 +194,7 @@ fn ehr_ops() -> Vec<(u8, EhrOp)> {
         (
             2,
             EhrOp::IssueDocument {
-                doc_id: "d1".into(),
+                doc_id: DOC_ID.into(),
                 patient: p(3),
                 kind: DocKind::Report,
                 plaintext_sha256: doc,
@@ -201,7 +205,7 @@ fn ehr_ops() -> Vec<(u8, EhrOp)> {
         (
             2,
             EhrOp::ShareDocument {
-                doc_id: "d1".into(),
+                doc_id: DOC_ID.into(),
                 holder: p(4),
                 expires_ms: 1_900_000_000_000,
             },
@@ -210,7 +214,7 @@ fn ehr_ops() -> Vec<(u8, EhrOp)> {
             2,
             EhrOp::LogRead {
                 patient: p(3),
-                object: "doc/d1".into(),
+                object: format!("doc/{DOC_ID}"),
             },
         ),
         (
@@ -227,7 +231,7 @@ fn ehr_ops() -> Vec<(u8, EhrOp)> {
         (
             3,
             EhrOp::Erase {
-                doc_id: "d1".into(),
+                doc_id: DOC_ID.into(),
             },
         ),
     ]
@@ -242,9 +246,9 @@ fn ehr_queries() -> Vec<EhrQuery> {
         EhrQuery::Documents(p(3)),
         EhrQuery::Users,
         EhrQuery::Roles(p(2)),
-        EhrQuery::Document("d1".into()),
+        EhrQuery::Document(DOC_ID.into()),
         EhrQuery::Verify {
-            doc_id: Some("d1".into()),
+            doc_id: Some(DOC_ID.into()),
             sha256: sha256(b"report"),
         },
         EhrQuery::Page {
@@ -364,8 +368,8 @@ fn api_seeds(corpus: &mut Corpus) {
                 "sha256" | "blob" | "hash" => sha256(b"report").to_hex(),
                 "chaincode" => "ehr".into(),
                 "height" | "id" if route.contains("/blocks/") => "1".into(),
-                "case" => "c1".into(),
-                _ => "d1".into(),
+                "case" => CASE_ID.into(),
+                _ => DOC_ID.into(),
             };
             field(&mut seed, value.as_bytes());
             rest = &rest[close + 1..];

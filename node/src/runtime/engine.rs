@@ -167,14 +167,17 @@ fn execute(
                         .lock()
                         .expect("mempool lock")
                         .remove(receipts.iter().map(|r| &r.tx_hash));
+                    // The apps' hooks run on their own thread: nothing here waits for them.
+                    // Handed over before any client learns of the commit, so that a read that
+                    // waits for the hooks (`Host::hooks_caught_up`) after an acknowledged
+                    // commit waits for this block.
+                    shared.hooks.committed(&block, &receipts);
                     {
                         let mut waiters = shared.waiters.lock().expect("waiters lock");
                         for r in &receipts {
                             waiters.resolve(r);
                         }
                     }
-                    // The apps' hooks run on their own thread: nothing here waits for them.
-                    shared.hooks.committed(&block, &receipts);
                     m.commit_ms
                         .fetch_add(started.elapsed().as_millis() as u64, Relaxed);
                     tracing::debug!(height, txs = receipts.len(), "committed");

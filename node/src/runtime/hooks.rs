@@ -59,6 +59,11 @@ struct HookState {
     committed: AtomicU64,
     /// The first height whose delivery did not fit the queue (`u64::MAX`: none).
     overflow_from: AtomicU64,
+    /// The last height holding app receipts that the engine thread handed over (queued or
+    /// marked), or the tip when the node started.
+    app_committed: AtomicU64,
+    /// The height the hooks were delivered through (the hook thread's cursor, as it moves).
+    delivered: tokio::sync::watch::Sender<u64>,
     /// Set to stop the hook thread (it delivers what is queued first).
     stop: AtomicBool,
 }
@@ -135,10 +140,23 @@ impl HookSender {
             if overflowed || queue.try_send(d).is_err() {
                 self.state.overflow_from.fetch_min(height, SeqCst);
             }
+            self.state.app_committed.store(height, SeqCst);
         }
         // After the block is written, and queued or marked: the hook thread relies on this
         // order.
         self.state.committed.store(height, SeqCst);
+    }
+
+    /// Waits until the hooks have run for every block holding app receipts that was handed
+    /// over before the call (`true`), or `limit` passed first (`false`).
+    pub(super) async fn caught_up(&self, limit: Duration) -> bool {
+        if self.queue.is_none() {
+            return true;
+        }
+        let target = self.state.app_committed.load(SeqCst);
+        let mut delivered = self.state.delivered.subscribe();
+        let waited = tokio::time::timeout(limit, delivered.wait_for(|h| *h >= target)).await;
+        matches!(waited, Ok(Ok(_)))
     }
 }
 
@@ -183,6 +201,8 @@ pub(super) fn channel(
     let state = Arc::new(HookState {
         committed: AtomicU64::new(tip),
         overflow_from: AtomicU64::new(u64::MAX),
+        app_committed: AtomicU64::new(tip),
+        delivered: tokio::sync::watch::Sender::new(delivered),
         stop: AtomicBool::new(false),
     });
     let (tx, rx) = sync_channel(HOOK_QUEUE_MAX);
@@ -306,7 +326,7 @@ impl HookLoop {
         self.drain(first);
         let mark = self.rx.state.overflow_from.load(SeqCst);
         if mark == u64::MAX {
-            self.rx.delivered = self.rx.delivered.max(target);
+            self.advance(self.rx.delivered.max(target));
             return;
         }
         // Nothing at or after the mark was queued (it is sticky), so the queue holds only what
@@ -369,7 +389,7 @@ impl HookLoop {
                     return Err(height);
                 }
             }
-            self.rx.delivered = height;
+            self.advance(height);
         }
         Ok(())
     }
@@ -399,7 +419,13 @@ impl HookLoop {
                 tracing::error!(height = d.height, app, "an app's commit hook panicked");
             }
         }
-        self.rx.delivered = d.height;
+        self.advance(d.height);
+    }
+
+    /// Moves the cursor to `height` (and tells those waiting for it).
+    fn advance(&mut self, height: u64) {
+        self.rx.delivered = height;
+        self.rx.state.delivered.send_replace(height);
     }
 
     /// Records the cursor (write and rename: a crash leaves the old or the new one).
@@ -524,6 +550,62 @@ mod tests {
         let got = again.0.lock().unwrap().clone();
         assert_eq!(got.first(), Some(&(6, 1)));
         assert_eq!(got.len(), blocks.len() - 6);
+    }
+
+    /// Holds each block at a gate until the test lets it through, then records its height.
+    struct Gated {
+        gate: Mutex<Receiver<()>>,
+        seen: Mutex<Vec<u64>>,
+    }
+
+    impl AppNode for Gated {
+        fn routes(self: Arc<Self>) -> axum::Router {
+            axum::Router::new()
+        }
+        fn committed(&self, block: &CommittedBlock) {
+            let _ = self.gate.lock().unwrap().recv();
+            self.seen.lock().unwrap().push(block.height);
+        }
+    }
+
+    /// A read that waits for the hooks returns once they ran for every block handed over
+    /// before it, and not before: while a hook is held, the wait runs out.
+    #[tokio::test]
+    async fn waiting_for_the_hooks_ends_when_they_ran_for_every_committed_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, blocks) = ledger(3);
+        let ledger = Arc::new(ledger);
+        let (tx, rx) = channel(&[vec!["kv".into()]], dir.path(), 0).unwrap();
+        assert!(
+            tx.caught_up(Duration::from_millis(1)).await,
+            "nothing handed over"
+        );
+        let (open, gate) = std::sync::mpsc::channel();
+        let node = Arc::new(Gated {
+            gate: Mutex::new(gate),
+            seen: Mutex::new(Vec::new()),
+        });
+        let apps = vec![MountedApp {
+            name: "gated",
+            node: node.clone(),
+            chaincodes: vec!["kv".into()],
+            pages: None,
+        }];
+        let thread = rx.start(&apps, ledger.clone()).unwrap();
+        for b in &blocks[1..] {
+            let receipts = ledger.receipts(b.header.height).unwrap().unwrap();
+            tx.committed(b, &receipts);
+        }
+        open.send(()).unwrap();
+        assert!(
+            !tx.caught_up(Duration::from_millis(300)).await,
+            "blocks 2 and 3 are held"
+        );
+        open.send(()).unwrap();
+        open.send(()).unwrap();
+        assert!(tx.caught_up(Duration::from_secs(30)).await);
+        assert_eq!(*node.seen.lock().unwrap(), vec![1, 2, 3]);
+        thread.stop();
     }
 
     /// Once a block did not fit the queue, the blocks after it are not queued even when a slot

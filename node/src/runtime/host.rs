@@ -100,6 +100,10 @@ impl Host for NodeHost {
         })
     }
 
+    fn hooks_caught_up(&self, limit: Duration) -> BoxFuture<'_, bool> {
+        Box::pin(self.shared.hooks.caught_up(limit))
+    }
+
     fn peer_get<'a>(
         &'a self,
         peer: &'a Member,

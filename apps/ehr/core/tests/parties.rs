@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use medchain_chaincode::{Chaincode, ChaincodeError};
-use medchain_ehr::chaincode::{AccessRequest, AuditEvent, DocKind, Roles, Scope};
+use medchain_chaincode::{Chaincode, ChaincodeError, Entries, StateView};
+use medchain_ehr::chaincode::{AccessRequest, AuditEvent, DocKind, Hospital, Roles, Scope};
 use medchain_ehr::{Ehr, EhrOp, EhrQuery, SealedNote};
 use medchain_types::{sha256, PublicKey, SecretKey};
 use serde_json::Value;
@@ -177,6 +177,108 @@ fn free_text_is_sealed_for_the_patient_and_clear_text_is_not_admitted() {
     })
     .is_ok());
     assert!(cc.screen(b"\x01garbage").is_err());
+
+    // New case and document ids are opaque: 128 random bits in hex, nothing a person wrote.
+    let case = |id: &str| EhrOp::RecordCase {
+        patient: pat.public(),
+        case_id: id.into(),
+        blob: sha256(b"blob"),
+        content_sha256: sha256(b"content"),
+    };
+    let doc = |id: &str| EhrOp::IssueDocument {
+        doc_id: id.into(),
+        patient: pat.public(),
+        kind: DocKind::Report,
+        plaintext_sha256: sha256(b"text"),
+        blob: sha256(b"blob"),
+        supersedes: Some("an-older-title".into()),
+    };
+    let new = medchain_ehr::records::new_id();
+    assert!(screen(&case(&new)).is_ok() && screen(&doc(&new)).is_ok());
+    for named in ["hiv-test-2026", "c1", &new.to_uppercase(), &new[1..]] {
+        assert!(screen(&case(named)).is_err(), "{named}");
+        assert!(screen(&doc(named)).is_err(), "{named}");
+    }
+}
+
+/// Reads of a state, counted.
+struct Counted<'a> {
+    state: &'a dyn StateView,
+    reads: std::cell::Cell<usize>,
+}
+
+impl StateView for Counted<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChaincodeError> {
+        self.reads.set(self.reads.get() + 1);
+        self.state.get(key)
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, ChaincodeError> {
+        let rows = self.state.scan(prefix, after, limit)?;
+        self.reads.set(self.reads.get() + rows.len().max(1));
+        Ok(rows)
+    }
+    fn scan_back(
+        &self,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, ChaincodeError> {
+        let rows = self.state.scan_back(prefix, before, limit)?;
+        self.reads.set(self.reads.get() + rows.len().max(1));
+        Ok(rows)
+    }
+}
+
+/// Anyone may register a hospital, so the directory may hold any number of pending ones. The
+/// search over an index of the approved hospitals answers exactly as the query over the whole
+/// directory, reading the candidates only: 10,000 pending registrations cost it nothing.
+#[test]
+fn the_hospital_search_from_an_index_reads_the_approved_only() {
+    let admin = k(1);
+    let mut t = T::new(&admin);
+    for i in 0..10_000u32 {
+        let mut seed = [0x77; 32];
+        seed[..4].copy_from_slice(&i.to_le_bytes());
+        let name = format!("Pending Cardiology {i}");
+        t.tx(
+            &SecretKey::from_seed(seed),
+            EhrOp::RegisterHospital(profile(&name)),
+        )
+        .unwrap();
+    }
+    let (a, b, gone) = (k(2), k(3), k(4));
+    t.approved_hospital(&admin, &a, "Riverside Cardiology");
+    t.approved_hospital(&admin, &b, "Hillside Paediatrics");
+    t.approved_hospital(&admin, &gone, "Closed Cardiology");
+    t.tx(
+        &admin,
+        EhrOp::SuspendHospital {
+            hospital: gone.public(),
+        },
+    )
+    .unwrap();
+    let index = Ehr::approved_hospitals(&t.w).unwrap();
+    assert_eq!(index.len(), 2);
+    // A stale candidate (suspended since it was indexed) is read again and left out.
+    let candidates: Vec<PublicKey> = index.iter().copied().chain([gone.public()]).collect();
+    for search in ["", "cardio", "PAEDIATRICS", "nothing"] {
+        let whole: Vec<Hospital> = t.q(EhrQuery::Hospitals {
+            search: search.into(),
+            pending: false,
+        });
+        let counted = Counted {
+            state: &t.w,
+            reads: std::cell::Cell::new(0),
+        };
+        let hits = Ehr::search_hospitals(&counted, &candidates, search).unwrap();
+        assert_eq!(hits, whole, "{search:?}");
+        assert_eq!(counted.reads.get(), candidates.len(), "{search:?}");
+    }
 }
 
 #[test]

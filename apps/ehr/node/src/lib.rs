@@ -1,11 +1,13 @@
 //! The health-record app as a medchain app (`medchain-ehr-node`): [`EhrApp`] gives the node the
 //! `ehr` chaincode (with the consortium's administrators from the genesis section `[ehr]`), its
-//! routes under `/api/v1/ehr/` (queries, verification, the vault with signed requests, peer
-//! fetch, the verifier's audit), erasure on commit, expiry of blobs never anchored, the portal under `/portal/`, its OpenAPI
-//! part, and the commands `medchain ehr ...` and `medchain bench docs`.
+//! routes under `/api/v1/ehr/` (queries, the hospital search from an index of the approved
+//! hospitals, verification, the vault with signed requests, peer fetch, the verifier's audit),
+//! its commit hook (the index, erasure), expiry of blobs never anchored, the portal under
+//! `/portal/`, its OpenAPI part, and the commands `medchain ehr ...` and `medchain bench docs`.
 
 mod access;
 mod cli;
+mod directory;
 mod erasure;
 mod expiry;
 mod fetch;
@@ -129,7 +131,10 @@ impl App for EhrApp {
         section: Option<&toml::Value>,
     ) -> anyhow::Result<Arc<dyn AppNode>> {
         let g = EhrGenesis::from_section(section).map_err(anyhow::Error::msg)?;
-        let node = Arc::new(EhrNode::new(host, Ehr::new(g.admins)));
+        let node = Arc::new(
+            EhrNode::new(host, Ehr::new(g.admins))
+                .map_err(|e| anyhow::anyhow!("reading the hospitals' directory: {e}"))?,
+        );
         expiry::spawn(&node);
         Ok(node)
     }
@@ -142,6 +147,7 @@ impl AppNode for EhrNode {
 
     fn committed(&self, block: &CommittedBlock) {
         erasure::on_committed(self, block);
+        self.hospitals.on_committed(self.view().as_ref(), block);
     }
 }
 

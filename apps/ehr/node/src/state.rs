@@ -2,6 +2,7 @@
 //! node, the chaincode for queries, the nonces of signed requests, the lock of the wrapped-key
 //! files), and the reads of the chain they all make.
 
+use crate::directory::{HospitalIndex, HOOK_WAIT};
 use axum::http::{HeaderMap, Method, StatusCode};
 use bytes::Bytes;
 use medchain_app::signed::{NonceCache, SignedHeaders, Verifier};
@@ -12,6 +13,7 @@ use medchain_ehr::{Ehr, EhrQuery, Vault};
 use medchain_types::PublicKey;
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The app's state on one node.
@@ -31,6 +33,8 @@ pub struct EhrNode {
     pub keys_lock: Mutex<()>,
     /// Held by the vault audit that is running (one at a time: each re-reads whole blobs).
     pub audit_slot: Arc<tokio::sync::Semaphore>,
+    /// The approved hospitals, for the public search.
+    pub hospitals: HospitalIndex,
 }
 
 impl std::fmt::Debug for EhrNode {
@@ -40,9 +44,15 @@ impl std::fmt::Debug for EhrNode {
 }
 
 impl EhrNode {
-    /// The app on `host`, with the chaincode `ehr` (built from genesis).
-    pub fn new(host: Arc<dyn Host>, ehr: Ehr) -> EhrNode {
-        EhrNode {
+    /// The app on `host`, with the chaincode `ehr` (built from genesis); reads the directory
+    /// of hospitals once, for the index of the approved ones.
+    pub fn new(host: Arc<dyn Host>, ehr: Ehr) -> Result<EhrNode, ChaincodeError> {
+        let hospitals = HospitalIndex::build(host.state(NAME).as_ref())?;
+        tracing::info!(
+            approved = hospitals.len(),
+            "the index of approved hospitals is built"
+        );
+        Ok(EhrNode {
             me: host.node_id(),
             host,
             ehr,
@@ -50,7 +60,8 @@ impl EhrNode {
             peer_nonces: NonceCache::default(),
             keys_lock: Mutex::new(()),
             audit_slot: Arc::new(tokio::sync::Semaphore::new(1)),
-        }
+            hospitals,
+        })
     }
 
     /// The `ehr` chaincode's committed state.
@@ -60,6 +71,17 @@ impl EhrNode {
 
     /// A query's JSON answer: 400 for a bad query, 500 if the state cannot be read.
     pub fn query(&self, q: &EhrQuery) -> Result<serde_json::Value, ApiError> {
+        if let EhrQuery::Hospitals {
+            search,
+            pending: false,
+        } = q
+        {
+            let hits = self
+                .hospitals
+                .search(self.view().as_ref(), search)
+                .map_err(chaincode_error)?;
+            return serde_json::to_value(hits).map_err(ApiError::internal);
+        }
         self.ehr
             .query_json(self.view().as_ref(), q)
             .map_err(chaincode_error)
@@ -78,6 +100,10 @@ impl EhrNode {
         caller: Option<&PublicKey>,
         q: &EhrQuery,
     ) -> Result<serde_json::Value, ApiError> {
+        if let EhrQuery::Hospitals { pending: false, .. } = q {
+            // Public: the same answer for everyone.
+            return self.query(q);
+        }
         self.ehr
             .query_for(self.view().as_ref(), caller, q, medchain_app::now_ms())
             .map_err(|e| match (e, caller) {
@@ -289,6 +315,26 @@ impl EhrNode {
             )));
         }
         Ok(d)
+    }
+
+    /// Waits (at most [`HOOK_WAIT`]) until the index of approved hospitals holds what was
+    /// committed before the call.
+    pub async fn hospital_index_caught_up(&self) {
+        /// When it was last said that the hooks are behind (ms), to say it once a minute.
+        static SAID_MS: AtomicU64 = AtomicU64::new(0);
+        if !self.host.hooks_caught_up(HOOK_WAIT).await {
+            let now = medchain_app::now_ms();
+            let said = SAID_MS.load(Ordering::Relaxed);
+            if now.saturating_sub(said) >= 60_000
+                && SAID_MS
+                    .compare_exchange(said, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                tracing::warn!(
+                    "the commit hooks are behind: hospital searches answer from the index as it is"
+                );
+            }
+        }
     }
 
     /// Whether `caller` is consortium staff (an approved hospital, or a doctor of one).

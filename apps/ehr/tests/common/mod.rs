@@ -339,3 +339,9 @@ pub fn v_holder(link: &str) -> String {
         .unwrap();
     medchain_types::SecretKey::from_seed(seed).public().to_hex()
 }
+
+/// The opaque id (32 hex characters, as the CLI makes them) that a test calls `name`.
+pub fn opaque(name: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(name.as_bytes())[..16])
+}

@@ -398,7 +398,9 @@ impl Chaincode for Ehr {
     }
 
     /// Nodes admit no operation that is not one, and no free text in clear: a purpose or a
-    /// reason goes sealed (`RequestAccessSealed`, `BreakGlassSealed`).
+    /// reason goes sealed (`RequestAccessSealed`, `BreakGlassSealed`), and a new case or
+    /// document takes an opaque id (`records::new_id`). Admission only: blocks committed
+    /// before a rule existed execute as they always did.
     fn screen(&self, payload: &[u8]) -> Result<(), ChaincodeError> {
         let op: EhrOp = codec::decode(payload)
             .map_err(|e| ChaincodeError::BadRequest(format!("not an ehr operation: {e}")))?;
@@ -408,6 +410,16 @@ impl Chaincode for Ehr {
                     "a purpose is never sent in clear: seal it for the patient (RequestAccessSealed)"
                         .into(),
                 ))
+            }
+            EhrOp::RecordCase { case_id: id, .. } | EhrOp::IssueDocument { doc_id: id, .. }
+                if !crate::records::is_opaque(&id) =>
+            {
+                Err(ChaincodeError::BadRequest(format!(
+                    "a new case or document id is opaque: {} lowercase hex characters chosen \
+                     at random ({id:?} is not); what a person calls the record goes inside its \
+                     encrypted contents",
+                    crate::records::OPAQUE_ID_LEN
+                )))
             }
             EhrOp::BreakGlass { .. } => Err(ChaincodeError::BadRequest(
                 "a break-glass reason is never sent in clear: seal it for the patient \

@@ -17,6 +17,28 @@ fn hospital_matches(h: &Hospital, needle: &str) -> bool {
             .any(|t| t.to_lowercase().contains(needle))
 }
 
+/// Every registered hospital, pending ones included, in key order, a page of the directory at
+/// a time, until `f` returns false.
+fn each_hospital(
+    view: &dyn StateView,
+    mut f: impl FnMut(Hospital) -> bool,
+) -> Result<(), ChaincodeError> {
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let rows = view.scan(b"hospital/", after.as_deref(), SCAN_LIMIT_MAX)?;
+        let done = rows.len() < SCAN_LIMIT_MAX;
+        after = rows.last().map(|(k, _)| k.clone());
+        for (_, v) in rows {
+            if !f(undecodable(codec::decode(&v))?) {
+                return Ok(());
+            }
+        }
+        if done {
+            return Ok(());
+        }
+    }
+}
+
 /// The verifiers of rows under `verifier/`.
 fn verifiers(rows: Entries) -> Vec<PublicKey> {
     rows.iter()
@@ -47,31 +69,16 @@ impl Ehr {
     ) -> Result<Vec<u8>, ChaincodeError> {
         Ok(match q {
             EhrQuery::Hospitals { search, pending } => {
-                // Every registered hospital is looked at, a page at a time, so pending
-                // registrations (anyone may register) cannot push the approved out of the
-                // answer; at most LIST_MAX hits.
+                // Every registered hospital is looked at, so pending registrations (anyone may
+                // register) cannot push the approved out of the answer; at most LIST_MAX hits.
                 let needle = search.to_lowercase();
                 let mut hits: Vec<Hospital> = Vec::new();
-                let mut after: Option<Vec<u8>> = None;
-                loop {
-                    let rows = view.scan(b"hospital/", after.as_deref(), SCAN_LIMIT_MAX)?;
-                    let done = rows.len() < SCAN_LIMIT_MAX;
-                    after = rows.last().map(|(k, _)| k.clone());
-                    for (_, v) in rows {
-                        let h: Hospital = codec::decode(&v).map_err(|e| {
-                            ChaincodeError::Storage(format!("undecodable ehr record: {e}"))
-                        })?;
-                        if (pending || h.approved)
-                            && hospital_matches(&h, &needle)
-                            && hits.len() < LIST_MAX
-                        {
-                            hits.push(h);
-                        }
+                each_hospital(view, |h| {
+                    if (pending || h.approved) && hospital_matches(&h, &needle) {
+                        hits.push(h);
                     }
-                    if done || hits.len() >= LIST_MAX {
-                        break;
-                    }
-                }
+                    hits.len() < LIST_MAX
+                })?;
                 codec::encode(&hits)
             }
             EhrQuery::Doctor(k) => codec::encode(&Self::doctor(view, &k)?),
@@ -323,6 +330,47 @@ impl Ehr {
                 )))
             }
         })
+    }
+
+    /// The approved hospitals among `candidates` whose name or treatments contain `search`
+    /// (case-insensitive), each read again from `view`, in key order, at most [`LIST_MAX`]:
+    /// the answer to `Hospitals { pending: false }`, at the cost of the candidates alone. A
+    /// node keeps the candidates (every approved hospital, see
+    /// [`Ehr::approved_hospitals`]) so that a search does not read the pending registrations
+    /// anyone may add.
+    pub fn search_hospitals<'a>(
+        view: &dyn StateView,
+        candidates: impl IntoIterator<Item = &'a PublicKey>,
+        search: &str,
+    ) -> Result<Vec<Hospital>, ChaincodeError> {
+        let needle = search.to_lowercase();
+        let mut keys: Vec<&PublicKey> = candidates.into_iter().collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut hits = Vec::new();
+        for k in keys {
+            if hits.len() >= LIST_MAX {
+                break;
+            }
+            match Self::hospital(view, k)? {
+                Some(h) if h.approved && hospital_matches(&h, &needle) => hits.push(h),
+                _ => {}
+            }
+        }
+        Ok(hits)
+    }
+
+    /// The keys of every approved hospital (one scan of the whole directory, pending
+    /// registrations included: for building an index once, not per request).
+    pub fn approved_hospitals(view: &dyn StateView) -> Result<Vec<PublicKey>, ChaincodeError> {
+        let mut keys = Vec::new();
+        each_hospital(view, |h| {
+            if h.approved {
+                keys.push(h.key);
+            }
+            true
+        })?;
+        Ok(keys)
     }
 
     /// The anchored blob `blob` of `record` (`profile/<patient>`, `case/<patient>/<id>`,

@@ -236,7 +236,7 @@ async fn run(
         write_file(&file, mb)?;
         let (mut reference, mut up, mut down, mut again, mut synced) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for r in 0..runs {
+        for _ in 0..runs {
             let t = Instant::now();
             let out = std::process::Command::new("openssl")
                 .args(["dgst", "-sha256"])
@@ -247,7 +247,7 @@ async fn run(
                 bail!("openssl dgst failed");
             }
             reference.push(t.elapsed().as_secs_f64());
-            let id = format!("bench-{mb}mb-{r}-{:08x}", rand::random::<u32>());
+            let id = medchain_ehr::records::new_id();
             let t = Instant::now();
             ehr_doc_upload(
                 node,

@@ -13,8 +13,11 @@ use rand::RngCore;
 pub struct CaseContent {
     /// Random, hex.
     pub salt: String,
-    /// The case's id.
+    /// The case's id (random, see `records::new_id`).
     pub case_id: String,
+    /// Its title for people.
+    #[serde(default)]
+    pub title: String,
     /// The presenting problem.
     pub problem: String,
     /// Systolic blood pressure (mmHg).
@@ -68,8 +71,8 @@ pub async fn ehr_case_record(
     let patient: medchain_types::PublicKey = patient
         .parse()
         .map_err(|e| anyhow::anyhow!("--patient: {e}"))?;
-    if !medchain_types::is_valid_name(&content.case_id, 64) {
-        bail!("--id: 1 to 64 characters of a-z 0-9 - _ .");
+    if content.title.len() > 200 {
+        bail!("--title: at most 200 bytes");
     }
     content.check()?;
     let signer = medchain_app::keyfile::read(key_file)?;
@@ -113,6 +116,7 @@ pub async fn ehr_case_record(
         serde_json::to_string_pretty(&serde_json::json!({
             "patient": patient,
             "case": content.case_id,
+            "title": content.title,
             "blob": stored.blob,
             "content_sha256": stored.plaintext_sha256,
             "height": receipt["height"],
@@ -166,6 +170,7 @@ pub async fn ehr_case_get(
             "hospital": case.hospital,
             "author": case.author,
             "recorded_ms": case.at_ms,
+            "title": content.title,
             "problem": content.problem,
             "systolic_mmhg": content.systolic_mmhg,
             "diastolic_mmhg": content.diastolic_mmhg,

@@ -29,7 +29,8 @@ enum EhrCommand {
     /// RegisterDoctor, RemoveDoctor, AddVerifier, RemoveVerifier, RegisterPatient, Grant,
     /// Revoke, RecordCase, IssueDocument, LogRead, Erase, ShareDocument, Unshare (a request for
     /// access and break-glass carry sealed text: `ehr request`, `ehr break-glass`). Keys and
-    /// hashes are 64 hex characters. Example:
+    /// hashes are 64 hex characters; a new case or document id is 32 random lowercase hex
+    /// characters (`ehr case record` and `ehr doc upload` make one). Example:
     /// `{"Grant":{"grantee":"<hospital key>","scopes":["Cases"],"write":true,"expires_ms":1900000000000}}`
     Tx {
         /// The operation (JSON).
@@ -132,14 +133,15 @@ enum EhrCommand {
 #[derive(Subcommand, Debug)]
 enum EhrCaseCommand {
     /// Encrypt the case locally, store it in the vault and record it on the chain (its address
-    /// and SHA-256 only); the key is wrapped for the patient, you and your hospital.
+    /// and SHA-256 only, under a new random id, printed as `case`); the key is wrapped for the
+    /// patient, you and your hospital.
     Record {
         /// The patient's pseudonym (64 hex).
         #[arg(long)]
         patient: String,
-        /// The case's id (1 to 64 of a-z 0-9 - _ .; unique per patient).
-        #[arg(long)]
-        id: String,
+        /// A title for people (kept encrypted with the rest; the chain sees only the random id).
+        #[arg(long, default_value = "")]
+        title: String,
         /// The presenting problem.
         #[arg(long)]
         problem: String,
@@ -251,14 +253,12 @@ enum EhrPatientCommand {
 #[derive(Subcommand, Debug)]
 enum EhrDocCommand {
     /// Encrypt FILE locally (the node never sees the plaintext), store the ciphertext on the
-    /// node, anchor its SHA-256 on the chain (signed by the doctor) and leave the key wrapped
-    /// for the patient, the doctor and its hospital. Shows progress on stderr.
+    /// node, anchor its SHA-256 on the chain (signed by the doctor) under a new random id
+    /// (printed as `doc`) and leave the key wrapped for the patient, the doctor and its
+    /// hospital. Shows progress on stderr.
     Upload {
         /// The document.
         file: PathBuf,
-        /// Its id (1 to 64 of a-z 0-9 - _ .).
-        #[arg(long)]
-        id: String,
         /// The patient's pseudonym (its key, 64 hex characters).
         #[arg(long)]
         patient: String,
@@ -350,7 +350,7 @@ pub fn run(cli: EhrCli) -> Result<()> {
         EhrCommand::Case { command } => match command {
             EhrCaseCommand::Record {
                 patient,
-                id,
+                title,
                 problem,
                 systolic,
                 diastolic,
@@ -364,7 +364,8 @@ pub fn run(cli: EhrCli) -> Result<()> {
                 &patient,
                 case::CaseContent {
                     salt: String::new(),
-                    case_id: id,
+                    case_id: medchain_ehr::records::new_id(),
+                    title,
                     problem,
                     systolic_mmhg: systolic,
                     diastolic_mmhg: diastolic,
@@ -462,7 +463,6 @@ pub fn run(cli: EhrCli) -> Result<()> {
             command:
                 EhrDocCommand::Upload {
                     file,
-                    id,
                     patient,
                     kind,
                     supersedes,
@@ -484,7 +484,7 @@ pub fn run(cli: EhrCli) -> Result<()> {
                 &key_file,
                 docs::DocUpload {
                     file,
-                    doc_id: id,
+                    doc_id: medchain_ehr::records::new_id(),
                     patient,
                     kind,
                     supersedes,

@@ -31,6 +31,9 @@ pub async fn query(State(node): State<Arc<EhrNode>>, headers: HeaderMap, body: B
     let body = read_body(body, QUERY_BODY_MAX).await?;
     let q: EhrQuery = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("not an EhrQuery: {e}")))?;
+    if let EhrQuery::Hospitals { pending: false, .. } = q {
+        node.hospital_index_caught_up().await;
+    }
     let answer = match signed {
         None => node.query_for(None, &q)?,
         Some(signed) => {
@@ -65,6 +68,7 @@ pub async fn hospitals(
     q: Result<Query<Search>, QueryRejection>,
 ) -> ApiResult {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    node.hospital_index_caught_up().await;
     let answer = node.query(&EhrQuery::Hospitals {
         search: q.search,
         pending: false,
