@@ -37,7 +37,7 @@ fn pair(
     let peers: BTreeMap<_, _> = keys
         .iter()
         .zip(&socks)
-        .map(|(k, s)| (k.public(), s.local_addr().unwrap()))
+        .map(|(k, s)| (k.public(), s.local_addr().unwrap().to_string()))
         .collect();
     let [s0, s1] = socks;
     let a0 = s0.local_addr().unwrap();

@@ -68,6 +68,45 @@ async fn four_endpoints_exchange_messages_both_ways() {
     }
 }
 
+/// Peers named by DNS name (`localhost:PORT`), resolved when dialled, connect and exchange
+/// messages; a name that does not resolve is a failed dial, retried, not an error at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_named_by_dns_name_connect() {
+    let keys = [key(0), key(1), key(2)];
+    let socks = sockets(2);
+    let named: BTreeMap<_, _> = keys[..2]
+        .iter()
+        .zip(&socks)
+        .map(|(k, s)| {
+            let port = s.local_addr().unwrap().port();
+            (k.public(), format!("localhost:{port}"))
+        })
+        .chain([(keys[2].public(), "no-such-host.invalid:7700".to_owned())])
+        .collect();
+    let mut nodes: Vec<_> = keys[..2]
+        .iter()
+        .zip(socks)
+        .map(|(k, s)| {
+            let mut c = config(s.local_addr().unwrap(), BTreeMap::new(), 1);
+            c.peers = named.clone();
+            Network::with_socket(k, c, s).unwrap()
+        })
+        .collect();
+    wait_connected(&mut nodes[0].1, &[keys[1].public()]).await;
+    nodes[0]
+        .0
+        .send(&keys[1].public(), Bytes::from_static(b"by name"))
+        .unwrap();
+    let (from, bytes) = within(20, "the message arrives", next_message(&mut nodes[1].1)).await;
+    assert_eq!(
+        (from, bytes),
+        (keys[0].public(), Bytes::from_static(b"by name"))
+    );
+    for (net, _) in nodes {
+        net.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_with_an_unknown_key_is_refused_at_the_handshake() {
     let socks = sockets(2);

@@ -45,7 +45,10 @@ fn run(seed: u64, partition: Duration) -> Vec<String> {
             let trace = trace.clone();
             async move {
                 let peers: BTreeMap<_, _> = (0..NODES)
-                    .map(|j| (key(j).public(), SocketAddr::new(turmoil::lookup(host_name(j)), PORT)))
+                    .map(|j| {
+                        let addr = SocketAddr::new(turmoil::lookup(host_name(j)), PORT);
+                        (key(j).public(), addr.to_string())
+                    })
                     .collect();
                 let mut cfg = NetworkConfig::new(SocketAddr::from(([0, 0, 0, 0], PORT)), peers, 1);
                 cfg.rng_seed = Some([i; 32]);

@@ -5,7 +5,7 @@
 use crate::config::{
     ApiSection, LogSection, MempoolSection, NetworkSection, NodeConfig, NodeSection,
 };
-use crate::genesis::{Genesis, Validator};
+use crate::genesis::{PeerAddr, Validator};
 use anyhow::{bail, Context, Result};
 use medchain_app::App;
 use medchain_types::SecretKey;
@@ -88,21 +88,20 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool, apps: &[Arc<dyn App>
         validators.push(Validator {
             name: format!("node{i}"),
             key: key.public(),
-            p2p: format!("127.0.0.1:{}", spec.p2p_base + i as u16).parse()?,
+            p2p: PeerAddr::Ip(format!("127.0.0.1:{}", spec.p2p_base + i as u16).parse()?),
             api: format!("http://127.0.0.1:{}", spec.api_base + i as u16),
         });
     }
-    let mut genesis = Genesis::new(
-        spec.chain_id.clone(),
-        spec.engine.clone(),
-        medchain_app::now_ms(),
-        validators.clone(),
-    );
-    if let Some(interval) = spec.block_interval {
-        if interval.is_zero() {
-            bail!("--block-interval-ms must be positive");
-        }
-        genesis.pow.block_interval = interval;
+    // The key ceremony's steps, on one host.
+    let mut genesis = crate::ceremony::new_draft(&crate::ceremony::NewChain {
+        chain_id: spec.chain_id.clone(),
+        engine: spec.engine.clone(),
+        block_interval: spec.block_interval,
+        confirmations: None,
+        epoch_length: None,
+    })?;
+    for v in &validators {
+        crate::ceremony::add_validator(&mut genesis, v.clone(), None)?;
     }
     // Each app's part: its files in the directory, its genesis section.
     let mut notes = Vec::new();
@@ -125,7 +124,7 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool, apps: &[Arc<dyn App>
                 genesis: PathBuf::from("../genesis.toml"),
             },
             network: NetworkSection {
-                listen: v.p2p,
+                listen: format!("127.0.0.1:{}", v.p2p.port()).parse()?,
                 frame_max: medchain_network::FRAME_MAX_DEFAULT,
                 // Every node of a testnet is on this host's loopback.
                 udp_payload_max: medchain_network::UDP_PAYLOAD_MAX_LOOPBACK,
@@ -138,6 +137,7 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool, apps: &[Arc<dyn App>
                 requests_per_client_max: 1024,
                 header_timeout_secs: 30,
                 body_idle_secs: 30,
+                shutdown_grace_secs: 20,
             },
             mempool: MempoolSection::default(),
             log: LogSection::default(),
@@ -213,7 +213,7 @@ pub async fn up(spec: &TestnetSpec, dir: &Path, apps: &[Arc<dyn App>]) -> Result
             dir.display()
         );
     }
-    let genesis = Genesis::load(&genesis_path, apps)?;
+    let genesis = crate::genesis::Genesis::load(&genesis_path, apps)?;
     let exe = std::env::current_exe()?;
     let mut children: Vec<(String, Child, PathBuf)> = Vec::new();
     for (i, v) in genesis.validators.iter().enumerate() {

@@ -62,6 +62,10 @@ pub struct ApiSection {
     /// How long a request body may stall between two pieces, seconds.
     #[serde(default = "default_body_idle_secs")]
     pub body_idle_secs: u64,
+    /// On SIGTERM or Ctrl-C, how long the requests in flight may take to finish before the node
+    /// stops anyway, seconds.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
 }
 
 /// `[mempool]`
@@ -97,18 +101,33 @@ impl Default for MempoolSection {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line of text per event (colored on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `span`...), for log shippers.
+    Json,
+}
+
 /// `[log]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogSection {
     /// `tracing` filter, e.g. `info` or `medchain=debug`.
     #[serde(default = "default_log_level")]
     pub level: String,
+    /// `text` or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
 }
 
 impl Default for LogSection {
     fn default() -> Self {
         LogSection {
             level: default_log_level(),
+            format: LogFormat::Text,
         }
     }
 }
@@ -172,6 +191,9 @@ fn default_header_timeout_secs() -> u64 {
 }
 fn default_body_idle_secs() -> u64 {
     30
+}
+fn default_shutdown_grace_secs() -> u64 {
+    20
 }
 fn default_mempool_txs() -> usize {
     200_000

@@ -33,6 +33,72 @@ const OWN_KEYS: [&str; 7] = [
     "pos",
 ];
 
+/// Where peers reach a validator: `HOST:PORT`, HOST an IP address or a DNS name (resolved at
+/// each connection attempt, so a member's machine may change its address).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PeerAddr {
+    /// An IP address and port (sealed as before names were allowed).
+    Ip(SocketAddr),
+    /// A DNS name and port.
+    Name(String),
+}
+
+impl PeerAddr {
+    /// Parses `HOST:PORT`: an IP address, or a DNS name (letters, digits, `-` and `.`, at
+    /// most 253 characters) with a port from 1 to 65,535.
+    pub fn parse(s: &str) -> Result<PeerAddr> {
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(PeerAddr::Ip(a));
+        }
+        let Some((host, port)) = s.rsplit_once(':') else {
+            bail!("{s:?} is not HOST:PORT");
+        };
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+            bail!("{host:?} in {s:?} is neither an IP address nor a DNS name");
+        }
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(PeerAddr::Name(s.to_ascii_lowercase())),
+            _ => bail!("the port in {s:?} must be 1 to 65535"),
+        }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        match self {
+            PeerAddr::Ip(a) => a.port(),
+            PeerAddr::Name(n) => n
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse().ok())
+                .unwrap_or(0),
+        }
+    }
+
+    /// The host (an IP address or a name), without the port.
+    pub fn host(&self) -> String {
+        match self {
+            PeerAddr::Ip(a) => a.ip().to_string(),
+            PeerAddr::Name(n) => n.rsplit_once(':').map_or(n.clone(), |(h, _)| h.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerAddr::Ip(a) => write!(f, "{a}"),
+            PeerAddr::Name(n) => f.write_str(n),
+        }
+    }
+}
+
 /// One validator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Validator {
@@ -40,8 +106,8 @@ pub struct Validator {
     pub name: String,
     /// Its node key.
     pub key: PublicKey,
-    /// Where peers reach it (QUIC).
-    pub p2p: SocketAddr,
+    /// Where peers reach it (QUIC over UDP).
+    pub p2p: PeerAddr,
     /// Its HTTP API base URL.
     pub api: String,
 }
@@ -116,6 +182,14 @@ impl Genesis {
 
     /// Parses a genesis document, checks it, and seals it with `apps`.
     pub fn parse(text: &str, apps: &[Arc<dyn App>]) -> Result<Genesis> {
+        let mut g = Genesis::parse_draft(text)?;
+        g.seal(apps)?;
+        Ok(g)
+    }
+
+    /// Parses a genesis document that may still be incomplete (the key ceremony's draft, with no
+    /// validators yet): neither checked nor sealed.
+    pub fn parse_draft(text: &str) -> Result<Genesis> {
         let mut table: toml::Table = toml::from_str(text).context("not a valid genesis file")?;
         let mut own = toml::Table::new();
         for key in OWN_KEYS {
@@ -124,7 +198,7 @@ impl Genesis {
             }
         }
         let own: Own = own.try_into().context("not a valid genesis file")?;
-        let mut g = Genesis {
+        Ok(Genesis {
             chain_id: own.chain_id,
             engine: own.engine,
             time_ms: own.time_ms,
@@ -134,9 +208,7 @@ impl Genesis {
             pos: own.pos,
             apps: table.into_iter().collect(),
             seal: Vec::new(),
-        };
-        g.seal(apps)?;
-        Ok(g)
+        })
     }
 
     /// Checks the document and computes the bytes block 0 seals: the node's fields, then each
@@ -217,6 +289,11 @@ impl Genesis {
             );
         }
         self.validator_set()?;
+        for v in &self.validators {
+            if let PeerAddr::Name(n) = &v.p2p {
+                PeerAddr::parse(n).with_context(|| format!("validator {:?}: p2p", v.name))?;
+            }
+        }
         Ok(())
     }
 
@@ -291,7 +368,7 @@ mod tests {
             vec![Validator {
                 name: "node0".into(),
                 key: medchain_types::SecretKey::from_seed([1; 32]).public(),
-                p2p: "127.0.0.1:7700".parse().unwrap(),
+                p2p: PeerAddr::parse("127.0.0.1:7700").unwrap(),
                 api: "http://127.0.0.1:8700".into(),
             }],
         );

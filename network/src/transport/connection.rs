@@ -50,8 +50,16 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, endpoint: Endpoint, peer_key:
             r = connected.wait_for(|c| !*c) => if r.is_err() { return },
         }
         let attempt = async {
+            // Resolved at each attempt: a name may point elsewhere since the last one (a
+            // container or pod that restarted).
+            let addr = tokio::time::timeout(
+                shared.config.handshake_timeout,
+                resolve(&peer.addr, &endpoint),
+            )
+            .await
+            .map_err(|_| format!("resolving {} timed out", peer.addr))??;
             let connecting = endpoint
-                .connect_with(peer.client_config.clone(), peer.addr, tls::SERVER_NAME)
+                .connect_with(peer.client_config.clone(), addr, tls::SERVER_NAME)
                 .map_err(|e| e.to_string())?;
             match tokio::time::timeout(shared.config.handshake_timeout, connecting).await {
                 Ok(Ok(conn)) => Ok(conn),
@@ -86,6 +94,25 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, endpoint: Endpoint, peer_key:
             backoff = (backoff * 2).min(shared.config.reconnect_backoff_max);
         }
     }
+}
+
+/// The socket address to dial for `addr` (`HOST:PORT`, HOST an IP address or a DNS name): an
+/// address as it is; a name's addresses, those of the endpoint's own family first.
+async fn resolve(addr: &str, endpoint: &Endpoint) -> Result<SocketAddr, String> {
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let found: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .collect();
+    let ipv4 = endpoint.local_addr().map_or(true, |a| a.is_ipv4());
+    found
+        .iter()
+        .find(|a| a.is_ipv4() == ipv4)
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| format!("{addr} resolves to no address"))
 }
 
 /// Whether the decider keeps a new connection over the current one (see the module docs).

@@ -70,8 +70,9 @@ const GSO_SEGMENTS_MAX: usize = 10;
 pub struct NetworkConfig {
     /// Address to bind (when the transport binds its own socket).
     pub listen: SocketAddr,
-    /// Every consortium member's key and address. The node's own entry, if present, is ignored.
-    pub peers: BTreeMap<PublicKey, SocketAddr>,
+    /// Every consortium member's key and address, `HOST:PORT` with HOST an IP address or a DNS
+    /// name (resolved at each connection attempt). The node's own entry, if present, is ignored.
+    pub peers: BTreeMap<PublicKey, String>,
     /// Identifies this run of the process: must grow across restarts (the node uses the start
     /// time in microseconds). Lets peers tell a restarted node's connection from a stale one.
     pub incarnation: u64,
@@ -118,7 +119,7 @@ impl NetworkConfig {
     /// Defaults for a node listening on `listen` in a consortium of `peers`.
     pub fn new(
         listen: SocketAddr,
-        peers: BTreeMap<PublicKey, SocketAddr>,
+        peers: BTreeMap<PublicKey, String>,
         incarnation: u64,
     ) -> NetworkConfig {
         NetworkConfig {
@@ -311,7 +312,8 @@ struct Active {
 
 struct Peer {
     key: PublicKey,
-    addr: SocketAddr,
+    /// `HOST:PORT`.
+    addr: String,
     queue: SendQueue,
     slot: Mutex<Option<Active>>,
     connected: watch::Sender<bool>,
@@ -490,7 +492,7 @@ impl Network {
                 peer,
                 Peer {
                     key: peer,
-                    addr: config.peers[&peer],
+                    addr: config.peers[&peer].clone(),
                     queue: SendQueue::new(
                         config.send_queue_frames_max,
                         config.send_queue_bytes_max,

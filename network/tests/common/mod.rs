@@ -33,6 +33,7 @@ pub fn config(
     peers: BTreeMap<PublicKey, SocketAddr>,
     incarnation: u64,
 ) -> NetworkConfig {
+    let peers = peers.into_iter().map(|(k, a)| (k, a.to_string())).collect();
     let mut c = NetworkConfig::new(listen, peers, incarnation);
     c.reconnect_backoff_min = Duration::from_millis(20);
     c.reconnect_backoff_max = Duration::from_millis(500);

@@ -38,6 +38,8 @@ fn every_command_has_help() {
         "pubkey",
         "verify-chain",
         "demo",
+        "genesis",
+        "probe",
     ] {
         assert!(stdout(&top).contains(cmd), "top-level help lists {cmd}");
         let o = medchain(&[cmd, "--help"]);
@@ -47,6 +49,13 @@ fn every_command_has_help() {
             "{cmd} --help prints usage"
         );
     }
+    for sub in ["new", "add-validator", "add-admin", "show", "hash"] {
+        let o = medchain(&["genesis", sub, "--help"]);
+        assert!(o.status.success(), "genesis {sub} --help");
+    }
+    let o = medchain(&["probe", "http://127.0.0.1:1/readyz", "--timeout-secs", "1"]);
+    assert!(!o.status.success(), "nothing answers");
+    assert!(stderr(&o).contains("cannot reach"), "{}", stderr(&o));
     let o = medchain(&["no-such-command"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("unrecognized subcommand"));

@@ -6,7 +6,8 @@ use crate::api::txs::receipt_json;
 use crate::runtime::Shared;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use medchain_app::{ApiError, ApiResult};
 use medchain_chaincode::StateView;
@@ -31,6 +32,7 @@ pub async fn status(State(s): State<Arc<Shared>>) -> ApiResult {
         "node_id": s.me,
         "name": name,
         "chain_id": s.genesis.chain_id,
+        "genesis_hash": s.genesis.block().hash(),
         "engine": s.genesis.engine,
         "height": tip.map_or(0, |t| t.height),
         "last_hash": tip.map(|t| t.hash),
@@ -49,6 +51,33 @@ pub async fn status(State(s): State<Arc<Shared>>) -> ApiResult {
         "uptime_s": s.started.elapsed().as_secs(),
     }))
     .into_response())
+}
+
+/// `GET /readyz`: 200 once this node is connected to a quorum of the validators (itself among
+/// them) and holds every block its peers' block responses showed the chain has; 503 with the
+/// reason until then.
+/// For load balancers and orchestrators (outside the request caps, as `/healthz`).
+pub async fn ready(State(s): State<Arc<Shared>>) -> Response {
+    let quorum = s.genesis.validator_set().map_or(1, |v| v.quorum());
+    let reachable = s.network.connected_peers().len() + 1;
+    let height = s.ledger.tip().map_or(0, |t| t.height);
+    let seen = s.chain_seen.load(std::sync::atomic::Ordering::SeqCst);
+    let (code, state) = if reachable < quorum {
+        (StatusCode::SERVICE_UNAVAILABLE, "connecting")
+    } else if height < seen {
+        (StatusCode::SERVICE_UNAVAILABLE, "catching up")
+    } else {
+        (StatusCode::OK, "ready")
+    };
+    let body = json!({
+        "ready": code == StatusCode::OK,
+        "state": state,
+        "validators_reachable": reachable,
+        "quorum": quorum,
+        "height": height,
+        "height_seen": seen,
+    });
+    (code, Json(body)).into_response()
 }
 
 fn parse_hash(s: &str) -> Result<Hash, ApiError> {

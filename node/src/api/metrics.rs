@@ -12,6 +12,16 @@ use std::sync::Arc;
 /// `GET /metrics`.
 pub async fn metrics(State(s): State<Arc<Shared>>) -> ApiResult {
     let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP medchain_build_info The build and chain this node runs (the value is always 1).\n\
+         # TYPE medchain_build_info gauge\n\
+         medchain_build_info{{version=\"{}\",commit=\"{}\",engine=\"{}\",chain_id=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        crate::BUILD_COMMIT,
+        s.genesis.engine,
+        s.genesis.chain_id,
+    );
     let st = s.status.read().expect("status lock").clone();
     let m = &s.metrics;
     let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {

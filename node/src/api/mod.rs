@@ -8,6 +8,7 @@
 //! | method and path | what |
 //! |---|---|
 //! | `GET /healthz` | `ok` while the node runs |
+//! | `GET /readyz` | 200 once connected to a quorum and caught up with what the engine learned, 503 with the reason before |
 //! | `GET /api/v1/status` | node id, engine, height, last hash, view, leader, peers, mempool |
 //! | `POST /api/v1/txs[?wait=commit]` | submit one signed transaction (JSON object), many (JSON array), or a canonical-encoded list (`application/octet-stream`); with `wait=commit` and `Accept: application/octet-stream`, the receipts come back canonical-encoded too |
 //! | `GET /api/v1/txs/{hash}` | receipt, inclusion proof, block header and certificate |
@@ -41,6 +42,7 @@ pub fn router(shared: Arc<Shared>, apps: &[MountedApp], openapi: String) -> Rout
     // Operations routes: outside the request caps, so a saturated node still answers them.
     let ops = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(chain::ready))
         .route("/metrics", get(metrics::metrics))
         .with_state(shared.clone());
     let mut router = Router::new()

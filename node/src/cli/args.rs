@@ -40,6 +40,70 @@ pub enum StakeCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum GenesisCommand {
+    /// Start a genesis document (no validators yet) for a new consortium.
+    New {
+        /// Chain id (1 to 64 of a-z 0-9 - _ .).
+        #[arg(long)]
+        chain_id: String,
+        /// Consensus engine: pbft, pos or pow.
+        #[arg(long)]
+        engine: String,
+        /// The genesis file.
+        #[arg(long, default_value = "genesis.toml")]
+        file: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+        /// Proof of work: the block interval difficulty aims at, in milliseconds.
+        #[arg(long)]
+        block_interval_ms: Option<u64>,
+        /// Proof of work: blocks on top of a block before it is final.
+        #[arg(long)]
+        confirmations: Option<u64>,
+        /// Proof of stake: heights per epoch.
+        #[arg(long)]
+        epoch_length: Option<u64>,
+    },
+    /// Add a member's validator from its public data: the public key it printed with `medchain
+    /// keygen` on its own machine, and where peers and clients reach it.
+    AddValidator {
+        /// Its public key (64 hex characters).
+        #[arg(long)]
+        pubkey: String,
+        /// Where peers reach it over QUIC (UDP): HOST:PORT, HOST an IP address or a DNS name
+        /// (resolved at each connection attempt).
+        #[arg(long)]
+        p2p: String,
+        /// Its API's URL, for the other members' nodes (default: http://HOST:8700).
+        #[arg(long)]
+        api: Option<String>,
+        /// A name for people, such as "St Mary" (default: node<N>).
+        #[arg(long)]
+        name: Option<String>,
+        /// Proof of stake: its stake (default 100).
+        #[arg(long)]
+        stake: Option<u64>,
+        /// The genesis file.
+        #[arg(long, default_value = "genesis.toml")]
+        file: PathBuf,
+    },
+    /// Print the document as every node will read it, with its hash (fails while incomplete).
+    Show {
+        /// The genesis file.
+        #[arg(long, default_value = "genesis.toml")]
+        file: PathBuf,
+    },
+    /// Print the genesis hash (block 0's), which the members compare out of band; every node
+    /// prints it at start and in /api/v1/status.
+    Hash {
+        /// The genesis file.
+        #[arg(long, default_value = "genesis.toml")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum Command {
     /// Start a local consortium (creating it in DIR if absent), print the URLs, and stop every
     /// node cleanly on Ctrl-C or SIGTERM. Run again to resume from disk.
@@ -87,11 +151,27 @@ pub enum Command {
         #[arg(long)]
         block_interval_ms: Option<u64>,
     },
+    /// Build a consortium's genesis document from its members' public data (the key
+    /// ceremony); the apps add their own steps (`genesis add-admin`).
+    #[command(subcommand_required = true, arg_required_else_help = true)]
+    Genesis {
+        #[command(subcommand)]
+        command: GenesisCommand,
+    },
     /// Run one node. Settings come from the TOML file and `MEDCHAIN__SECTION__KEY` variables.
     Node {
         /// The node's configuration file.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// GET a node's URL (such as http://127.0.0.1:8700/readyz) and exit 0 only for a 2xx
+    /// answer: a health check for images without curl (the Docker image's HEALTHCHECK).
+    Probe {
+        /// The URL.
+        url: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
     },
     /// Print a node's status (engine, height, view, peers, mempool) as JSON.
     Status {

@@ -1,7 +1,7 @@
 //! The node's own commands: running a node, consortia, status, stake, load, the simulator, keys,
 //! chain verification and the demo.
 
-use super::args::{Cli, Command, StakeCommand};
+use super::args::{Cli, Command, GenesisCommand, StakeCommand};
 use anyhow::{bail, Context, Result};
 use medchain_app::client::{signed_tx, Client};
 use medchain_app::App;
@@ -20,6 +20,51 @@ impl std::fmt::Display for NodeFailed {
 }
 
 impl std::error::Error for NodeFailed {}
+
+/// Runs `medchain genesis ...`.
+fn genesis(command: GenesisCommand, apps: &[Arc<dyn App>]) -> Result<()> {
+    use crate::ceremony;
+    match command {
+        GenesisCommand::New {
+            chain_id,
+            engine,
+            file,
+            force,
+            block_interval_ms,
+            confirmations,
+            epoch_length,
+        } => ceremony::cmd_new(
+            &ceremony::NewChain {
+                chain_id,
+                engine,
+                block_interval: block_interval_ms.map(std::time::Duration::from_millis),
+                confirmations,
+                epoch_length,
+            },
+            &file,
+            force,
+        ),
+        GenesisCommand::AddValidator {
+            pubkey,
+            p2p,
+            api,
+            name,
+            stake,
+            file,
+        } => ceremony::cmd_add_validator(
+            &file,
+            &ceremony::NewValidator {
+                pubkey,
+                p2p,
+                api,
+                name,
+                stake,
+            },
+        ),
+        GenesisCommand::Show { file } => ceremony::cmd_show(&file, apps),
+        GenesisCommand::Hash { file } => ceremony::cmd_hash(&file, apps),
+    }
+}
 
 /// Runs one of the node's own commands.
 pub fn run(cli: Cli, apps: &[Arc<dyn App>]) -> Result<()> {
@@ -70,8 +115,12 @@ pub fn run(cli: Cli, apps: &[Arc<dyn App>]) -> Result<()> {
         ))?,
         // Only reached without an app's subcommand, which `bench` requires.
         Command::Bench => anyhow::bail!("medchain bench: which benchmark? (see --help)"),
+        Command::Genesis { command } => genesis(command, apps),
         Command::Node { config } => run_node(&config, apps),
         Command::Status { node } => medchain_app::block_on(status(&node))?,
+        Command::Probe { url, timeout_secs } => {
+            medchain_app::block_on(probe(&url, std::time::Duration::from_secs(timeout_secs)))?
+        }
         Command::Stake { command } => {
             use medchain_types::staking::StakeOp;
             let (op, node, key_file) = match command {
@@ -135,6 +184,30 @@ pub fn run(cli: Cli, apps: &[Arc<dyn App>]) -> Result<()> {
     }
 }
 
+/// `medchain probe`: `GET url`; fails unless the answer is 2xx.
+async fn probe(url: &str, timeout: std::time::Duration) -> Result<()> {
+    let r = reqwest::Client::new()
+        .get(url)
+        .timeout(timeout)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let code = r.status();
+    let body = r.text().await.unwrap_or_default();
+    let first = body
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect::<String>();
+    if !code.is_success() {
+        bail!("{url}: HTTP {code}: {first}");
+    }
+    println!("{url}: HTTP {code}: {first}");
+    Ok(())
+}
+
 /// How long a node that stopped on its own waits for the requests in flight.
 const FAILED_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -142,17 +215,21 @@ const FAILED_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_sec
 /// stops on its own ([`NodeFailed`]).
 fn run_node(config_path: &std::path::Path, apps: &[Arc<dyn App>]) -> Result<()> {
     let config = crate::config::NodeConfig::load(config_path)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&config.log.level)
-                .context("invalid [log] level")?,
-        )
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&config.log.level).context("invalid [log] level")?;
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        crate::config::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        crate::config::LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
     medchain_app::block_on(async move {
         let listen = config.api.listen;
+        let grace = std::time::Duration::from_secs(config.api.shutdown_grace_secs);
         let timeouts = crate::api::serve::Timeouts {
             header: std::time::Duration::from_secs(config.api.header_timeout_secs.max(1)),
             body_idle: std::time::Duration::from_secs(config.api.body_idle_secs.max(1)),
@@ -172,27 +249,28 @@ fn run_node(config_path: &std::path::Path, apps: &[Arc<dyn App>]) -> Result<()> 
         let failed = Arc::new(std::sync::Mutex::new(None));
         let failure = node.failure();
         let record = failed.clone();
-        let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+        // How long the requests in flight may take once the node stops (a streamed download
+        // may take an hour): `[api] shutdown_grace_secs`, or less for a node that failed,
+        // since nothing it serves is trustworthy any more.
+        let (stopping_tx, stopping) = tokio::sync::watch::channel(None);
         let server = crate::api::serve::serve(listener, router, timeouts, async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = sigterm.recv() => {}
+            let grace = tokio::select! {
+                _ = tokio::signal::ctrl_c() => grace,
+                _ = sigterm.recv() => grace,
                 why = failure => {
                     *record.lock().expect("failure lock") = Some(why);
-                    let _ = stopping_tx.send(true);
+                    FAILED_SHUTDOWN_GRACE.min(grace)
                 }
-            }
-            tracing::info!("shutting down");
+            };
+            tracing::info!(grace_s = grace.as_secs(), "shutting down");
+            let _ = stopping_tx.send(Some(grace));
         });
-        // A node that failed stops without waiting long for requests in flight (a streamed
-        // download may take an hour): nothing it serves is trustworthy any more.
         let deadline = async move {
             let mut stopping = stopping;
-            if stopping.wait_for(|s| *s).await.is_err() {
-                // Stopping for another reason: the requests in flight finish.
-                std::future::pending::<()>().await;
+            match stopping.wait_for(Option::is_some).await.map(|g| *g) {
+                Ok(Some(grace)) => tokio::time::sleep(grace).await,
+                _ => std::future::pending::<()>().await,
             }
-            tokio::time::sleep(FAILED_SHUTDOWN_GRACE).await;
         };
         tokio::select! {
             served = server => served?,

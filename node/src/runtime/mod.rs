@@ -181,6 +181,11 @@ pub struct Shared {
     gossip_ready: tokio::sync::Notify,
     /// A block request made while no peer was connected: sent to the first peer that connects.
     pending_sync: Mutex<Option<u64>>,
+    /// The highest height peers' block responses showed the chain has (one past a full batch:
+    /// there is more); until the ledger reaches it, the node is catching up.
+    pub chain_seen: AtomicU64,
+    /// The exclusive lock of the data directory, held while the node runs.
+    _data_lock: nix::fcntl::Flock<std::fs::File>,
     /// Limits concurrent block-request serving.
     sync_servers: Arc<tokio::sync::Semaphore>,
     /// Client batches being verified at once: one per core. Without it, hundreds of requests in
@@ -283,6 +288,31 @@ fn build_engine(genesis: &Genesis, ctx: EngineContext) -> Box<dyn Engine> {
     }
 }
 
+/// The data directory's lock file.
+const LOCK_FILE: &str = "node.lock";
+
+/// Creates the data directory if need be and takes its exclusive lock (released when the
+/// process ends, however it ends): a second node on the same directory is refused at once.
+fn lock_data_dir(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        match e {
+            nix::errno::Errno::EWOULDBLOCK => anyhow::anyhow!(
+                "another process is using the data directory {} (it holds {LOCK_FILE})",
+                dir.display()
+            ),
+            e => anyhow::anyhow!("cannot lock {}: {e}", path.display()),
+        }
+    })
+}
+
 impl Node {
     /// Opens the ledger (writing genesis on first start), starts the transport, the engine
     /// thread, the network tasks and `apps` (the binary's list). Must run inside a tokio
@@ -297,6 +327,7 @@ impl Node {
                 config.node.genesis.display()
             );
         }
+        let data_lock = lock_data_dir(&config.node.data_dir)?;
         let ledger_dir = config.node.data_dir.join("ledger");
         let ledger = Arc::new(
             Ledger::open(&ledger_dir, &genesis.chain_id)
@@ -335,7 +366,11 @@ impl Node {
         let records = ledger.engine_records()?.into_iter().collect();
         let candidate = ledger.candidate()?;
 
-        let peers = genesis.validators.iter().map(|v| (v.key, v.p2p)).collect();
+        let peers = genesis
+            .validators
+            .iter()
+            .map(|v| (v.key, v.p2p.to_string()))
+            .collect();
         let incarnation = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as u64;
         let mut net_cfg = NetworkConfig::new(config.network.listen, peers, incarnation);
         net_cfg.frame_max = config.network.frame_max;
@@ -383,6 +418,8 @@ impl Node {
             gossip: Mutex::new(Vec::new()),
             gossip_ready: tokio::sync::Notify::new(),
             pending_sync: Mutex::new(None),
+            chain_seen: AtomicU64::new(0),
+            _data_lock: data_lock,
             sync_servers: Arc::new(tokio::sync::Semaphore::new(SYNC_SERVERS_MAX)),
             admit_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
@@ -435,7 +472,7 @@ impl Node {
             .spawn(move || engine::run(engine, inbox_rx, thread_shared, rt))?;
         tokio::spawn(network::network_loop(shared.clone(), events));
         tokio::spawn(network::gossip_loop(shared.clone()));
-        tracing::info!(node = %me, chain = %genesis.chain_id, engine = %genesis.engine, height = tip.height, "node started");
+        tracing::info!(node = %me, chain = %genesis.chain_id, genesis = %genesis.block().hash(), engine = %genesis.engine, version = env!("CARGO_PKG_VERSION"), commit = crate::BUILD_COMMIT, height = tip.height, "node started");
         Ok(Node {
             shared,
             apps: mounted,

@@ -8,7 +8,7 @@ use super::{
 };
 use medchain_network::NetEvent;
 use medchain_types::{codec, Hash, PublicKey, Transaction};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -151,6 +151,12 @@ pub(super) async fn network_loop(shared: Arc<Shared>, mut events: medchain_netwo
                 let next = blocks
                     .last()
                     .and_then(|(b, _)| b.header.height.checked_add(1));
+                if let Some((last, _)) = blocks.last() {
+                    let seen = if full { next } else { Some(last.header.height) };
+                    shared
+                        .chain_seen
+                        .fetch_max(seen.unwrap_or(u64::MAX), SeqCst);
+                }
                 if shared.inbox.send(Input::Synced(blocks)).await.is_err() {
                     return;
                 }

@@ -3,7 +3,8 @@
 //! routes under `/api/v1/ehr/` (queries, the hospital search from an index of the approved
 //! hospitals, verification, the vault with signed requests, peer fetch, the verifier's audit),
 //! its commit hook (the index, erasure), expiry of blobs never anchored, the portal under
-//! `/portal/`, its OpenAPI part, and the commands `medchain ehr ...` and `medchain bench docs`.
+//! `/portal/`, its OpenAPI part, and the commands `medchain ehr ...`, `medchain bench docs` and
+//! `medchain genesis add-admin`.
 
 mod access;
 mod cli;
@@ -109,6 +110,10 @@ impl App for EhrApp {
                 parent: Some("bench"),
                 command: cli::BenchDocs::command(),
             },
+            AppCommand {
+                parent: Some("genesis"),
+                command: cli::GenesisAddAdmin::command(),
+            },
         ]
     }
 
@@ -121,6 +126,9 @@ impl App for EhrApp {
         match (parent, name) {
             (None, "ehr") => cli::run(cli::EhrCli::from_arg_matches(matches)?),
             (Some("bench"), "docs") => cli::run_bench(cli::BenchDocs::from_arg_matches(matches)?),
+            (Some("genesis"), "add-admin") => {
+                cli::run_genesis_add_admin(cli::GenesisAddAdmin::from_arg_matches(matches)?)
+            }
             _ => anyhow::bail!("the ehr app has no command {name}"),
         }
     }

@@ -6,6 +6,7 @@ mod case;
 mod chain;
 mod common;
 mod docs;
+mod genesis;
 mod patient;
 mod small;
 
@@ -533,3 +534,4 @@ pub fn run(cli: EhrCli) -> Result<()> {
 }
 
 pub use bench::{run_cli as run_bench, BenchDocs};
+pub use genesis::{run as run_genesis_add_admin, GenesisAddAdmin};
