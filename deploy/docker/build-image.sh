@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the medchain runtime image on a machine without any image registry.
 #
-#   deploy/docker/build-image.sh [--binary PATH] [--tag NAME] [--base IMAGE]
+#   deploy/docker/build-image.sh [--binary PATH] [--tag NAME] [--base IMAGE] [--base-name NAME]
 #
 # --binary  the medchain binary to put in the image (default: build target/release/medchain)
 # --tag     the image's name (default medchain:local)
@@ -9,18 +9,21 @@
 #           it, the base medchain-base:local is made from the binary's own shared libraries
 #           (those `ldd` lists, the dynamic loader, a passwd entry for the node's user, the CA
 #           certificates) and imported with `docker import`: nothing is pulled.
+# --base-name  the name of that made base (default medchain-base:local)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 binary=""
 tag="medchain:local"
 base=""
+base_name="medchain-base:local"
 while [ $# -gt 0 ]; do
     case "$1" in
         --binary) binary="$2"; shift 2 ;;
         --tag) tag="$2"; shift 2 ;;
         --base) base="$2"; shift 2 ;;
-        -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --base-name) base_name="$2"; shift 2 ;;
+        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "build-image: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -37,7 +40,7 @@ ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 
 if [ -z "$base" ]; then
-    base="medchain-base:local"
+    base="$base_name"
     root="$ctx/base"
     mkdir -p "$root/etc/ssl/certs" "$root/tmp"
     chmod 1777 "$root/tmp"

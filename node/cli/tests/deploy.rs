@@ -2,6 +2,8 @@
 //! manifests as `kubectl kustomize` renders them, and the systemd unit as `systemd-analyze
 //! verify` reads it. A tool that is not installed skips its check, saying so.
 
+mod common;
+
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -177,4 +179,220 @@ fn the_systemd_unit_verifies() {
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}
+
+/// What a Docker test made, removed when it ends (also when it fails): the compose projects
+/// with their networks and volumes, and the images.
+struct DockerMade {
+    projects: Vec<(String, Vec<(String, String)>)>,
+    images: Vec<String>,
+}
+
+impl Drop for DockerMade {
+    fn drop(&mut self) {
+        for (project, env) in &self.projects {
+            let _ = compose(project, env, &["down", "--volumes", "--remove-orphans"]);
+        }
+        for image in &self.images {
+            let _ = Command::new("docker")
+                .args(["rmi", "--force", image])
+                .output();
+        }
+    }
+}
+
+fn compose(project: &str, env: &[(String, String)], args: &[&str]) -> std::process::Output {
+    Command::new("docker-compose")
+        .arg("--project-name")
+        .arg(project)
+        .arg("--file")
+        .arg(repo().join("deploy/compose/docker-compose.yml"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap()
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A node's height and last hash, or its readiness, through its published port.
+fn node_get(port: u16, path: &str) -> Option<(u16, serde_json::Value)> {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "3", "-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n')?;
+    Some((code.trim().parse().ok()?, serde_json::from_str(body).ok()?))
+}
+
+fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(secs),
+            "timed out after {secs} s: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    start.elapsed()
+}
+
+/// The compose consortium, from an image built here without a registry, under PBFT and proof of
+/// stake: four containers on the consortium's own network find each other by name and commit
+/// through their published ports; one is killed (`docker kill`) and started again and catches
+/// up; another is paused while commits go on; at the end every chain is the same.
+#[test]
+fn the_compose_consortium_survives_a_kill_and_a_pause() {
+    let docker = Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !docker {
+        println!("skipped: no Docker engine answers `docker info`");
+        return;
+    }
+    if !have("docker-compose", &["version"]) || !have("curl", &["--version"]) {
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_medchain");
+    let id = std::process::id();
+    let (image, base) = (
+        format!("medchain-test-{id}:local"),
+        format!("medchain-test-base-{id}:local"),
+    );
+    let mut made = DockerMade {
+        projects: Vec::new(),
+        images: vec![image.clone(), base.clone()],
+    };
+    let built = run_ok(
+        Command::new(repo().join("deploy/docker/build-image.sh")).args([
+            "--binary",
+            bin,
+            "--tag",
+            &image,
+            "--base-name",
+            &base,
+        ]),
+    );
+    println!("{}", built.trim());
+    let members = ["st-mary", "riverside", "hillside", "northgate"];
+    for engine in ["pbft", "pos"] {
+        let dir = tempfile::tempdir().unwrap();
+        run_ok(
+            Command::new(repo().join("deploy/compose/consortium.sh"))
+                .args(["init", "--engine", engine, "--dir"])
+                .arg(dir.path())
+                .env("MEDCHAIN_IMAGE", &image),
+        );
+        let ports: Vec<u16> = {
+            let (_, api) = common::free_ports(4);
+            (api..api + 4).collect()
+        };
+        // The nodes run as the invoking user, or as 10001 for root (as consortium.sh set up).
+        let (uid, gid) = match run_ok(Command::new("id").arg("-u")).trim() {
+            "0" => ("10001".to_owned(), "10001".to_owned()),
+            uid => (
+                uid.to_owned(),
+                run_ok(Command::new("id").arg("-g")).trim().to_owned(),
+            ),
+        };
+        let mut env: Vec<(String, String)> = vec![
+            ("MEDCHAIN_DIR".into(), dir.path().display().to_string()),
+            ("MEDCHAIN_UID".into(), uid),
+            ("MEDCHAIN_GID".into(), gid),
+            ("MEDCHAIN_IMAGE".into(), image.clone()),
+        ];
+        for (i, p) in ports.iter().enumerate() {
+            env.push((format!("MEDCHAIN_API_PORT_{i}"), p.to_string()));
+        }
+        let project = format!("medchain-test-{id}-{engine}");
+        made.projects.push((project.clone(), env.clone()));
+        let up = compose(&project, &env, &["up", "--detach"]);
+        assert!(
+            up.status.success(),
+            "{}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        let ready = |i: usize| matches!(node_get(ports[i], "/readyz"), Some((200, _)));
+        let took = wait_for("every node ready", 90, || (0..4).all(ready));
+        println!(
+            "{engine}: four containers ready {:.1} s after `up`",
+            took.as_secs_f64()
+        );
+        let client = dir.path().join("client.json");
+        run_ok(Command::new(bin).args(["keygen", "--out"]).arg(&client));
+        let commit = |i: usize, key: &str| {
+            run_ok(
+                Command::new(bin)
+                    .args(["kv", "put", key, engine, "--node"])
+                    .arg(format!("http://127.0.0.1:{}", ports[i]))
+                    .arg("--key-file")
+                    .arg(&client),
+            );
+        };
+        for i in 0..4 {
+            commit(i, &format!("before-{i}"));
+        }
+        let container = |m: &str| compose(&project, &env, &["ps", "-q", m]).stdout;
+        let container = |m: &str| String::from_utf8(container(m)).unwrap().trim().to_owned();
+        // Killed, commits go on, started again: it catches up.
+        let killed = container(members[3]);
+        run_ok(Command::new("docker").args(["kill", &killed]));
+        for n in 0..3 {
+            commit(n % 3, &format!("while-killed-{n}"));
+        }
+        run_ok(Command::new("docker").args(["start", &killed]));
+        let height =
+            |i: usize| node_get(ports[i], "/api/v1/status").map(|(_, v)| v["height"].clone());
+        let caught = wait_for("the restarted node catches up", 60, || {
+            ready(3) && height(3).is_some() && height(3) == height(0)
+        });
+        println!(
+            "{engine}: the killed node is back and caught up {:.1} s after `docker start`",
+            caught.as_secs_f64()
+        );
+        // Paused, commits go on without it; resumed, it follows.
+        let paused = container(members[2]);
+        run_ok(Command::new("docker").args(["pause", &paused]));
+        for n in 0..3 {
+            commit([0, 1, 3][n], &format!("while-paused-{n}"));
+        }
+        run_ok(Command::new("docker").args(["unpause", &paused]));
+        commit(2, "after");
+        // Every chain the same.
+        wait_for("the four chains agree", 60, || {
+            let tips: Vec<_> = (0..4)
+                .map(|i| {
+                    node_get(ports[i], "/api/v1/status")
+                        .map(|(_, v)| (v["height"].clone(), v["last_hash"].clone()))
+                })
+                .collect();
+            tips.iter().all(|t| t.is_some() && *t == tips[0])
+        });
+        let (_, status) = node_get(ports[0], "/api/v1/status").unwrap();
+        assert_eq!(status["engine"], engine);
+        assert!(status["height"].as_u64().unwrap() >= 11, "{status}");
+        let down = compose(&project, &env, &["down", "--volumes"]);
+        assert!(down.status.success());
+        for m in members {
+            let ledger = dir.path().join(m).join("data/ledger");
+            run_ok(
+                Command::new(bin)
+                    .arg("verify-chain")
+                    .arg("--data")
+                    .arg(ledger),
+            );
+        }
+    }
 }
