@@ -138,6 +138,9 @@ pub fn testnet(spec: &TestnetSpec, dir: &Path, force: bool, apps: &[Arc<dyn App>
                 header_timeout_secs: 30,
                 body_idle_secs: 30,
                 shutdown_grace_secs: 20,
+                tls_cert: None,
+                tls_key: None,
+                ca_file: None,
             },
             mempool: MempoolSection::default(),
             log: LogSection::default(),
@@ -235,7 +238,7 @@ pub async fn up(spec: &TestnetSpec, dir: &Path, apps: &[Arc<dyn App>]) -> Result
         children.push((v.name.clone(), child, log_path));
     }
     // Wait for every API to answer.
-    let http = reqwest::Client::builder()
+    let http = medchain_app::client::http_builder(None)?
         .timeout(Duration::from_secs(2))
         .build()?;
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -66,6 +66,16 @@ pub struct ApiSection {
     /// stops anyway, seconds.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
+    /// The API's TLS certificate chain (PEM): with `tls_key`, the API is served over https only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) this node trusts when it calls other members' https:// APIs
+    /// (default: the system's roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[mempool]`
@@ -232,11 +242,23 @@ impl NodeConfig {
                 base.join(p)
             }
         };
+        if cfg.api.tls_cert.is_some() != cfg.api.tls_key.is_some() {
+            anyhow::bail!(
+                "{}: [api] tls_cert and tls_key go together (https needs both)",
+                path.display()
+            );
+        }
         Ok(NodeConfig {
             node: NodeSection {
                 data_dir: resolve(&cfg.node.data_dir),
                 key_file: resolve(&cfg.node.key_file),
                 genesis: resolve(&cfg.node.genesis),
+            },
+            api: ApiSection {
+                tls_cert: cfg.api.tls_cert.as_ref().map(resolve),
+                tls_key: cfg.api.tls_key.as_ref().map(resolve),
+                ca_file: cfg.api.ca_file.as_ref().map(resolve),
+                ..cfg.api.clone()
             },
             ..cfg
         })

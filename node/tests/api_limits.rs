@@ -44,6 +44,7 @@ async fn serve_node(
         listener,
         router,
         timeouts,
+        None,
         std::future::pending(),
     ));
     (node, addr, server)
@@ -58,7 +59,10 @@ async fn operations_routes_answer_when_every_request_slot_is_taken() {
         c.api.requests_per_client_max = 1;
     })
     .await;
-    let http = reqwest::Client::new();
+    let http = medchain_app::client::http_builder(None)
+        .unwrap()
+        .build()
+        .unwrap();
     let get = |path: &'static str| {
         let http = http.clone();
         async move {
@@ -124,7 +128,10 @@ async fn one_sender_cannot_take_every_place_in_the_mempool() {
         c.mempool.txs_per_sender_max = Some(5);
     })
     .await;
-    let http = reqwest::Client::new();
+    let http = medchain_app::client::http_builder(None)
+        .unwrap()
+        .build()
+        .unwrap();
     let txs = |seed: u8, n: u64| -> Vec<Transaction> {
         let key = SecretKey::from_seed([seed; 32]);
         (0..n)

@@ -124,7 +124,15 @@ fn dependency_rules_hold() {
                     Some("only the node and the benchmarks use the simulator")
                 }
                 "rocksdb" if pkg != "medchain-ledger" => Some("only ledger/store knows RocksDB"),
-                "quinn" | "rustls" if pkg != "medchain-network" => Some("only network knows QUIC"),
+                "quinn" if pkg != "medchain-network" => Some("only network knows QUIC"),
+                // TLS: the transport's, and https for the API (the node serves it, the app
+                // boundary's client speaks it).
+                "rustls" | "tokio-rustls"
+                    if !["medchain-network", "medchain-node", "medchain-app"]
+                        .contains(&pkg.as_str()) =>
+                {
+                    Some("only network, node and the app boundary know TLS")
+                }
                 "tokio" | "rocksdb" | "quinn" | "axum" | "reqwest" if pure || app_core => {
                     Some("types, the chaincode API, engines and apps' cores do no I/O")
                 }

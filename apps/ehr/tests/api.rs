@@ -42,7 +42,8 @@ impl Req {
         if let Some(key) = &self.signer {
             return signed(node, key, self.method, &self.path, self.body.clone()).0;
         }
-        let http = reqwest::Client::builder()
+        let http = medchain_app::client::http_builder(None)
+            .unwrap()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
@@ -61,9 +62,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn get_json(url: &str) -> Value {
-    runtime().block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
-}
 
 #[test]
 fn every_documented_route_answers_a_good_and_a_bad_request_as_documented() {
@@ -202,6 +200,7 @@ fn every_documented_route_answers_a_good_and_a_bad_request_as_documented() {
     let p = &pat_key;
     let table: Vec<(&str, &str, Req, Option<Req>)> = vec![
         ("get", "/healthz", req("GET", "/healthz"), None),
+        ("get", "/readyz", req("GET", "/readyz"), None),
         ("get", "/api/v1/status", req("GET", "/api/v1/status"), None),
         (
             "get",

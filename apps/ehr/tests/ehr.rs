@@ -23,7 +23,10 @@ fn signed_requests_refuse_replays_and_stale_times(
     let signer = RequestSigner::new(node, key_file);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let http = reqwest::Client::new();
+        let http = medchain_app::client::http_builder(None)
+            .unwrap()
+            .build()
+            .unwrap();
         let path = format!("/api/v1/ehr/docs/{doc}/key");
         let send_to = |to: &str, created: u64, nonce: &str| {
             signer
@@ -326,7 +329,10 @@ fn register_grant_anchor_and_verify_across_nodes() {
         let signed_for = hex::encode(sha2::Sha256::digest(b"[]"));
         signer
             .request(
-                &reqwest::Client::new(),
+                &medchain_app::client::http_builder(None)
+                    .unwrap()
+                    .build()
+                    .unwrap(),
                 "PUT",
                 format!("{}{path}", n(0)),
                 path,

@@ -74,7 +74,8 @@ fn huge_bodies_are_refused_without_being_read_into_memory() {
         ("GET", "/api/v1/ehr/vault-audit".into()),
     ];
     runtime().block_on(async {
-        let http = reqwest::Client::builder()
+        let http = medchain_app::client::http_builder(None)
+            .unwrap()
             .timeout(Duration::from_secs(120))
             .build()
             .unwrap();
@@ -164,7 +165,10 @@ fn a_long_audit_trail_neither_locks_the_record_nor_hides_events() {
     };
     let patient: medchain_types::PublicKey = pat_key.parse().unwrap();
     runtime().block_on(async {
-        let http = reqwest::Client::new();
+        let http = medchain_app::client::http_builder(None)
+            .unwrap()
+            .build()
+            .unwrap();
         let status: serde_json::Value = http
             .get(format!("{n0}/api/v1/status"))
             .send()

@@ -70,7 +70,8 @@ fn status(node: &str, key: Option<&Path>, method: &str, path: &str, body: Vec<u8
     match key {
         Some(k) => signed(node, k, method, path, body).0,
         None => tokio::runtime::Runtime::new().unwrap().block_on(async {
-            reqwest::Client::builder()
+            medchain_app::client::http_builder(None)
+                .unwrap()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap()
@@ -296,6 +297,12 @@ fn every_route_by_every_caller_on_own_and_another_patients_objects() {
             "get",
             "/healthz",
             "/healthz",
+            "200 200 200 200 200 200 200 200 200 200 200 200 200 200",
+        ),
+        row(
+            "get",
+            "/readyz",
+            "/readyz",
             "200 200 200 200 200 200 200 200 200 200 200 200 200 200",
         ),
         row(
@@ -694,8 +701,3 @@ fn every_route_by_every_caller_on_own_and_another_patients_objects() {
     );
 }
 
-fn get_json(url: &str) -> Value {
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
-}

@@ -485,7 +485,9 @@ fn personal_data_never_reaches_a_ledger_or_the_vault_in_clear() {
     // The raw chain routes serve none of the app's transactions, receipts or state.
     let get = |path: &str| -> (u16, serde_json::Value) {
         tokio::runtime::Runtime::new().unwrap().block_on(async {
-            let r = reqwest::get(format!("{}{path}", n(1))).await.unwrap();
+            let r = medchain_app::client::http_get(format!("{}{path}", n(1)))
+                .await
+                .unwrap();
             (r.status().as_u16(), r.json().await.unwrap_or_default())
         })
     };

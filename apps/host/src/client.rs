@@ -1,12 +1,58 @@
 //! A client of a node's HTTP API, for CLI commands (the node's and the apps'): status, chain id,
-//! transaction submission with or without waiting for the commits, and signed requests.
+//! transaction submission with or without waiting for the commits, and signed requests; over
+//! http:// or https://, trusting the system's roots or the CA certificates of `--ca-file`.
 
 use anyhow::{bail, Context, Result};
 use medchain_types::{codec, PublicKey, Receipt, SecretKey, Transaction};
 use rand::RngCore;
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+/// The CA certificates this process trusts for https:// nodes instead of the system's roots
+/// (`--ca-file`), once set.
+static CA_FILE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Trusts only the CA certificates in `path` (PEM) for https:// nodes, for the rest of the
+/// process (the `--ca-file` flag). Checked at once: a file without a certificate is an error.
+pub fn set_ca_file(path: &Path) -> Result<()> {
+    ca_certificates(path)?;
+    CA_FILE
+        .set(path.to_owned())
+        .map_err(|_| anyhow::anyhow!("--ca-file is given once"))
+}
+
+/// The certificates of a PEM file.
+fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("{} is not a PEM certificate bundle", path.display()))?;
+    if certs.is_empty() {
+        bail!("{} holds no certificate", path.display());
+    }
+    Ok(certs)
+}
+
+/// Makes ring the process's TLS provider (reqwest is built without one; so is the transport).
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // An error means one is installed already, which is all that is needed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// An HTTP client builder for https:// as well as http:// URLs: trusting the CA certificates of
+/// `ca_file`, else those of the process's `--ca-file`, else the system's roots.
+pub fn http_builder(ca_file: Option<&Path>) -> Result<reqwest::ClientBuilder> {
+    install_tls_provider();
+    let builder = reqwest::Client::builder();
+    Ok(match ca_file.or(CA_FILE.get().map(PathBuf::as_path)) {
+        Some(path) => builder.tls_certs_only(ca_certificates(path)?),
+        None => builder,
+    })
+}
 
 /// A transaction for `chaincode`, signed by `signer`, with a random nonce.
 pub fn signed_tx(
@@ -31,6 +77,13 @@ pub fn error_text(v: &Value) -> String {
         .map_or_else(|| v.to_string(), str::to_owned)
 }
 
+/// `GET url` with a client of [`http_builder`] (for tests and one-off reads).
+pub async fn http_get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    // A client builder fails only on a bad --ca-file, which `set_ca_file` refused already.
+    let client = http_builder(None).unwrap_or_else(|_| reqwest::Client::builder());
+    client.build()?.get(url).send().await
+}
+
 /// A node's API.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -44,12 +97,12 @@ impl Client {
     /// A client of the node at `url` (e.g. `http://127.0.0.1:8001`).
     pub fn new(url: &str) -> Result<Client> {
         let base = url.trim_end_matches('/').to_owned();
-        if !base.starts_with("http://") {
-            bail!("--node must be an http:// URL, got {url:?}");
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            bail!("--node must be an http:// or https:// URL, got {url:?}");
         }
         Ok(Client {
             base,
-            http: reqwest::Client::builder()
+            http: http_builder(None)?
                 .timeout(Duration::from_secs(120))
                 .pool_max_idle_per_host(512)
                 .build()?,

@@ -2,8 +2,11 @@
 //! its own, a coordinator builds genesis from their public keys and addresses alone (peers by
 //! DNS name), every node starts from it and reports the same genesis hash, they commit, and no
 //! private key is anywhere but in its own member's directory. Also the operations side of a
-//! member's node: readiness, JSON logs, and one process per data directory.
+//! member's node: readiness, JSON logs, one process per data directory, and the API, the CLI and
+//! the portal over https.
 
+#[path = "../../../apps/ehr/tests/browser/mod.rs"]
+mod browser;
 mod common;
 
 use common::{free_ports, nix_term};
@@ -52,8 +55,20 @@ impl Drop for Nodes {
     }
 }
 
+async fn reqwest_text(url: &str) -> String {
+    medchain_app::client::http_get(url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn get(url: &str) -> Option<(u16, Value)> {
-    let r = reqwest::Client::new()
+    let r = medchain_app::client::http_builder(None)
+        .unwrap()
+        .build()
+        .unwrap()
         .get(url)
         .timeout(Duration::from_secs(5))
         .send()
@@ -201,6 +216,24 @@ async fn four_members_build_genesis_from_public_keys_and_run_it() {
             ],
         ));
     }
+    // The alert rules in deploy/monitoring name metrics a node exports.
+    let metrics = reqwest_text(&url(0, "/metrics")).await;
+    let rules = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/monitoring/alerts.yml"),
+    )
+    .unwrap();
+    let named: std::collections::BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("medchain_"))
+        .collect();
+    assert!(named.len() >= 6, "{named:?}");
+    for name in named {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(name)),
+            "deploy/monitoring/alerts.yml names {name}, which /metrics lacks"
+        );
+    }
+    assert!(metrics.contains("\nmedchain_ready 1"), "{metrics}");
     // A second process on a member's data directory is refused at once.
     let second = medchain(&member(names[1]), &["node", "--config", "node.toml"]);
     assert!(!second.status.success());
@@ -280,4 +313,131 @@ fn files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A consortium's own certificate authority and a certificate for 127.0.0.1 signed by it, as
+/// PEM files in `dir`: (CA certificate, server certificate, server key, the server key's SPKI
+/// SHA-256 in base64 for Chromium).
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PublicKeyData,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "consortium test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("api.pem"),
+        dir.join("api-key.pem"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, server.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    let spki = {
+        use base64::Engine;
+        use sha2::Digest;
+        base64::engine::general_purpose::STANDARD
+            .encode(sha2::Sha256::digest(key.subject_public_key_info()))
+    };
+    (paths.0, paths.1, paths.2, spki)
+}
+
+/// The client API over https: the CLI trusts the consortium's CA with `--ca-file` and refuses
+/// the node without it; plain http to the TLS port gets nothing; the portal works in Chromium
+/// over https (a secure context: WebCrypto hashes a file there).
+#[test]
+fn the_api_the_cli_and_the_portal_over_https() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path();
+    let (p2p, api) = free_ports(1);
+    ok(medchain(
+        d,
+        &[
+            "testnet",
+            "--nodes",
+            "1",
+            "--out",
+            "net",
+            "--p2p-port",
+            &p2p.to_string(),
+            "--api-port",
+            &api.to_string(),
+        ],
+    ));
+    let (ca, cert, key, spki) = tls_files(d);
+    let log = std::fs::File::create(d.join("node.log")).unwrap();
+    let node = Nodes(vec![Command::new(BIN)
+        .args(["node", "--config"])
+        .arg(d.join("net/node0/node.toml"))
+        .env("MEDCHAIN__API__TLS_CERT", &cert)
+        .env("MEDCHAIN__API__TLS_KEY", &key)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()]);
+    let https = format!("https://127.0.0.1:{api}");
+    let status = |extra: &[&str]| {
+        let mut args = vec!["status", "--node", https.as_str()];
+        args.extend_from_slice(extra);
+        medchain(d, &args)
+    };
+    let ca_arg = ca.to_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !status(&["--ca-file", ca_arg]).status.success() {
+        assert!(Instant::now() < deadline, "the https API never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let v: Value = serde_json::from_str(&ok(status(&["--ca-file", ca_arg]))).unwrap();
+    assert_eq!(v["engine"], "pbft");
+    let untrusted = status(&[]);
+    assert!(
+        !untrusted.status.success(),
+        "the system's roots do not know this CA"
+    );
+    ok(medchain(
+        d,
+        &["probe", &format!("{https}/readyz"), "--ca-file", ca_arg],
+    ));
+    let plain = medchain(d, &["probe", &format!("http://127.0.0.1:{api}/healthz")]);
+    assert!(!plain.status.success(), "plain http to the TLS port");
+    ok(medchain(
+        d,
+        &[
+            "kv",
+            "put",
+            "over",
+            "tls",
+            "--node",
+            &https,
+            "--ca-file",
+            ca_arg,
+            "--key-file",
+            "net/client.json",
+        ],
+    ));
+
+    // The portal, in Chromium, trusting the API's key as an operator's CA would be trusted.
+    let spki_arg = format!("--ignore-certificate-errors-spki-list={spki}");
+    let web = browser::Browser::start_with(&[spki_arg.as_str()]);
+    web.goto(&format!("{https}/portal/#verify"));
+    let secure = web.eval(
+        "return [window.isSecureContext, typeof crypto.subtle, location.protocol];",
+        serde_json::json!([]),
+    );
+    assert_eq!(secure, serde_json::json!([true, "object", "https:"]));
+    let file = d.join("letter.txt");
+    std::fs::write(&file, b"a letter no chain knows").unwrap();
+    web.fill("#verify-file", file.to_str().unwrap());
+    web.click("#verify-form button");
+    web.wait_text("#verify-result", "Unknown");
+    node.stop();
 }

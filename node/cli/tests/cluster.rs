@@ -118,7 +118,8 @@ async fn four_processes_commit_survive_a_dead_primary_and_a_restarted_replica() 
         let url = format!("{}/api/v1/txs?wait=commit", c.apis[primary]);
         let body = codec::encode(&stalled);
         tokio::spawn(async move {
-            let http = reqwest::Client::builder()
+            let http = medchain_app::client::http_builder(None)
+                .unwrap()
                 .timeout(Duration::from_secs(120))
                 .build()
                 .map_err(|e| e.to_string())?;

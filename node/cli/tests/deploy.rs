@@ -159,6 +159,20 @@ fn the_kubernetes_manifests_render_with_probes_volumes_and_ports() {
     assert!(of("Secret").is_empty());
 }
 
+/// The alert rules are YAML with Prometheus's layout (the ceremony test checks the metrics they
+/// name against a running node).
+#[test]
+fn the_alert_rules_are_prometheus_rule_groups() {
+    let text = std::fs::read_to_string(repo().join("deploy/monitoring/alerts.yml")).unwrap();
+    let doc: Value = serde_yaml::from_str(&text).unwrap();
+    let rules = doc["groups"][0]["rules"].as_sequence().expect("rules");
+    assert!(rules.len() >= 6);
+    for r in rules {
+        assert!(r["alert"].is_string() && r["expr"].is_string(), "{r:?}");
+        assert!(r["annotations"]["summary"].is_string(), "{r:?}");
+    }
+}
+
 /// `systemd-analyze verify` accepts the unit (with ExecStart pointing at the binary built here,
 /// since the check also looks for the executable).
 #[test]

@@ -53,29 +53,61 @@ pub async fn status(State(s): State<Arc<Shared>>) -> ApiResult {
     .into_response())
 }
 
-/// `GET /readyz`: 200 once this node is connected to a quorum of the validators (itself among
-/// them) and holds every block its peers' block responses showed the chain has; 503 with the
-/// reason until then.
-/// For load balancers and orchestrators (outside the request caps, as `/healthz`).
-pub async fn ready(State(s): State<Arc<Shared>>) -> Response {
+/// Whether a node is ready to serve clients (see [`ready`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// `ready`, `connecting` (no quorum of validators reachable) or `catching up`.
+    pub state: &'static str,
+    /// Validators reachable, this node among them.
+    pub reachable: usize,
+    /// Validators needed for a quorum.
+    pub quorum: usize,
+    /// This node's height.
+    pub height: u64,
+    /// The highest height its peers' block responses showed.
+    pub seen: u64,
+}
+
+/// The node's readiness now.
+pub fn readiness(s: &Shared) -> Readiness {
     let quorum = s.genesis.validator_set().map_or(1, |v| v.quorum());
     let reachable = s.network.connected_peers().len() + 1;
     let height = s.ledger.tip().map_or(0, |t| t.height);
     let seen = s.chain_seen.load(std::sync::atomic::Ordering::SeqCst);
-    let (code, state) = if reachable < quorum {
-        (StatusCode::SERVICE_UNAVAILABLE, "connecting")
+    let state = if reachable < quorum {
+        "connecting"
     } else if height < seen {
-        (StatusCode::SERVICE_UNAVAILABLE, "catching up")
+        "catching up"
     } else {
-        (StatusCode::OK, "ready")
+        "ready"
+    };
+    Readiness {
+        state,
+        reachable,
+        quorum,
+        height,
+        seen,
+    }
+}
+
+/// `GET /readyz`: 200 once this node is connected to a quorum of the validators (itself among
+/// them) and holds every block its peers' block responses showed the chain has; 503 with the
+/// reason until then. For load balancers and orchestrators (outside the request caps, as
+/// `/healthz`).
+pub async fn ready(State(s): State<Arc<Shared>>) -> Response {
+    let r = readiness(&s);
+    let code = if r.state == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({
         "ready": code == StatusCode::OK,
-        "state": state,
-        "validators_reachable": reachable,
-        "quorum": quorum,
-        "height": height,
-        "height_seen": seen,
+        "state": r.state,
+        "validators_reachable": r.reachable,
+        "quorum": r.quorum,
+        "height": r.height,
+        "height_seen": r.seen,
     });
     (code, Json(body)).into_response()
 }

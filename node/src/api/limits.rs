@@ -153,7 +153,7 @@ mod tests {
             body_idle: Duration::from_millis(500),
         };
         let server = tokio::spawn(async move {
-            super::super::serve::serve(listener, app, timeouts, std::future::pending())
+            super::super::serve::serve(listener, app, timeouts, None, std::future::pending())
                 .await
                 .unwrap();
         });
@@ -183,7 +183,10 @@ mod tests {
             .route("/quick", get(|| async { "ok" }))
             .layer(axum::middleware::from_fn_with_state(limits, limit_requests));
         let (addr, server) = start(app).await;
-        let http = reqwest::Client::new();
+        let http = medchain_app::client::http_builder(None)
+            .unwrap()
+            .build()
+            .unwrap();
         let streaming = http
             .get(format!("http://{addr}/stream"))
             .send()

@@ -123,6 +123,12 @@ pub async fn metrics(State(s): State<Arc<Shared>>) -> ApiResult {
         m.txs_held_released.load(Relaxed),
     );
     gauge(
+        "ready",
+        "1 while /readyz answers 200 (a quorum reachable, caught up), else 0.",
+        "gauge",
+        u64::from(super::chain::readiness(&s).state == "ready"),
+    );
+    gauge(
         "peers_connected",
         "Peers connected now.",
         "gauge",

@@ -11,6 +11,10 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// CA certificates (PEM) to trust for https:// nodes instead of the system's roots (a
+    /// consortium's own certificate authority, say).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

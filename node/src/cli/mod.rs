@@ -31,6 +31,7 @@ pub fn command(apps: &[Arc<dyn App>]) -> clap::Command {
 /// Parses the arguments and runs the command; errors are one line on stderr starting with
 /// `error:`, and the exit status is 1 (2 when a node stopped on its own).
 pub fn main(apps: Vec<Arc<dyn App>>) -> ExitCode {
+    medchain_app::client::install_tls_provider();
     let matches = command(&apps).get_matches();
     match dispatch(&apps, &matches) {
         Ok(()) => ExitCode::SUCCESS,
@@ -47,6 +48,9 @@ pub fn main(apps: Vec<Arc<dyn App>>) -> ExitCode {
 
 /// Runs the command `matches` names: an app's, or one of the node's.
 fn dispatch(apps: &[Arc<dyn App>], matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    if let Some(ca) = matches.get_one::<std::path::PathBuf>("ca_file") {
+        medchain_app::client::set_ca_file(ca)?;
+    }
     if let Some((name, sub)) = matches.subcommand() {
         let nested = sub.subcommand();
         for app in apps {

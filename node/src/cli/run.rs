@@ -186,7 +186,8 @@ pub fn run(cli: Cli, apps: &[Arc<dyn App>]) -> Result<()> {
 
 /// `medchain probe`: `GET url`; fails unless the answer is 2xx.
 async fn probe(url: &str, timeout: std::time::Duration) -> Result<()> {
-    let r = reqwest::Client::new()
+    let r = medchain_app::client::http_builder(None)?
+        .build()?
         .get(url)
         .timeout(timeout)
         .send()
@@ -229,6 +230,11 @@ fn run_node(config_path: &std::path::Path, apps: &[Arc<dyn App>]) -> Result<()> 
     }
     medchain_app::block_on(async move {
         let listen = config.api.listen;
+        let tls = match (&config.api.tls_cert, &config.api.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::api::serve::tls_acceptor(cert, key)?),
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let grace = std::time::Duration::from_secs(config.api.shutdown_grace_secs);
         let timeouts = crate::api::serve::Timeouts {
             header: std::time::Duration::from_secs(config.api.header_timeout_secs.max(1)),
@@ -243,7 +249,7 @@ fn run_node(config_path: &std::path::Path, apps: &[Arc<dyn App>]) -> Result<()> 
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        tracing::info!(api = %listen, "HTTP API listening");
+        tracing::info!(api = %listen, scheme, "HTTP API listening");
         let mut sigterm =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let failed = Arc::new(std::sync::Mutex::new(None));
@@ -253,7 +259,7 @@ fn run_node(config_path: &std::path::Path, apps: &[Arc<dyn App>]) -> Result<()> 
         // may take an hour): `[api] shutdown_grace_secs`, or less for a node that failed,
         // since nothing it serves is trustworthy any more.
         let (stopping_tx, stopping) = tokio::sync::watch::channel(None);
-        let server = crate::api::serve::serve(listener, router, timeouts, async move {
+        let server = crate::api::serve::serve(listener, router, timeouts, tls, async move {
             let grace = tokio::select! {
                 _ = tokio::signal::ctrl_c() => grace,
                 _ = sigterm.recv() => grace,

@@ -24,8 +24,9 @@ impl std::fmt::Debug for NodeHost {
 }
 
 impl NodeHost {
-    /// The host of the node `shared`.
-    pub fn new(shared: Arc<Shared>) -> NodeHost {
+    /// The host of the node `shared` (its calls to other members trust `[api] ca_file`, else
+    /// the system's roots, for https:// members).
+    pub fn new(shared: Arc<Shared>) -> anyhow::Result<NodeHost> {
         let members = shared
             .genesis
             .validators
@@ -36,11 +37,13 @@ impl NodeHost {
                 api: v.api.trim_end_matches('/').to_owned(),
             })
             .collect();
-        NodeHost {
+        let http =
+            medchain_app::client::http_builder(shared.config.api.ca_file.as_deref())?.build()?;
+        Ok(NodeHost {
             shared,
             members,
-            http: reqwest::Client::new(),
-        }
+            http,
+        })
     }
 }
 

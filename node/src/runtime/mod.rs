@@ -431,7 +431,7 @@ impl Node {
             hooks: hook_sender,
             failure: tokio::sync::watch::Sender::new(None),
         });
-        let host: Arc<dyn medchain_app::Host> = Arc::new(host::NodeHost::new(shared.clone()));
+        let host: Arc<dyn medchain_app::Host> = Arc::new(host::NodeHost::new(shared.clone())?);
         let mut mounted = Vec::new();
         for (app, chaincodes) in apps.iter().zip(app_chaincodes) {
             let node = app

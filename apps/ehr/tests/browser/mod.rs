@@ -23,6 +23,11 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver on a free port and a headless Chromium session.
     pub fn start() -> Browser {
+        Browser::start_with(&[])
+    }
+
+    /// As [`Browser::start`], with more Chromium arguments.
+    pub fn start_with(extra: &[&str]) -> Browser {
         let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -43,7 +48,8 @@ impl Browser {
             .enable_all()
             .build()
             .unwrap();
-        let http = reqwest::Client::builder()
+        let http = medchain_app::client::http_builder(None)
+            .unwrap()
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap();
@@ -63,6 +69,24 @@ impl Browser {
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .expect("chromium not found: run scripts/install-deps.sh --test");
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-default-apps",
+            "--disable-extensions",
+            "--disable-domain-reliability",
+            "--metrics-recording-only",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            "--window-size=1280,900",
+        ];
+        args.extend_from_slice(extra);
         let v = b
             .call(
                 "POST",
@@ -71,15 +95,7 @@ impl Browser {
                     "browserName": "chrome",
                     "goog:chromeOptions": {
                         "binary": chromium,
-                        "args": [
-                            "--headless=new", "--no-sandbox", "--disable-gpu",
-                            "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
-                            "--disable-background-networking", "--disable-component-update",
-                            "--disable-sync", "--disable-default-apps", "--disable-extensions",
-                            "--disable-domain-reliability", "--metrics-recording-only",
-                            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                            "--window-size=1280,900"
-                        ]
+                        "args": args
                     }
                 }}}),
             )

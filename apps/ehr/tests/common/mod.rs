@@ -188,7 +188,10 @@ pub fn query_as(node: &str, q: &str, key: &Path) -> serde_json::Value {
 /// `POST /api/v1/ehr/query` without a signature: the status and the body.
 pub fn anonymous_query(node: &str, q: &str) -> (u16, String) {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let r = reqwest::Client::new()
+        let r = medchain_app::client::http_builder(None)
+            .unwrap()
+            .build()
+            .unwrap()
             .post(format!("{node}/api/v1/ehr/query"))
             .header("content-type", "application/json")
             .body(q.to_owned())
@@ -215,7 +218,7 @@ impl RequestSigner {
             .try_into()
             .unwrap();
         let status: serde_json::Value = tokio::runtime::Runtime::new().unwrap().block_on(async {
-            reqwest::get(format!("{node}/api/v1/status"))
+            medchain_app::client::http_get(format!("{node}/api/v1/status"))
                 .await
                 .unwrap()
                 .json()
@@ -284,7 +287,10 @@ pub fn signed_as(
 ) -> (u16, String) {
     let signer = RequestSigner::new(node, key_file);
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let http = reqwest::Client::new();
+        let http = medchain_app::client::http_builder(None)
+            .unwrap()
+            .build()
+            .unwrap();
         let nonce = hex::encode(rand::random::<[u8; 16]>());
         // The wrapped-key routes' signatures cover their body; blobs are bound by address.
         let body_sha256 = if path.ends_with("/keys") || path == "/api/v1/ehr/query" {
@@ -344,4 +350,16 @@ pub fn v_holder(link: &str) -> String {
 pub fn opaque(name: &str) -> String {
     use sha2::Digest;
     hex::encode(&sha2::Sha256::digest(name.as_bytes())[..16])
+}
+
+/// `GET url` as JSON.
+pub fn get_json(url: &str) -> serde_json::Value {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        medchain_app::client::http_get(url)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
 }

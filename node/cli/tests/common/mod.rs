@@ -81,7 +81,8 @@ impl Cluster {
             apis: (0..n)
                 .map(|i| format!("http://127.0.0.1:{}", api + i as u16))
                 .collect(),
-            http: reqwest::Client::builder()
+            http: medchain_app::client::http_builder(None)
+                .unwrap()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),

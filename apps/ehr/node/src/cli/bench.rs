@@ -111,7 +111,12 @@ fn write_file(path: &Path, mb: u64) -> Result<()> {
 }
 
 async fn peak_rss(node: &str) -> Option<(u64, u64)> {
-    let text = reqwest::get(format!("{node}/metrics"))
+    let text = medchain_app::client::http_builder(None)
+        .ok()?
+        .build()
+        .ok()?
+        .get(format!("{node}/metrics"))
+        .send()
         .await
         .ok()?
         .text()
