@@ -62,7 +62,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-
 #[test]
 fn every_documented_route_answers_a_good_and_a_bad_request_as_documented() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -700,4 +700,3 @@ fn every_route_by_every_caller_on_own_and_another_patients_objects() {
         wrong.join("\n")
     );
 }
-
